@@ -1,0 +1,62 @@
+"""How well a rule's update agrees with the true gradient, layer by layer.
+
+The PyTorch report measured angles between the parameters of two models trained apart; here the
+*updates* are compared on the same parameters and batch, which is what alignment theory is about.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jdfa import model, rules, update
+from jdfa.feedback import Feedback, check_feedback
+from jdfa.model import MLP, Params
+
+
+class Alignment(NamedTuple):
+    """Per-layer agreement, each of shape (depth + 1,): hidden layers 1..depth, then the output.
+
+    cosine: cosine similarity between the rule's update and the BP gradient of the layer (weights
+      and bias flattened together); 0 where either is zero.
+    angle: the angle between them in degrees.
+    norm_ratio: ``|rule update| / |BP gradient|``.
+    """
+
+    cosine: jax.Array
+    angle: jax.Array
+    norm_ratio: jax.Array
+
+
+def _layer_dots(u: Params, v: Params) -> jax.Array:
+    """(depth + 1,) per-layer inner products of two params-shaped trees."""
+    first = jnp.vdot(u.input.w, v.input.w) + jnp.vdot(u.input.b, v.input.b)
+    hidden = jnp.einsum("lij,lij->l", u.hidden.w, v.hidden.w) + jnp.einsum(
+        "li,li->l", u.hidden.b, v.hidden.b)
+    last = jnp.vdot(u.output.w, v.output.w) + jnp.vdot(u.output.b, v.output.b)
+    return jnp.concatenate([first[None], hidden, last[None]])
+
+
+def alignment(net: MLP, rule: rules.Rule, params: Params, feedback: Feedback, x: jax.Array,
+              y: jax.Array, batch_mode: str = "mean") -> Alignment:
+    """Compares ``rule``'s update with the BP gradient on the same params and batch.
+
+    One forward pass serves both; the cost is about one BP step, so it can run every N steps
+    inside a jitted loop.
+    """
+    model.check_inputs(net, x, y)
+    update.check_batch_mode(batch_mode)
+    check_feedback(net, rule, feedback)
+    trace = model.forward(net, params, x)
+    _, e = model.output_error(net, trace.a_y, y)
+    trace, e = update.average(net, params, trace, e, y, batch_mode)
+    u = update.weight_update(trace, rules.hidden_deltas(net, rule, params, feedback, trace, e), e)
+    g = update.weight_update(trace, rules.hidden_deltas(net, rules.bp(), params, feedback, trace, e), e)
+    uu, gg, ug = _layer_dots(u, u), _layer_dots(g, g), _layer_dots(u, g)
+    norm = jnp.sqrt(uu * gg)
+    cosine = jnp.where(norm > 0, ug / jnp.where(norm > 0, norm, 1.0), 0.0)
+    cosine = jnp.clip(cosine, -1.0, 1.0)
+    return Alignment(cosine=cosine, angle=jnp.degrees(jnp.arccos(cosine)),
+                     norm_ratio=jnp.sqrt(uu) / jnp.where(gg > 0, jnp.sqrt(gg), 1.0))

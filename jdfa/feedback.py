@@ -1,0 +1,67 @@
+"""The fixed random feedback matrices ``B``: layout and seeded initialisation.
+
+``B_i`` is stored with the shape the papers give it, ``(width, src)``, where ``src`` is the size of
+the signal it reads (``out_features`` for ``e``, ``width`` for a hidden delta); in the row-vector
+convention a layer's feedback is ``s @ B_i.T``. This is the shape of the forward weight it stands in
+for, so an FA chain and the BP chain are the same code with ``B`` in place of ``W``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jdfa.model import MLP
+from jdfa.rules import Rule
+
+
+class Feedback(NamedTuple):
+    """The feedback matrices of one rule, never trained.
+
+    output: (n_output, width, out_features) -- the ``B_i`` that read the output error ``e``, for the
+      top ``n_output`` hidden layers, bottom-up.
+    hidden: (n_hidden, width, width) -- the ``B_i`` that read a hidden layer's delta, bottom-up over
+      the layers that need one.
+
+    `Rule.feedback_layout` gives ``(n_output, n_hidden)`` for a rule and net.
+    """
+
+    output: jax.Array
+    hidden: jax.Array
+
+
+def _draw(key, rule: Rule, n: int, width: int, src: int) -> jax.Array:
+    shape = (1 if rule.shared_feedback else n, width, src)
+    scale = rule.feedback_scale
+    if rule.feedback_init == "uniform":
+        lim = scale / np.sqrt(src)
+        b = jax.random.uniform(key, shape, jnp.float32, -lim, lim)
+    elif rule.feedback_init == "gaussian":
+        b = scale * jax.random.normal(key, shape, jnp.float32)
+    else:  # variance_scaling
+        b = (scale / np.sqrt(src)) * jax.random.normal(key, shape, jnp.float32)
+    return jnp.broadcast_to(b, (n, width, src)) if rule.shared_feedback else b
+
+
+def init_feedback(key: jax.Array, net: MLP, rule: Rule) -> Feedback:
+    """Draws the feedback matrices of ``rule`` for ``net`` as ``rule.feedback_init`` says."""
+    n_output, n_hidden = rule.feedback_layout(net)
+    k_out, k_hidden = jax.random.split(key)
+    return Feedback(output=_draw(k_out, rule, n_output, net.width, net.out_features),
+                    hidden=_draw(k_hidden, rule, n_hidden, net.width, net.width))
+
+
+def check_feedback(net: MLP, rule: Rule, feedback: Feedback) -> None:
+    """Raises ``ValueError`` if ``feedback`` is not laid out for ``rule`` on ``net``."""
+    if not isinstance(feedback, Feedback):
+        raise TypeError(f"feedback must be a jdfa.Feedback, got {type(feedback).__name__}")
+    n_output, n_hidden = rule.feedback_layout(net)
+    want = ((n_output, net.width, net.out_features), (n_hidden, net.width, net.width))
+    got = (jnp.shape(feedback.output), jnp.shape(feedback.hidden))
+    if got != want:
+        raise ValueError(f"feedback does not fit {rule} on {net}: expected shapes output={want[0]}, "
+                         f"hidden={want[1]}, got output={got[0]}, hidden={got[1]}; draw it with "
+                         "jdfa.init(key, net, rule)")

@@ -1,0 +1,318 @@
+"""The network: a deep fully connected MLP whose hidden layers are stacked and run with `lax.scan`.
+
+Notation follows the papers: hidden layer ``i`` (1-based, ``i = 1 .. depth``) computes
+``a_i = W_i h_{i-1} + b_i`` and ``h_i = f(a_i)`` with ``h_0 = x``; the output layer computes
+``a_y = W_y h_depth + b_y``. In code we use the row-vector convention of JAX (a batch is a
+matrix of rows), so a layer is ``a = h @ W + b`` with ``W`` of shape ``(fan_in, fan_out)``.
+
+Parameters are a `Params` of three `Dense` layers:
+
+* ``input``  : ``w (in_features, width)``, ``b (width,)`` -- hidden layer 1,
+* ``hidden`` : ``w (depth - 1, width, width)``, ``b (depth - 1, width)`` -- hidden layers
+  2..depth stacked on a leading *layer axis*, bottom (input side) first,
+* ``output`` : ``w (width, out_features)``, ``b (out_features,)``.
+
+Everything stacked over layers is indexed bottom-up: index ``0`` is hidden layer 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+    "relu": jax.nn.relu,
+    "leaky_relu": jax.nn.leaky_relu,
+    "elu": jax.nn.elu,
+    "gelu": jax.nn.gelu,
+    "linear": lambda a: a,
+}
+
+
+def _softmax_cross_entropy(a_y, t):
+    return -jnp.sum(t * jax.nn.log_softmax(a_y), axis=-1)
+
+
+def _sigmoid_binary_cross_entropy(a_y, t):
+    # log-sigmoid form: finite for saturated outputs where log(sigmoid(a)) would underflow.
+    return jnp.sum(-t * jax.nn.log_sigmoid(a_y) - (1.0 - t) * jax.nn.log_sigmoid(-a_y), axis=-1)
+
+
+def _mse(a_y, t):
+    # The 1/2 makes e = y_hat - y exactly, the PyTorch report's error.
+    return 0.5 * jnp.sum((a_y - t) ** 2, axis=-1)
+
+
+def _sigmoid_mse(a_y, t):
+    return 0.5 * jnp.sum((jax.nn.sigmoid(a_y) - t) ** 2, axis=-1)
+
+
+class _Loss(NamedTuple):
+    per_example: Callable[[jax.Array, jax.Array], jax.Array]  # (B, out), (B, out) -> (B,)
+    output: Callable[[jax.Array], jax.Array]  # a_y -> y_hat
+    classification: bool  # integer labels allowed, accuracy meaningful
+
+
+LOSSES: dict[str, _Loss] = {
+    "softmax_cross_entropy": _Loss(_softmax_cross_entropy, jax.nn.softmax, True),
+    "sigmoid_binary_cross_entropy": _Loss(_sigmoid_binary_cross_entropy, jax.nn.sigmoid, True),
+    "mse": _Loss(_mse, lambda a: a, True),
+    "sigmoid_mse": _Loss(_sigmoid_mse, jax.nn.sigmoid, True),
+}
+
+WEIGHT_INITS = ("uniform", "glorot_uniform", "orthogonal", "zeros")
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {sorted(choices)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MLP:
+    """A fully connected net: ``in_features -> width`` then ``depth - 1`` times ``width -> width``
+    then ``width -> out_features``.
+
+    ``depth`` is the number of hidden layers: Nøkland's "7x240" is ``depth=7, width=240``, the
+    Blocked-DFA paper's "100 layers, 200 hidden units" is ``depth=100, width=200`` and the PyTorch
+    report's 784-80-10 is ``depth=1, width=80``.
+
+    Attributes:
+      activation: hidden non-linearity, one of `ACTIVATIONS`. Its derivative comes from JAX.
+      loss: output non-linearity and loss, one of `LOSSES`:
+        ``softmax_cross_entropy`` (softmax output), ``sigmoid_binary_cross_entropy`` (sigmoid
+        output, BCE summed over outputs -- Nøkland's recipe), ``mse`` (identity output, 1/2 squared
+        error, so ``e = y_hat - y``), ``sigmoid_mse`` (sigmoid output, 1/2 squared error).
+      weight_init: ``uniform`` = ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` as in Nøkland's code,
+        ``glorot_uniform``, ``orthogonal`` (scaled by the activation's usual gain), or ``zeros``
+        (DFA can train from zero weights, BP cannot).
+
+    The dataclass is frozen and hashable, so it is a static argument of jitted functions.
+    """
+
+    in_features: int
+    width: int
+    depth: int
+    out_features: int
+    activation: str = "tanh"
+    loss: str = "softmax_cross_entropy"
+    weight_init: str = "uniform"
+
+    def __post_init__(self):
+        _check_int("in_features", self.in_features, 1)
+        _check_int("width", self.width, 1)
+        _check_int("depth", self.depth, 1)
+        _check_int("out_features", self.out_features, 1)
+        _check_choice("activation", self.activation, ACTIVATIONS)
+        _check_choice("loss", self.loss, LOSSES)
+        _check_choice("weight_init", self.weight_init, WEIGHT_INITS)
+
+    @property
+    def f(self) -> Callable[[jax.Array], jax.Array]:
+        return ACTIVATIONS[self.activation]
+
+
+class Dense(NamedTuple):
+    w: jax.Array
+    b: jax.Array
+
+
+class Params(NamedTuple):
+    input: Dense  # w (in_features, width), b (width,)
+    hidden: Dense  # w (depth - 1, width, width), b (depth - 1, width)
+    output: Dense  # w (width, out_features), b (out_features,)
+
+
+class Trace(NamedTuple):
+    """What the forward pass keeps for the updates.
+
+    x:      (B, in_features) the input ``h_0``.
+    h:      (depth, B, width) hidden outputs ``h_1 .. h_depth``, bottom first.
+    fprime: (depth, B, width) ``f'(a_1) .. f'(a_depth)``.
+    a_y:    (B, out_features) output pre-activation.
+    """
+
+    x: jax.Array
+    h: jax.Array
+    fprime: jax.Array
+    a_y: jax.Array
+
+
+def init_params(key: jax.Array, net: MLP) -> Params:
+    """Draws the parameters of ``net``; biases start at zero."""
+    k_in, k_hidden, k_out = jax.random.split(key, 3)
+    n_hidden = net.depth - 1
+    w_in = _init_weight(k_in, net, (net.in_features, net.width))
+    w_hidden = jax.vmap(lambda k: _init_weight(k, net, (net.width, net.width)))(
+        jax.random.split(k_hidden, n_hidden)
+    )
+    w_out = _init_weight(k_out, net, (net.width, net.out_features))
+    return Params(
+        input=Dense(w_in, jnp.zeros((net.width,), jnp.float32)),
+        hidden=Dense(w_hidden.reshape(n_hidden, net.width, net.width),
+                     jnp.zeros((n_hidden, net.width), jnp.float32)),
+        output=Dense(w_out, jnp.zeros((net.out_features,), jnp.float32)),
+    )
+
+
+def _init_weight(key, net: MLP, shape):
+    fan_in, fan_out = shape
+    if net.weight_init == "uniform":
+        lim = 1.0 / np.sqrt(fan_in)
+        return jax.random.uniform(key, shape, jnp.float32, -lim, lim)
+    if net.weight_init == "glorot_uniform":
+        return jax.nn.initializers.glorot_uniform()(key, shape, jnp.float32)
+    if net.weight_init == "orthogonal":
+        gain = {"tanh": 5.0 / 3.0, "relu": np.sqrt(2.0)}.get(net.activation, 1.0)
+        return jax.nn.initializers.orthogonal(scale=gain)(key, shape, jnp.float32)
+    return jnp.zeros(shape, jnp.float32)
+
+
+def targets(net: MLP, y: jax.Array) -> jax.Array:
+    """Turns ``y`` into float targets ``(B, out_features)``.
+
+    Integer labels ``(B,)`` become one-hot; with a single output unit (binary tasks such as XOR)
+    the label itself, 0 or 1, is the target.
+    """
+    if jnp.issubdtype(y.dtype, jnp.integer):
+        if net.out_features == 1:
+            return y[:, None].astype(jnp.float32)
+        return jax.nn.one_hot(y, net.out_features, dtype=jnp.float32)
+    return y.astype(jnp.float32)
+
+
+def check_inputs(net: MLP, x, y=None) -> None:
+    """Raises a clear error for inputs that do not fit ``net``.
+
+    Shapes and ranks are checked always (they are static, also under `jit`); label values only
+    when ``y`` is concrete, so traced callers (`jit`, `vmap`, `make_jaxpr`) are not blocked.
+    """
+    if jnp.ndim(x) != 2:
+        raise ValueError(f"x must have rank 2 (batch, in_features={net.in_features}), "
+                         f"got shape {jnp.shape(x)}")
+    if jnp.shape(x)[1] != net.in_features:
+        raise ValueError(f"x has {jnp.shape(x)[1]} features but the net expects "
+                         f"in_features={net.in_features} (x shape {jnp.shape(x)})")
+    if y is None:
+        return
+    batch = jnp.shape(x)[0]
+    y_shape = jnp.shape(y)
+    if y_shape[:1] != (batch,):
+        raise ValueError(f"y has length {y_shape[:1]} but x has batch size {batch}")
+    if jnp.issubdtype(jnp.result_type(y), jnp.integer):
+        if len(y_shape) != 1:
+            raise ValueError(f"integer labels y must have shape (batch,), got {y_shape}")
+        if not LOSSES[net.loss].classification:
+            raise TypeError(f"loss {net.loss!r} needs float targets, got integer labels")
+        if not isinstance(y, jax.core.Tracer):
+            y_np = np.asarray(y)
+            n_classes = max(net.out_features, 2)  # one sigmoid unit holds two classes
+            if y_np.size and (y_np.min() < 0 or y_np.max() >= n_classes):
+                raise ValueError(f"labels must lie in [0, {n_classes}) for out_features="
+                                 f"{net.out_features}, got values in [{y_np.min()}, {y_np.max()}]")
+    elif y_shape != (batch, net.out_features):
+        raise ValueError(f"float targets y must have shape (batch, out_features) = "
+                         f"({batch}, {net.out_features}), got {y_shape}; pass integer class "
+                         "labels of shape (batch,) for classification")
+
+
+def check_params(net: MLP, params: Params) -> None:
+    """Raises ``ValueError`` if ``params`` do not have the shapes of ``net``'s parameters."""
+    expected = jax.eval_shape(lambda: init_params(jax.random.key(0), net))
+    got = jax.tree.map(jnp.shape, params)
+    want = jax.tree.map(lambda s: s.shape, expected)
+    if got != want:
+        raise ValueError(f"params do not fit {net}: expected shapes {want}, got {got}")
+
+
+def _layer(f, h, w, b, with_derivative):
+    a = h @ w + b
+    if not with_derivative:
+        return f(a), None
+    # For an elementwise f, the JVP with a tangent of ones is f'(a); tanh and sigmoid reuse f(a).
+    return jax.jvp(f, (a,), (jnp.ones_like(a),))
+
+
+def forward(net: MLP, params: Params, x: jax.Array, with_derivative: bool = True) -> Trace:
+    """The forward pass: one `lax.scan` over the stacked hidden layers.
+
+    Args:
+      x: (B, in_features).
+    Returns:
+      a `Trace` (``fprime`` is ``None`` when ``with_derivative`` is False).
+    """
+    f = net.f
+    h1, fp1 = _layer(f, x, params.input.w, params.input.b, with_derivative)
+
+    def step(h, wb):
+        h_next, fp = _layer(f, h, wb[0], wb[1], with_derivative)
+        return h_next, (h_next, fp)
+
+    h_top, (h_rest, fp_rest) = lax.scan(step, h1, (params.hidden.w, params.hidden.b))
+    a_y = h_top @ params.output.w + params.output.b
+    h = jnp.concatenate([h1[None], h_rest])
+    fprime = jnp.concatenate([fp1[None], fp_rest]) if with_derivative else None
+    return Trace(x, h, fprime, a_y)
+
+
+def apply(net: MLP, params: Params, x: jax.Array) -> jax.Array:
+    """The output pre-activation ``a_y`` (logits), shape (B, out_features)."""
+    check_inputs(net, x)
+    f = net.f
+    h, _ = _layer(f, x, params.input.w, params.input.b, False)
+    h, _ = lax.scan(lambda h, wb: (_layer(f, h, wb[0], wb[1], False)[0], None), h,
+                    (params.hidden.w, params.hidden.b))
+    return h @ params.output.w + params.output.b
+
+
+def predict(net: MLP, params: Params, x: jax.Array) -> jax.Array:
+    """The network's output ``y_hat = f_y(a_y)`` (probabilities for the classification losses)."""
+    return LOSSES[net.loss].output(apply(net, params, x))
+
+
+def output_loss(net: MLP, a_y: jax.Array, y: jax.Array) -> jax.Array:
+    """Batch-mean loss from the output pre-activation ``a_y`` (B, out) and ``y``."""
+    return jnp.mean(LOSSES[net.loss].per_example(a_y, targets(net, y)))
+
+
+def output_error(net: MLP, a_y: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Returns ``(loss, e)`` with ``e = dLoss/da_y`` of the batch-mean loss, shape (B, out).
+
+    ``e`` carries the ``1/B`` of the batch mean, so sums over the batch of per-example updates
+    built from it are batch means, scaled exactly as `jax.grad` scales the BP gradient.
+    """
+    return jax.value_and_grad(lambda a: output_loss(net, a, y))(a_y)
+
+
+def loss(net: MLP, params: Params, x: jax.Array, y: jax.Array) -> jax.Array:
+    """The batch-mean loss of ``net`` on ``(x, y)``, a scalar."""
+    check_inputs(net, x, y)
+    return output_loss(net, apply(net, params, x), y)
+
+
+def accuracy(net: MLP, a_y: jax.Array, y: jax.Array) -> jax.Array:
+    """Fraction of rows whose arg-max output is the label (argmax of ``y`` for float targets).
+
+    For a single output unit (e.g. XOR with a sigmoid), the prediction is ``y_hat > 0.5``.
+    """
+    if net.out_features == 1:
+        pred = (LOSSES[net.loss].output(a_y)[:, 0] > 0.5).astype(jnp.int32)
+        label = y if jnp.issubdtype(y.dtype, jnp.integer) else (y[:, 0] > 0.5).astype(jnp.int32)
+    else:
+        pred = jnp.argmax(a_y, axis=-1)
+        label = y if jnp.issubdtype(y.dtype, jnp.integer) else jnp.argmax(y, axis=-1)
+    return jnp.mean(pred == label)

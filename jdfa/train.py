@@ -1,0 +1,78 @@
+"""Training: the state, the jitted step.
+
+The step is one `jax.jit` of ``(state, x, y) -> (state, metrics)`` with the state donated. The
+feedback matrices live in the state, beside the params, and are never seen by the optimizer.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jdfa import model, update
+from jdfa.feedback import Feedback, init_feedback
+from jdfa.model import MLP, Params
+from jdfa.rules import Rule
+
+
+class TrainState(NamedTuple):
+    step: jax.Array  # () int32, steps taken
+    params: Params
+    feedback: Feedback  # fixed
+    opt_state: optax.OptState
+
+
+def init(key: jax.Array, net: MLP, rule: Rule) -> tuple[Params, Feedback]:
+    """Draws ``(params, feedback)`` for ``net`` trained with ``rule``; the same key gives the
+    same bits. Rules paired by an identity (e.g. ``dfa`` and ``bdfa(depth)``) get feedback of the
+    same structure, so one feedback can be passed to both."""
+    rule.check(net)
+    k_params, k_feedback = jax.random.split(key)
+    return model.init_params(k_params, net), init_feedback(k_feedback, net, rule)
+
+
+def init_train_state(key: jax.Array, net: MLP, rule: Rule,
+                     optimizer: optax.GradientTransformation) -> TrainState:
+    """A fresh `TrainState`: `init` plus the optimizer's state of the params."""
+    params, feedback = init(key, net, rule)
+    return TrainState(jnp.zeros((), jnp.int32), params, feedback, optimizer.init(params))
+
+
+def _all_finite(tree) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def train_step(net: MLP, rule: Rule, optimizer: optax.GradientTransformation, state: TrainState,
+               x: jax.Array, y: jax.Array, batch_mode: str = "mean") -> tuple[TrainState, dict]:
+    """One un-jitted training step; `make_train_step` compiles it.
+
+    Returns the new state and metrics: ``loss`` (batch-mean, before the step), ``accuracy`` (of the
+    batch, before the step), ``update_norm`` (global norm of the rule's update) and ``finite``
+    (False when the loss or any update is NaN or infinite).
+    """
+    g, (loss, a_y) = update.compute_update(net, rule, state.params, state.feedback, x, y, batch_mode)
+    updates, opt_state = optimizer.update(g, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {
+        "loss": loss,
+        "accuracy": model.accuracy(net, a_y, y),
+        "update_norm": optax.global_norm(g),
+        "finite": jnp.isfinite(loss) & _all_finite(g),
+    }
+    return TrainState(state.step + 1, params, state.feedback, opt_state), metrics
+
+
+def make_train_step(net: MLP, rule: Rule, optimizer: optax.GradientTransformation,
+                    batch_mode: str = "mean"):
+    """Returns the jitted step ``(state, x, y) -> (state, metrics)``; the state is donated, so the
+    old one must not be used after the call. Inputs are checked when the step is traced."""
+    rule.check(net)
+    update.check_batch_mode(batch_mode)
+
+    def step(state, x, y):
+        return train_step(net, rule, optimizer, state, x, y, batch_mode)
+
+    return jax.jit(step, donate_argnums=0)
