@@ -113,10 +113,11 @@ def decode_source(path: Path) -> tuple[np.ndarray, np.ndarray]:
     readable image (not the notMNIST layout).
     """
     members = _tar_members(path) if path.is_file() else _folder_members(path)
-    decoded, unreadable, wrong_size, total = [], 0, 0, 0
-    for name, data in sorted(members):
-        total += 1
-        image = decode_png(data)
+    # Decode while streaming and sort the small results, so the encoded
+    # bytes of a whole archive are never held at once.
+    results = sorted(((name, decode_png(data)) for name, data in members), key=lambda r: r[0])
+    decoded, unreadable, wrong_size, total = [], 0, 0, len(results)
+    for name, image in results:
         if image is None:
             unreadable += 1
         elif image.shape != (SIDE, SIDE):
