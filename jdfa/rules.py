@@ -265,6 +265,8 @@ def _fp(bp_depth, params, fb, fp, fpd, e):
     top = (e @ params.output.w.T) * fp[depth - 1]
     bp_part = _stack(_chain(top, params.hidden.w[depth - bp_depth:], fp[depth - bp_depth:depth - 1]),
                      top[None])
+    if bp_depth == depth:
+        return bp_part
     return _stack(_direct(fb.hidden, bp_part[0], fpd[:depth - bp_depth]), bp_part)
 
 
@@ -283,7 +285,7 @@ def hidden_deltas(net: MLP, rule: Rule, params: Params, feedback, trace: Trace,
     # Ones broadcast inside the fused multiply, so dropping f' costs no extra pass.
     fpd = fp if rule.use_derivative else jnp.ones((fp.shape[0], 1, 1), fp.dtype)
     if rule.name == "bp":
-        return _fp(net.depth, params, feedback, fp, fp, e)
+        return _fp(net.depth, params, None, fp, fp, e)
     if rule.name == "fa":
         top = (e @ feedback.output[0].T) * fpd[-1]
         return _stack(_chain(top, feedback.hidden, fpd[:-1]), top[None])

@@ -59,7 +59,7 @@ def train_step(net: MLP, rule: Rule, optimizer: optax.GradientTransformation, st
     metrics = {
         "loss": loss,
         "accuracy": model.accuracy(net, a_y, y),
-        "update_norm": optax.global_norm(g),
+        "update_norm": optax.tree.norm(g),
         "finite": jnp.isfinite(loss) & _all_finite(g),
     }
     return TrainState(state.step + 1, params, state.feedback, opt_state), metrics
