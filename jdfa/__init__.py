@@ -5,7 +5,7 @@ from jdfa.alignment import Alignment, alignment
 from jdfa.feedback import Feedback, init_feedback
 from jdfa.model import ACTIVATIONS, LOSSES, MLP, Dense, Params, apply, forward, loss, predict
 from jdfa.rules import Rule, bdfa, bp, dfa, fa, fp, shallow
-from jdfa.train import TrainState, init, init_train_state, make_train_step, train_step
+from jdfa.step import TrainState, init, init_train_state, make_train_step, train_step
 from jdfa.update import BATCH_MODES, update_direction, weight_update
 
 __version__ = "0.1.0"

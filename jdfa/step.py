@@ -1,4 +1,4 @@
-"""Training: the state, the jitted step.
+"""The training state and the jitted step.
 
 The step is one `jax.jit` of ``(state, x, y) -> (state, metrics)`` with the state donated. The
 feedback matrices live in the state, beside the params, and are never seen by the optimizer.
