@@ -1,0 +1,140 @@
+"""Shared helpers of the benchmark scripts: the machine record, the allocator setting, timing
+statistics and JSON-lines output. Imported by the scripts beside it (they run as files, so this
+directory is on ``sys.path``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# glibc's malloc, tuned so that large temporaries are recycled instead of mmap'ed and unmapped on
+# every step: with the default, any block over the (dynamic) mmap threshold gets fresh pages from
+# the kernel each step and pays a page fault per 4 KiB page on first touch.
+TUNED_MALLOC = {
+    "MALLOC_MMAP_THRESHOLD_": "4294967296",
+    "MALLOC_TRIM_THRESHOLD_": "4294967296",
+    "MALLOC_TOP_PAD_": "536870912",
+}
+_REEXEC_FLAG = "JDFA_BENCH_REEXECED"
+
+
+def ensure_repo_on_path() -> None:
+    """Lets ``import jdfa`` work from a plain checkout (the package need not be installed)."""
+    if REPO_ROOT not in sys.path:
+        sys.path.insert(0, REPO_ROOT)
+
+
+def malloc_setting() -> str:
+    """``"tuned"`` when all of `TUNED_MALLOC` is in the environment as given, ``"default"`` when
+    none of it is, ``"custom"`` otherwise."""
+    present = {k: os.environ.get(k) for k in TUNED_MALLOC}
+    if present == TUNED_MALLOC:
+        return "tuned"
+    if all(v is None for v in present.values()):
+        return "default"
+    return "custom"
+
+
+def apply_malloc(choice: str) -> None:
+    """Re-executes this process with the allocator environment ``choice`` asks for.
+
+    glibc reads the ``MALLOC_*_`` variables once, at start-up, so setting them from Python is too
+    late: the process has to start again. ``"inherit"`` keeps the environment as it is.
+    """
+    if choice == "inherit" or os.environ.get(_REEXEC_FLAG):
+        return
+    want = "tuned" if choice == "tuned" else "default"
+    if malloc_setting() == want:
+        return
+    env = dict(os.environ)
+    for k in TUNED_MALLOC:
+        env.pop(k, None)
+    if want == "tuned":
+        env.update(TUNED_MALLOC)
+    env[_REEXEC_FLAG] = "1"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable] + sys.argv, env)
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def timing_fields(times_s: list[float], batch: int) -> dict:
+    """Median, min and max step time in ms and the examples per second at the median."""
+    med = statistics.median(times_s)
+    return {
+        "steps_timed": len(times_s),
+        "step_ms_median": med * 1e3,
+        "step_ms_min": min(times_s) * 1e3,
+        "step_ms_max": max(times_s) * 1e3,
+        "examples_per_s": batch / med,
+    }
+
+
+def interleaved_rounds(steps: int, rounds: int) -> list[int]:
+    """Splits ``steps`` timed steps into ``rounds`` chunks (sizes differ by at most one)."""
+    rounds = max(1, min(rounds, steps))
+    base, extra = divmod(steps, rounds)
+    return [base + (i < extra) for i in range(rounds)]
+
+
+def time_call(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+class Emitter:
+    """Prints JSON objects one a line to stdout and, with a path, appends them to a file."""
+
+    def __init__(self, path: str | None, append: bool = False):
+        self._file = None
+        if path:
+            d = os.path.dirname(os.path.abspath(path))
+            os.makedirs(d, exist_ok=True)
+            self._file = open(path, "a" if append else "w")
+
+    def emit(self, record: dict) -> None:
+        line = json.dumps(record, sort_keys=False)
+        print(line, flush=True)
+        if self._file is not None:
+            self._file.write(line + "\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def log(*args) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+def int_list(text: str) -> list[int]:
+    return [int(v) for v in text.replace(" ", "").split(",") if v]
+
+
+def str_list(text: str) -> list[str]:
+    return [v for v in text.replace(" ", "").split(",") if v]

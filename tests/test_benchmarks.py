@@ -1,0 +1,105 @@
+"""The step-time benchmark runs end to end on a tiny configuration and writes well-formed records."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "benchmarks", "step_time.py")
+
+INT_OR_NONE = (int, type(None))
+FIELDS = {
+    "kind": str, "rule": str, "rule_repr": str,
+    "depth": int, "width": int, "batch": int, "in_features": int, "out_features": int,
+    "activation": str, "optimizer": (str, type(None)),
+    "device_kind": str, "platform": str, "jax_version": str, "cpu_model": str, "cpu_count": int,
+    "malloc": str, "xla_flags": (str, type(None)),
+    "lower_s": float, "compile_s": float,
+    "steps_timed": int, "step_ms_median": float, "step_ms_min": float, "step_ms_max": float,
+    "examples_per_s": float,
+    "temp_bytes": INT_OR_NONE, "argument_bytes": INT_OR_NONE, "output_bytes": INT_OR_NONE,
+    "alias_bytes": INT_OR_NONE, "generated_code_bytes": INT_OR_NONE,
+}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "step.jsonl"
+    proc = subprocess.run(
+        [sys.executable, SCRIPT, "--rules", "forward,dfa,bdfa1-bp", "--depth", "2", "--width", "16",
+         "--batch", "8", "--steps", "3", "--warmup", "1", "--rounds", "2", "--in-features", "12",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc, out
+
+
+def test_every_field_and_type(run):
+    proc, out = run
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    assert [r["rule"] for r in lines] == ["forward", "dfa", "bdfa1-bp"]
+    for rec in lines:
+        assert set(FIELDS) <= set(rec), set(FIELDS) - set(rec)
+        for field, typ in FIELDS.items():
+            assert isinstance(rec[field], typ), (field, rec[field])
+        assert rec["kind"] == "step"
+        assert (rec["depth"], rec["width"], rec["batch"], rec["in_features"]) == (2, 16, 8, 12)
+        assert rec["activation"] == "tanh"
+        assert rec["steps_timed"] == 3
+        assert 0 < rec["step_ms_min"] <= rec["step_ms_median"] <= rec["step_ms_max"]
+        assert rec["examples_per_s"] == pytest.approx(8 / (rec["step_ms_median"] / 1e3))
+        assert rec["compile_s"] > 0 and rec["lower_s"] > 0
+        assert rec["platform"] == "cpu" and rec["cpu_count"] >= 1
+        for field in ("temp_bytes", "argument_bytes", "output_bytes", "generated_code_bytes"):
+            assert rec[field] is None or rec[field] >= 0
+    fwd, dfa, bdfa = lines
+    assert fwd["optimizer"] is None and dfa["optimizer"] == "sgd(lr=0.001)"
+    assert dfa["rule_repr"] == "dfa"
+    assert bdfa["rule_repr"] == "bdfa(block_size=1, boundary='backprop')"
+    # --out holds the same lines as stdout; no summary without depth 100 width 200.
+    assert [json.loads(line) for line in out.read_text().splitlines()] == lines
+
+
+def test_summary_from_records():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    try:
+        import step_time
+    finally:
+        sys.path.pop(0)
+    env = {"malloc": "tuned"}
+    recs = [{"kind": "step", "rule": r, "depth": d, "width": w, "batch": 128,
+             "step_ms_median": ms, "temp_bytes": tb, "compile_s": c}
+            for r, d, w, ms, tb, c in [
+                ("forward", 100, 200, 10.0, 1, 0.1), ("dfa", 100, 200, 20.0, 50, 1.0),
+                ("bp", 100, 200, 45.0, 60, 1.0), ("bdfa25", 100, 200, 22.0, 55, 1.0),
+                ("dfa", 10, 200, 5.0, 5, 1.0), ("dfa", 200, 200, 40.0, 99, 1.2)]]
+    s = step_time.summarize(recs, env)
+    assert s["kind"] == "summary" and (s["depth"], s["width"], s["batch"]) == (100, 200, 128)
+    assert s["ratios"]["bp/dfa"] == pytest.approx(2.25)
+    assert s["ratios"]["dfa/forward"] == pytest.approx(2.0)
+    assert s["ratios"]["bdfa25/dfa"] == pytest.approx(1.1)
+    assert s["ratios"]["temp_bytes dfa/bp"] == pytest.approx(50 / 60)
+    assert s["compile_ratio_d200_d10"] == {"dfa@width200": pytest.approx(1.2)}
+    assert all(t["met"] for t in s["targets"].values())
+    assert step_time.summarize(recs[4:], env) is None
+
+
+def test_rule_specs():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    sys.path.insert(0, ROOT)
+    try:
+        import step_time
+    finally:
+        sys.path.pop(0)
+        sys.path.pop(0)
+    assert step_time.parse_rule("forward") == ("forward", None)
+    assert step_time.parse_rule("fp3")[0] == "fp3" and step_time.parse_rule("fp3")[1].bp_depth == 3
+    spec, rule = step_time.parse_rule("bdfa25-backprop")
+    assert spec == "bdfa25-bp" and rule.block_size == 25 and rule.boundary == "backprop"
+    assert step_time.parse_rule("bdfa10")[1].boundary == "direct"
+    with pytest.raises(ValueError):
+        step_time.parse_rule("dfa2")
