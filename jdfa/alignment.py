@@ -30,15 +30,6 @@ class Alignment(NamedTuple):
     norm_ratio: jax.Array
 
 
-def _layer_dots(u: Params, v: Params) -> jax.Array:
-    """(depth + 1,) per-layer inner products of two params-shaped trees."""
-    first = jnp.vdot(u.input.w, v.input.w) + jnp.vdot(u.input.b, v.input.b)
-    hidden = jnp.einsum("lij,lij->l", u.hidden.w, v.hidden.w) + jnp.einsum(
-        "li,li->l", u.hidden.b, v.hidden.b)
-    last = jnp.vdot(u.output.w, v.output.w) + jnp.vdot(u.output.b, v.output.b)
-    return jnp.concatenate([first[None], hidden, last[None]])
-
-
 def alignment(net: MLP, rule: rules.Rule, params: Params, feedback: Feedback, x: jax.Array,
               y: jax.Array, batch_mode: str = "mean") -> Alignment:
     """Compares ``rule``'s update with the BP gradient on the same params and batch.
@@ -54,7 +45,7 @@ def alignment(net: MLP, rule: rules.Rule, params: Params, feedback: Feedback, x:
     trace, e = update.average(net, params, trace, e, y, batch_mode)
     u = update.weight_update(trace, rules.hidden_deltas(net, rule, params, feedback, trace, e), e)
     g = update.weight_update(trace, rules.hidden_deltas(net, rules.bp(), params, feedback, trace, e), e)
-    uu, gg, ug = _layer_dots(u, u), _layer_dots(g, g), _layer_dots(u, g)
+    uu, gg, ug = update.layer_dots(u, u), update.layer_dots(g, g), update.layer_dots(u, g)
     norm = jnp.sqrt(uu * gg)
     cosine = jnp.where(norm > 0, ug / jnp.where(norm > 0, norm, 1.0), 0.0)
     cosine = jnp.clip(cosine, -1.0, 1.0)

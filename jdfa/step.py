@@ -41,26 +41,27 @@ def init_train_state(key: jax.Array, net: MLP, rule: Rule,
     return TrainState(jnp.zeros((), jnp.int32), params, feedback, optimizer.init(params))
 
 
-def _all_finite(tree) -> jax.Array:
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
-
-
 def train_step(net: MLP, rule: Rule, optimizer: optax.GradientTransformation, state: TrainState,
                x: jax.Array, y: jax.Array, batch_mode: str = "mean") -> tuple[TrainState, dict]:
     """One un-jitted training step; `make_train_step` compiles it.
 
     Returns the new state and metrics: ``loss`` (batch-mean, before the step), ``accuracy`` (of the
-    batch, before the step), ``update_norm`` (global norm of the rule's update) and ``finite``
-    (False when the loss or any update is NaN or infinite).
+    batch, before the step), ``layer_update_norms`` (depth + 1,) (the norm of each layer's update,
+    hidden layers then output), ``update_norm`` (their global norm) and ``finite`` (False when the
+    loss or any update is NaN or infinite; a layer whose norm is not finite is the culprit).
     """
     g, (loss, a_y) = update.compute_update(net, rule, state.params, state.feedback, x, y, batch_mode)
     updates, opt_state = optimizer.update(g, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    # One pass over the update gives the per-layer norms, the global norm and the NaN/inf check:
+    # a NaN or inf anywhere in a layer makes its sum of squares non-finite.
+    sq = update.layer_dots(g, g)
     metrics = {
         "loss": loss,
         "accuracy": model.accuracy(net, a_y, y),
-        "update_norm": optax.tree.norm(g),
-        "finite": jnp.isfinite(loss) & _all_finite(g),
+        "layer_update_norms": jnp.sqrt(sq),
+        "update_norm": jnp.sqrt(jnp.sum(sq)),
+        "finite": jnp.isfinite(loss) & jnp.all(jnp.isfinite(sq)),
     }
     return TrainState(state.step + 1, params, state.feedback, opt_state), metrics
 

@@ -55,6 +55,16 @@ def weight_update(trace: Trace, deltas: jax.Array | None, e: jax.Array) -> Param
     )
 
 
+def layer_dots(u: Params, v: Params) -> jax.Array:
+    """(depth + 1,) per-layer inner products of two params-shaped trees, weights and bias
+    together: hidden layers 1..depth, then the output layer."""
+    first = jnp.vdot(u.input.w, v.input.w) + jnp.vdot(u.input.b, v.input.b)
+    hidden = jnp.einsum("lij,lij->l", u.hidden.w, v.hidden.w) + jnp.einsum(
+        "li,li->l", u.hidden.b, v.hidden.b)
+    last = jnp.vdot(u.output.w, v.output.w) + jnp.vdot(u.output.b, v.output.b)
+    return jnp.concatenate([first[None], hidden, last[None]])
+
+
 def _groups(net: MLP, y: jax.Array, batch_mode: str) -> tuple[jax.Array, jax.Array]:
     """``(m, scale)``: the (G, B) averaging matrix of the groups and the factor that turns the
     group sums of ``e`` into the mode's master errors."""

@@ -1,0 +1,350 @@
+"""The training driver: ``jdfa.train(...)`` from a script, ``python -m jdfa.train ...`` from a shell.
+
+Read top to bottom: a `Config` names the run; `train` loads the data onto the device, builds the
+net, the rule and the optimizer, then alternates between a jitted `lax.scan` of many training steps
+(batches drawn on the device, so Python is not in the inner loop) and an evaluation that appends one
+line to ``metrics.jsonl``. The run's folder gets ``config.json``, ``metrics.jsonl``, ``curves.png``
+and, with ``tensorboard=True``, TensorBoard event files.
+
+Batches: epoch ``k`` visits the training set in the order ``permutation(fold_in(data_key, k))``,
+dropping the last incomplete batch; step ``s`` takes batch ``s mod steps_per_epoch`` of epoch
+``s div steps_per_epoch``. The data order is a function of the seed and the step alone, so the
+same seed gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from jdfa import model, rules
+from jdfa.alignment import alignment
+from jdfa.model import MLP
+from jdfa.step import TrainState, init_train_state, train_step
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop")
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclasses.dataclass
+class Config:
+    """Everything that defines a run; every field is a command-line flag (``--block-size`` for
+    ``block_size``)."""
+
+    dataset: str = "mnist"
+    rule: str = "dfa"
+    bp_depth: int = 1
+    block_size: int = 25
+    boundary: str = "direct"
+    use_derivative: bool = True
+    feedback_init: str = "uniform"
+    feedback_scale: float = 1.0
+    shared_feedback: bool = False
+    depth: int = 2
+    width: int = 256
+    activation: str = "tanh"
+    loss: str = "softmax_cross_entropy"
+    weight_init: str = "uniform"
+    steps: int = 1000
+    batch_size: int = 64
+    batch_mode: str = "mean"
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    schedule: str = "constant"
+    seed: int = 0
+    eval_every: int = 500
+    align_every: int = 0  # 0: never; else every N steps (a multiple of eval_every reads best)
+    train_eval_size: int = 10000  # training accuracy is measured on this many fixed examples
+    data_dir: str | None = None
+    out: str | None = None
+    tensorboard: bool = False
+    progress: bool = True
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "eval_every", "train_eval_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.align_every < 0:
+            raise ValueError(f"align_every must be >= 0, got {self.align_every}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {list(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; expected one of {list(SCHEDULES)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+def make_rule(cfg: Config) -> rules.Rule:
+    if cfg.rule in ("bp", "shallow"):
+        return rules.Rule(cfg.rule)
+    return rules.Rule(cfg.rule,
+                      bp_depth=cfg.bp_depth if cfg.rule == "fp" else 0,
+                      block_size=cfg.block_size if cfg.rule == "bdfa" else 1,
+                      boundary=cfg.boundary if cfg.rule == "bdfa" else "direct",
+                      use_derivative=cfg.use_derivative, feedback_init=cfg.feedback_init,
+                      feedback_scale=float(cfg.feedback_scale), shared_feedback=cfg.shared_feedback)
+
+
+def make_optimizer(cfg: Config) -> optax.GradientTransformation:
+    lr = optax.cosine_decay_schedule(cfg.lr, cfg.steps) if cfg.schedule == "cosine" else cfg.lr
+    return {
+        "sgd": lambda: optax.sgd(lr),
+        "momentum": lambda: optax.sgd(lr, momentum=0.9),
+        "adam": lambda: optax.adam(lr),
+        "adamw": lambda: optax.adamw(lr),
+        "rmsprop": lambda: optax.rmsprop(lr),
+    }[cfg.optimizer]()
+
+
+def load_data(cfg: Config):
+    """``((x_train, y_train), (x_test, y_test))`` as NumPy arrays, via `jdfa.data.load`."""
+    from jdfa import data
+
+    return data.load(cfg.dataset, "train", cfg.data_dir), data.load(cfg.dataset, "test", cfg.data_dir)
+
+
+def make_chunk(net: MLP, rule: rules.Rule, optimizer, cfg: Config, n_train: int, data_key):
+    """Returns the jitted ``(state, x, y, n_steps) -> (state, metrics)`` that runs ``n_steps``
+    training steps in one `lax.scan`, drawing each batch on the device. Metrics are stacked per
+    step."""
+    batch = cfg.batch_size
+    steps_per_epoch = n_train // batch
+
+    def permutation(epoch):
+        return jax.random.permutation(jax.random.fold_in(data_key, epoch), n_train)
+
+    def chunk(state, x, y, n_steps):
+        def body(carry, _):
+            state, order = carry
+            epoch, i = state.step // steps_per_epoch, state.step % steps_per_epoch
+            order = lax.cond(i == 0, lambda: permutation(epoch), lambda: order)
+            idx = lax.dynamic_slice_in_dim(order, i * batch, batch)
+            state, metrics = train_step(net, rule, optimizer, state, x[idx], y[idx], cfg.batch_mode)
+            return (state, order), metrics
+
+        order = permutation(state.step // steps_per_epoch)
+        (state, _), metrics = lax.scan(body, (state, order), None, length=n_steps)
+        return state, metrics
+
+    return jax.jit(chunk, static_argnums=3)
+
+
+def evaluate(net: MLP, params, x, y, batch: int = 2000) -> dict[str, float]:
+    """Mean loss and accuracy of ``params`` on ``(x, y)`` (device arrays), in batches."""
+    fn = _eval_fn(net)
+    totals = np.zeros(2)
+    for i in range(0, x.shape[0], batch):
+        xb, yb = x[i:i + batch], y[i:i + batch]
+        totals += np.asarray(fn(params, xb, yb)) * xb.shape[0]
+    loss, acc = totals / x.shape[0]
+    return {"loss": float(loss), "accuracy": float(acc)}
+
+
+_EVAL_CACHE: dict = {}
+
+
+def _eval_fn(net):
+    if net not in _EVAL_CACHE:
+        def fn(params, x, y):
+            a_y = model.apply(net, params, x)
+            return jnp.stack([model.output_loss(net, a_y, y), model.accuracy(net, a_y, y)])
+        _EVAL_CACHE[net] = jax.jit(fn)
+    return _EVAL_CACHE[net]
+
+
+def _stops(start, cfg):
+    """The steps after ``start`` at which the loop stops to evaluate or measure alignment."""
+    step = start
+    while step < cfg.steps:
+        nxt = min((step // cfg.eval_every + 1) * cfg.eval_every, cfg.steps)
+        if cfg.align_every:
+            nxt = min(nxt, (step // cfg.align_every + 1) * cfg.align_every)
+        yield nxt
+        step = nxt
+
+
+def train(config: Config | None = None, *, data=None, **overrides) -> dict[str, Any]:
+    """Trains a net as ``config`` (plus keyword ``overrides`` of its fields) says.
+
+    Args:
+      data: optional ``((x_train, y_train), (x_test, y_test))`` NumPy arrays to use instead of
+        ``config.dataset`` (images flattened to (n, features), integer labels).
+    Returns:
+      a summary: ``status`` ("finished" or "diverged"), ``step``, the last evaluation's
+      ``train_accuracy`` / ``test_accuracy`` / ``test_loss``, ``steps_per_s``, ``out`` and the
+      final ``state`` (a `TrainState`; for a diverged run the last state whose steps were finite).
+    """
+    cfg = dataclasses.replace(config or Config(), **overrides)
+    (x_train, y_train), (x_test, y_test) = data if data is not None else load_data(cfg)
+    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    # Two classes under a sigmoid or squared-error output: one output unit, as in the XOR example.
+    out_features = 1 if n_classes == 2 and cfg.loss != "softmax_cross_entropy" else n_classes
+    net = MLP(x_train.shape[1], cfg.width, cfg.depth, out_features, cfg.activation, cfg.loss,
+              cfg.weight_init)
+    rule = make_rule(cfg)
+    optimizer = make_optimizer(cfg)
+    if cfg.batch_size > len(x_train):
+        raise ValueError(f"batch_size {cfg.batch_size} exceeds the {len(x_train)} training examples")
+
+    k_init, k_data, k_align = jax.random.split(jax.random.key(cfg.seed), 3)
+    x, y = jnp.asarray(x_train), jnp.asarray(y_train)
+    xt, yt = jnp.asarray(x_test), jnp.asarray(y_test)
+    n_eval = min(cfg.train_eval_size, len(x_train))
+    eval_idx = jax.random.choice(k_align, len(x_train), (n_eval,), replace=False)
+    x_eval, y_eval = x[eval_idx], y[eval_idx]
+    x_align, y_align = x_eval[:256], y_eval[:256]
+
+    state = init_train_state(k_init, net, rule, optimizer)
+    chunk = make_chunk(net, rule, optimizer, cfg, len(x_train), k_data)
+    align = jax.jit(lambda p, f: alignment(net, rule, p, f, x_align, y_align, cfg.batch_mode))
+    log = _RunLog(cfg, net, rule)
+
+    bar = _progress(cfg)
+    start = time.perf_counter()
+    status, last = "finished", {}
+    for stop in _stops(0, cfg):
+        n = stop - int(state.step)
+        new_state, m = chunk(state, x, y, n)
+        m = jax.tree.map(np.asarray, m)
+        if not m["finite"].all():
+            bad = int(np.argmin(m["finite"]))
+            status = "diverged"
+            log.diverged(int(state.step), int(state.step) + bad + 1, m["layer_update_norms"][bad],
+                         time.perf_counter() - start)
+            break
+        state = new_state
+        record = {"step": stop, "wall_s": round(time.perf_counter() - start, 3),
+                  "loss": _round(m["loss"].mean()), "batch_accuracy": _round(m["accuracy"].mean()),
+                  "update_norm": _round(m["update_norm"][-1]),
+                  "layer_update_norms": [_round(v) for v in m["layer_update_norms"][-1]]}
+        if stop % cfg.eval_every == 0 or stop == cfg.steps:
+            record["train_accuracy"] = _round(evaluate(net, state.params, x_eval, y_eval)["accuracy"])
+            test = evaluate(net, state.params, xt, yt)
+            record["test_accuracy"], record["test_loss"] = _round(test["accuracy"]), _round(test["loss"])
+        if cfg.align_every and stop % cfg.align_every == 0:
+            al = align(state.params, state.feedback)
+            record["alignment_angle"] = np.asarray(al.angle).round(3).tolist()
+            record["alignment_norm_ratio"] = np.asarray(al.norm_ratio).round(5).tolist()
+        record["steps_per_s"] = round(stop / record["wall_s"], 2)
+        log.write(record)
+        last.update({k: v for k, v in record.items() if "accuracy" in k or k == "test_loss"})
+        bar.update(n)
+        bar.set_postfix(loss=f"{record['loss']:.4f}", train=last.get("train_accuracy", float("nan")),
+                        test=last.get("test_accuracy", float("nan")))
+    bar.close()
+    summary = {"status": status, "step": int(state.step), "rule": str(rule),
+               "steps_per_s": round(int(state.step) / max(time.perf_counter() - start, 1e-9), 2),
+               **last, "out": cfg.out}
+    log.close(summary)
+    return {**summary, "state": state}
+
+
+def _round(value) -> float:
+    return round(float(value), 6)
+
+
+def _progress(cfg):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=cfg.steps, disable=not cfg.progress, unit="step", dynamic_ncols=True)
+
+
+class _RunLog:
+    """The run's folder: config, metrics lines, curves and (optionally) TensorBoard events."""
+
+    def __init__(self, cfg: Config, net: MLP, rule: rules.Rule):
+        self.records: list[dict] = []
+        self.dir = Path(cfg.out) if cfg.out else None
+        self.tb = None
+        if self.dir is None:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        meta = {"config": dataclasses.asdict(cfg), "net": dataclasses.asdict(net), "rule": str(rule),
+                "jax": jax.__version__, "device": jax.devices()[0].device_kind}
+        (self.dir / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
+        self.metrics = open(self.dir / "metrics.jsonl", "w")
+        if cfg.tensorboard:
+            try:
+                from tensorboardX import SummaryWriter
+            except ImportError as err:
+                raise ImportError("--tensorboard needs tensorboardX: pip install 'jdfa[tensorboard]'") from err
+            self.tb = SummaryWriter(str(self.dir / "tensorboard"))
+
+    def write(self, record: dict) -> None:
+        self.records.append(record)
+        if self.dir is None:
+            return
+        self.metrics.write(json.dumps(record) + "\n")
+        self.metrics.flush()
+        if self.tb is not None:
+            for key, value in record.items():
+                if isinstance(value, float) and key != "wall_s":
+                    self.tb.add_scalar(key, value, record["step"])
+            for i, angle in enumerate(record.get("alignment_angle", [])):
+                self.tb.add_scalar(f"alignment_angle/layer_{i + 1}", angle, record["step"])
+
+    def diverged(self, kept: int, step: int, norms: np.ndarray, wall: float) -> None:
+        layers = [int(i) + 1 for i in np.flatnonzero(~np.isfinite(norms))]
+        where = (f"update of layer(s) {layers} (layer {len(norms)} is the output layer)"
+                 if layers else "loss")
+        message = (f"training diverged: non-finite {where} at step {step}. Stopped; the state "
+                   f"after step {kept} and all logs are kept. Lower the learning rate or the "
+                   "feedback scale.")
+        print(message)
+        self.write({"step": step, "wall_s": round(wall, 3), "diverged": True,
+                    "nonfinite_layers": layers, "message": message})
+
+    def close(self, summary: dict) -> None:
+        if self.dir is None:
+            return
+        self.metrics.close()
+        (self.dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if self.tb is not None:
+            self.tb.close()
+        plot_curves(self.records, self.dir / "curves.png", title=summary["rule"])
+
+
+def plot_curves(records: list[dict], path: Path, title: str = "") -> None:
+    """Loss, accuracy and (if measured) per-layer alignment angle against step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [r for r in records if not r.get("diverged")]
+    aligned = [r for r in records if "alignment_angle" in r]
+    fig, axes = plt.subplots(1, 3 if aligned else 2, figsize=(15 if aligned else 10, 4))
+    steps = [r["step"] for r in records]
+    axes[0].plot(steps, [r["loss"] for r in records], label="train loss (batch mean)")
+    ev = [r for r in records if "test_loss" in r]
+    axes[0].plot([r["step"] for r in ev], [r["test_loss"] for r in ev], label="test loss")
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("step")
+    axes[0].legend()
+    for key in ("train_accuracy", "test_accuracy"):
+        axes[1].plot([r["step"] for r in ev], [r[key] for r in ev], marker=".", label=key)
+    axes[1].set_xlabel("step")
+    axes[1].set_ylabel("accuracy")
+    axes[1].legend()
+    if aligned:
+        angles = np.array([r["alignment_angle"] for r in aligned])
+        cmap = plt.get_cmap("viridis")
+        for i in range(angles.shape[1]):
+            axes[2].plot([r["step"] for r in aligned], angles[:, i], color=cmap(i / max(angles.shape[1] - 1, 1)),
+                         lw=1)
+        axes[2].set_xlabel("step")
+        axes[2].set_ylabel("angle to BP update (deg), layer 1 (dark) .. output (light)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

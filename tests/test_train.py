@@ -1,0 +1,90 @@
+"""The training driver: a real short run, its out folder, determinism, divergence, the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import jdfa
+
+MNIST = Path(os.environ.get("JDFA_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cache")
+    os.environ.setdefault("JDFA_CACHE_DIR", str(path))
+    return path
+
+
+def _lines(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def _strip(records):
+    return [{k: v for k, v in r.items() if k not in ("wall_s", "steps_per_s")} for r in records]
+
+
+def test_short_real_run_writes_its_folder_and_repeats_exactly(tmp_path, cache):
+    kwargs = dict(dataset="mnist", data_dir=str(MNIST), rule="bdfa", block_size=2, depth=3,
+                  width=64, steps=300, batch_size=64, lr=1e-3, eval_every=100, align_every=150,
+                  progress=False)
+    a = jdfa.train(out=str(tmp_path / "a"), **kwargs)
+    b = jdfa.train(out=str(tmp_path / "b"), **kwargs)
+    for run in ("a", "b"):
+        for name in ("config.json", "metrics.jsonl", "curves.png", "summary.json"):
+            assert (tmp_path / run / name).stat().st_size > 0, name
+    assert a["status"] == "finished" and a["step"] == 300
+    assert a["test_accuracy"] > 0.85
+    ra, rb = _lines(tmp_path / "a" / "metrics.jsonl"), _lines(tmp_path / "b" / "metrics.jsonl")
+    assert [r["step"] for r in ra] == [100, 150, 200, 300]
+    assert _strip(ra) == _strip(rb)
+    assert len(ra[1]["alignment_angle"]) == 4  # 3 hidden layers + output
+    assert ra[-1]["train_accuracy"] > ra[0]["train_accuracy"] - 0.05
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["config"]["block_size"] == 2 and config["rule"].startswith("bdfa")
+
+
+def test_divergence_stops_and_keeps_the_logs(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 256).astype(np.int32)
+    result = jdfa.train(data=((x, y), (x, y)), rule="dfa", depth=3, width=16, steps=400,
+                        batch_size=32, optimizer="sgd", lr=1e12, loss="mse", activation="relu",
+                        eval_every=100, out=str(tmp_path), progress=False)
+    assert result["status"] == "diverged"
+    records = _lines(tmp_path / "metrics.jsonl")
+    assert records[-1]["diverged"] is True
+    assert f"at step {records[-1]['step']}" in records[-1]["message"]
+    assert "training diverged" in capsys.readouterr().out
+    assert (tmp_path / "curves.png").exists() and (tmp_path / "summary.json").exists()
+    # the state handed back is the last one whose steps were all finite
+    assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(result["state"].params))
+
+
+def test_cli_xor_and_bad_flags(tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    cmd = [sys.executable, "-m", "jdfa.train", "--dataset", "xor", "--rule", "dfa", "--depth", "1",
+           "--width", "4", "--activation", "sigmoid", "--loss", "sigmoid_mse", "--batch-size", "1",
+           "--optimizer", "sgd", "--lr", "0.5", "--steps", "4000", "--eval-every", "2000",
+           "--out", str(tmp_path / "xor"), "--no-progress"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "finished" and summary["test_accuracy"] == 1.0
+    bad = subprocess.run([sys.executable, "-m", "jdfa.train", "--rule", "bdfa", "--block-size", "0",
+                          "--dataset", "xor", "--no-progress"], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert bad.returncode == 2
+    assert "block_size must be >= 1" in bad.stderr
+    missing = subprocess.run([sys.executable, "-m", "jdfa.train", "--dataset", "mnist", "--data-dir",
+                              str(tmp_path / "nowhere"), "--no-progress"], capture_output=True,
+                             text=True, env={**env, "JDFA_DATA_DIR": str(tmp_path / "nowhere")},
+                             timeout=120)
+    assert missing.returncode == 2
+    assert "nowhere" in missing.stderr
