@@ -138,3 +138,53 @@ def int_list(text: str) -> list[int]:
 
 def str_list(text: str) -> list[str]:
     return [v for v in text.replace(" ", "").split(",") if v]
+
+
+def _busy_jiffies() -> float | None:
+    """Non-idle CPU time of the whole machine so far, in seconds (Linux ``/proc/stat``)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [float(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class ForeignLoad:
+    """Measures how many cores OTHER processes kept busy over an interval: the machine's busy
+    time (``/proc/stat``) minus this process's own CPU time, over wall time. A benchmark whose
+    ``other_load`` is well above 0 shared the machine and its times are suspect."""
+
+    def __init__(self):
+        self.start()
+
+    def start(self):
+        self._t, self._busy, self._own = time.perf_counter(), _busy_jiffies(), _own_cpu()
+
+    def cores(self) -> float | None:
+        busy = _busy_jiffies()
+        if busy is None or self._busy is None:
+            return None
+        wall = time.perf_counter() - self._t
+        return max(0.0, (busy - self._busy) - (_own_cpu() - self._own)) / max(wall, 1e-9)
+
+
+def wait_for_quiet(max_wait_s: float, threshold: float = 0.25, sample_s: float = 2.0) -> float | None:
+    """Waits (at most ``max_wait_s``) until other processes use under ``threshold`` cores over
+    ``sample_s``; returns the last reading. For shared machines: start timing when it is quiet."""
+    deadline = time.perf_counter() + max_wait_s
+    while True:
+        probe = ForeignLoad()
+        time.sleep(sample_s)
+        load = probe.cores()
+        if load is None or load < threshold or time.perf_counter() >= deadline:
+            if load is not None and load >= threshold:
+                log(f"  machine still busy ({load:.2f} cores used by other processes); going on")
+            return load
+        log(f"  machine busy ({load:.2f} cores used by other processes); waiting")

@@ -160,6 +160,9 @@ def run_config(depth, width, batch, specs, args, optimizer, opt_name, env, emit)
         common.log(f"  d={depth} w={width} b={batch} {spec:<10} lower {b.lower_s:6.2f}s "
                    f"compile {b.compile_s:6.2f}s temp {_mb(b.memory['temp_bytes'])}")
         benches.append(b)
+    if args.wait_quiet > 0:
+        common.wait_for_quiet(args.wait_quiet)
+    load = common.ForeignLoad()
     for b in benches:  # the same warm-up for every rule
         for _ in range(args.warmup):
             b.step()
@@ -168,6 +171,9 @@ def run_config(depth, width, batch, specs, args, optimizer, opt_name, env, emit)
         order = benches[r % len(benches):] + benches[:r % len(benches)]
         for b in order:
             b.times.extend(b.step() for _ in range(chunk))
+    other_load = load.cores()
+    if other_load is not None and other_load > 0.25:
+        common.log(f"  WARNING: other processes used {other_load:.2f} cores while timing")
 
     records = []
     for b in benches:
@@ -184,6 +190,7 @@ def run_config(depth, width, batch, specs, args, optimizer, opt_name, env, emit)
             "compile_s": b.compile_s,
             **common.timing_fields(b.times, batch),
             **b.memory,
+            "other_load_cores": other_load,
         }
         emit(rec)
         records.append(rec)
@@ -311,6 +318,9 @@ def build_parser():
                    + ", 'default' without them, 'inherit' (default) as started")
     p.add_argument("--quick", action="store_true",
                    help="a tiny sweep (about a minute on 2 CPU cores); explicit flags still win")
+    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                   help="before timing each configuration, wait up to this long for other "
+                   "processes to leave the CPU (default 0: do not wait)")
     p.add_argument("--out", default=None, help="also write the JSON lines to this file")
     p.add_argument("--append", action="store_true", help="append to --out instead of overwriting")
     p.add_argument("--no-summary", action="store_true", help="no summary line")

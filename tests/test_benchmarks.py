@@ -22,6 +22,7 @@ FIELDS = {
     "examples_per_s": float,
     "temp_bytes": INT_OR_NONE, "argument_bytes": INT_OR_NONE, "output_bytes": INT_OR_NONE,
     "alias_bytes": INT_OR_NONE, "generated_code_bytes": INT_OR_NONE,
+    "other_load_cores": (float, type(None)),
 }
 
 

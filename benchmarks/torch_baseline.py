@@ -1,0 +1,233 @@
+"""PyTorch baselines for the step-time benchmark: plain BP and an explicit, batched DFA.
+
+Same net as ``step_time.py`` (``in -> width``, ``depth - 1`` times ``width -> width``, ``width ->
+out``; tanh; softmax cross-entropy, batch mean; plain SGD) and the same JSON-lines format, with
+rule names:
+
+* ``torch_forward``: the forward pass only, under ``torch.no_grad`` (PyTorch's floor).
+* ``torch_bp``: plain PyTorch -- ``nn.Linear`` + ``nn.Tanh`` layers, ``F.cross_entropy``,
+  ``loss.backward()``, ``torch.optim.SGD``.
+* ``torch_dfa``: DFA written out, no autograd at all (``torch.no_grad``): the forward pass keeps
+  every ``h_i`` in one preallocated ``(depth, B, width)`` buffer; ``e = softmax(a_y) - onehot(y)``
+  (over ``B``); the deltas of ALL hidden layers come from ONE batched matmul of ``e`` against the
+  stacked feedback ``(depth, out, width)``, times ``f'(a) = 1 - h^2``; the hidden weight gradients
+  of all layers from ONE ``torch.bmm``; then SGD in place.
+
+PyTorch is a benchmark-only extra: ``pip install torch==2.13.0``. ``compile_s``, ``lower_s`` and the
+XLA memory fields are null (eager PyTorch compiles nothing).
+
+Example::
+
+    python benchmarks/torch_baseline.py --depth 100 --width 200 --batch 128 --malloc tuned \\
+        --out benchmarks/results/cpu/torch.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+RULES = ("torch_forward", "torch_bp", "torch_dfa")
+INSTALL_HINT = ("PyTorch is not installed. It is a benchmark-only extra; install the CPU build "
+                "with:\n    pip install torch==2.13.0")
+
+
+def _import_torch():
+    try:
+        import torch
+    except ImportError:
+        common.log(INSTALL_HINT)
+        sys.exit(2)
+    return torch
+
+
+class TorchBP:
+    """Plain PyTorch: autograd through nn.Linear/nn.Tanh, F.cross_entropy, optim.SGD."""
+
+    def __init__(self, torch, in_features, width, depth, out_features, lr):
+        nn = torch.nn
+        layers = [nn.Linear(in_features, width), nn.Tanh()]
+        for _ in range(depth - 1):
+            layers += [nn.Linear(width, width), nn.Tanh()]
+        layers.append(nn.Linear(width, out_features))
+        self.torch = torch
+        self.model = nn.Sequential(*layers)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=lr)
+
+    def step(self, x, y):
+        f = self.torch.nn.functional
+        self.opt.zero_grad(set_to_none=True)
+        loss = f.cross_entropy(self.model(x), y)
+        loss.backward()
+        self.opt.step()
+        return loss
+
+    def forward(self, x, y):
+        with self.torch.no_grad():
+            return self.model(x)
+
+
+class TorchDFA:
+    """Explicit DFA: no autograd, all deltas from one batched matmul, all hidden weight
+    gradients from one bmm, SGD in place. Weights in the row convention, ``a = h @ W + b``."""
+
+    def __init__(self, torch, in_features, width, depth, out_features, lr, batch, generator=None):
+        self.torch, self.lr, self.depth = torch, lr, depth
+
+        def uniform(shape, fan):
+            lim = 1.0 / fan ** 0.5
+            return (torch.rand(shape, generator=generator) * 2 - 1) * lim
+
+        self.w_in = uniform((in_features, width), in_features)
+        self.b_in = torch.zeros(width)
+        self.w_h = uniform((depth - 1, width, width), width)
+        self.b_h = torch.zeros(depth - 1, width)
+        self.w_out = uniform((width, out_features), width)
+        self.b_out = torch.zeros(out_features)
+        # Feedback B_i^T stacked: (depth, out, width); delta_i = (e @ B_i^T) * f'(a_i).
+        self.bt = uniform((depth, out_features, width), out_features)
+        self._alloc(batch, width, depth)
+
+    def _alloc(self, batch, width, depth):
+        t = self.torch
+        self.h = t.empty(depth, batch, width)  # h_1 .. h_depth
+        self.fprime = t.empty(depth, batch, width)
+        self.deltas = t.empty(depth, batch, width)
+        self.g_h = t.empty(depth - 1, width, width)
+
+    def forward(self, x, y=None):
+        t, h = self.torch, self.h
+        with t.no_grad():
+            t.addmm(self.b_in, x, self.w_in, out=h[0])
+            h[0].tanh_()
+            for i in range(1, self.depth):
+                t.addmm(self.b_h[i - 1], h[i - 1], self.w_h[i - 1], out=h[i])
+                h[i].tanh_()
+            return t.addmm(self.b_out, h[-1], self.w_out)
+
+    def grads(self, x, y):
+        """``(loss, grads)`` with grads ``(w_in, b_in, w_h, b_h, w_out, b_out)`` (buffers reused)."""
+        t = self.torch
+        with t.no_grad():
+            a_y = self.forward(x)
+            batch = x.shape[0]
+            logp = t.log_softmax(a_y, dim=1)
+            loss = -logp.gather(1, y[:, None]).mean()
+            e = logp.exp_()
+            e[t.arange(batch), y] -= 1.0
+            e /= batch  # dLoss/da_y of the batch-mean loss
+            h, d = self.h, self.deltas
+            t.matmul(e, self.bt, out=d)  # (depth, batch, out) @ (depth, out, width): ONE batched matmul
+            t.mul(h, h, out=self.fprime)  # f'(a) = 1 - tanh(a)^2 = 1 - h^2
+            self.fprime.neg_().add_(1.0)
+            d.mul_(self.fprime)
+            t.bmm(h[:-1].transpose(1, 2), d[1:], out=self.g_h)  # ALL hidden weight grads: ONE bmm
+            return loss, (x.T @ d[0], d[0].sum(0), self.g_h, d[1:].sum(1), h[-1].T @ e, e.sum(0))
+
+    def step(self, x, y):
+        with self.torch.no_grad():
+            loss, g = self.grads(x, y)
+            for p, gp in zip((self.w_in, self.b_in, self.w_h, self.b_h, self.w_out, self.b_out), g):
+                p.add_(gp, alpha=-self.lr)
+        return loss
+
+
+def run_config(torch, depth, width, batch, args, env, emit):
+    gen = torch.Generator().manual_seed(args.seed)
+    x = torch.randn(batch, args.in_features, generator=gen)
+    y = torch.randint(0, args.out_features, (batch,), generator=gen)
+    nets = {
+        "torch_forward": TorchBP(torch, args.in_features, width, depth, args.out_features, args.lr),
+        "torch_bp": TorchBP(torch, args.in_features, width, depth, args.out_features, args.lr),
+        "torch_dfa": TorchDFA(torch, args.in_features, width, depth, args.out_features, args.lr,
+                              batch, gen),
+    }
+    runs = []
+    for rule in common.str_list(args.rules):
+        if rule not in nets:
+            raise SystemExit(f"unknown rule {rule!r}; expected some of {', '.join(RULES)}")
+        fn = nets[rule].forward if rule == "torch_forward" else nets[rule].step
+        runs.append((rule, fn, []))
+    if args.wait_quiet > 0:
+        common.wait_for_quiet(args.wait_quiet)
+    load = common.ForeignLoad()
+    for _, fn, _ in runs:
+        for _ in range(args.warmup):
+            fn(x, y)
+    chunks = common.interleaved_rounds(args.steps, args.rounds)
+    for r, chunk in enumerate(chunks):
+        order = runs[r % len(runs):] + runs[:r % len(runs)]
+        for _, fn, times in order:
+            for _ in range(chunk):
+                t0 = time.perf_counter()
+                fn(x, y)  # eager CPU ops are synchronous
+                times.append(time.perf_counter() - t0)
+    other_load = load.cores()
+    reprs = {"torch_forward": "PyTorch forward (nn.Sequential under no_grad)",
+             "torch_bp": "PyTorch BP (autograd, optim.SGD)",
+             "torch_dfa": "PyTorch explicit DFA (no_grad, batched matmul deltas, one bmm)"}
+    for rule, _, times in runs:
+        rec = {
+            "kind": "step", "rule": rule, "rule_repr": reprs[rule],
+            "depth": depth, "width": width, "batch": batch,
+            "in_features": args.in_features, "out_features": args.out_features,
+            "activation": "tanh", "optimizer": None if rule == "torch_forward" else f"sgd(lr={args.lr:g})",
+            **env,
+            "lower_s": None, "compile_s": None,
+            **common.timing_fields(times, batch),
+            "temp_bytes": None, "argument_bytes": None, "output_bytes": None, "alias_bytes": None,
+            "generated_code_bytes": None,
+            "other_load_cores": other_load,
+        }
+        emit(rec)
+        common.log(f"  d={depth} w={width} b={batch} {rule:<14} median {rec['step_ms_median']:8.3f} ms"
+                   f"  [{rec['step_ms_min']:.3f}, {rec['step_ms_max']:.3f}]")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rules", default=",".join(RULES))
+    p.add_argument("--depths", "--depth", dest="depths", default="100")
+    p.add_argument("--widths", "--width", dest="widths", default="200")
+    p.add_argument("--batches", "--batch", dest="batches", default="128")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--in-features", type=int, default=784)
+    p.add_argument("--out-features", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: core count)")
+    p.add_argument("--malloc", choices=("inherit", "tuned", "default"), default="inherit")
+    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS")
+    p.add_argument("--out", default=None)
+    p.add_argument("--append", action="store_true")
+    args = p.parse_args(argv)
+    common.apply_malloc(args.malloc)
+    torch = _import_torch()
+    threads = args.threads or common.cpu_count()
+    torch.set_num_threads(threads)
+    env = {
+        "device_kind": "cpu", "platform": "cpu", "jax_version": None,
+        "torch_version": torch.__version__, "torch_threads": torch.get_num_threads(),
+        "cpu_model": common.cpu_model(), "cpu_count": common.cpu_count(),
+        "malloc": common.malloc_setting(), "xla_flags": None,
+    }
+    emitter = common.Emitter(args.out, append=args.append)
+    try:
+        for width in common.int_list(args.widths):
+            for batch in common.int_list(args.batches):
+                for depth in common.int_list(args.depths):
+                    run_config(torch, depth, width, batch, args, env, emitter.emit)
+    finally:
+        emitter.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
