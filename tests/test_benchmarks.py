@@ -104,3 +104,80 @@ def test_rule_specs():
     assert step_time.parse_rule("bdfa10")[1].boundary == "direct"
     with pytest.raises(ValueError):
         step_time.parse_rule("dfa2")
+
+
+def _torch_baseline():
+    pytest.importorskip("torch")
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    try:
+        import torch_baseline
+    finally:
+        sys.path.pop(0)
+    return torch_baseline
+
+
+def _tiny():
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import jdfa
+
+    net = jdfa.MLP(6, 5, 4, 3)
+    kx, ky = jax.random.split(jax.random.key(1))
+    x = jax.random.normal(kx, (7, 6))
+    y = jax.random.randint(ky, (7,), 0, 3)
+    return net, np.asarray(x), np.asarray(y), jdfa, jnp, np
+
+
+def test_torch_dfa_matches_jdfa():
+    """The explicit PyTorch DFA computes jdfa's DFA update (same weights and feedback)."""
+    tb = _torch_baseline()
+    import torch
+
+    net, x, y, jdfa, jnp, np = _tiny()
+    params, fb = jdfa.init(__import__("jax").random.key(0), net, jdfa.dfa())
+    want = jdfa.update_direction(net, jdfa.dfa(), params, fb, jnp.asarray(x), jnp.asarray(y))
+    t = tb.TorchDFA(torch, 6, 5, 4, 3, 1e-3, 7)
+    for name, value in (("w_in", params.input.w), ("b_in", params.input.b),
+                        ("w_h", params.hidden.w), ("b_h", params.hidden.b),
+                        ("w_out", params.output.w), ("b_out", params.output.b),
+                        ("bt", jnp.swapaxes(fb.output, 1, 2))):
+        setattr(t, name, torch.tensor(np.asarray(value)))
+    _, got = t.grads(torch.tensor(x), torch.tensor(y, dtype=torch.int64))
+    for g, w in zip(got, (want.input.w, want.input.b, want.hidden.w, want.hidden.b,
+                          want.output.w, want.output.b)):
+        np.testing.assert_allclose(g.numpy(), np.asarray(w), rtol=1e-4, atol=1e-6)
+
+
+def test_torch_bp_matches_jax_grad():
+    tb = _torch_baseline()
+    import jax
+    import torch
+
+    net, x, y, jdfa, jnp, np = _tiny()
+    params, _ = jdfa.init(jax.random.key(0), net, jdfa.bp())
+    want = jax.grad(lambda p: jdfa.loss(net, p, jnp.asarray(x), jnp.asarray(y)))(params)
+    t = tb.TorchBP(torch, 6, 5, 4, 3, 1e-3)
+    linears = [m for m in t.model if isinstance(m, torch.nn.Linear)]
+    ws = [params.input.w] + list(params.hidden.w) + [params.output.w]
+    bs = [params.input.b] + list(params.hidden.b) + [params.output.b]
+    with torch.no_grad():
+        for lin, w, b in zip(linears, ws, bs):
+            lin.weight.copy_(torch.tensor(np.asarray(w).T))
+            lin.bias.copy_(torch.tensor(np.asarray(b)))
+    torch.nn.functional.cross_entropy(t.model(torch.tensor(x)),
+                                      torch.tensor(y, dtype=torch.int64)).backward()
+    np.testing.assert_allclose(linears[1].weight.grad.numpy().T, np.asarray(want.hidden.w[0]),
+                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(linears[0].weight.grad.numpy().T, np.asarray(want.input.w),
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_torch_baseline_without_torch_says_how_to_install():
+    code = ("import runpy, sys; sys.modules['torch'] = None; sys.argv = ['torch_baseline.py']; "
+            f"runpy.run_path({os.path.join(ROOT, 'benchmarks', 'torch_baseline.py')!r}, "
+            "run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "pip install torch==2.13.0" in proc.stderr
