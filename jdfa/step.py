@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jdfa import model, update
+from jdfa import model, parallel, update
 from jdfa.feedback import Feedback, init_feedback
 from jdfa.model import MLP, Params
 from jdfa.rules import Rule
@@ -67,13 +67,24 @@ def train_step(net: MLP, rule: Rule, optimizer: optax.GradientTransformation, st
 
 
 def make_train_step(net: MLP, rule: Rule, optimizer: optax.GradientTransformation,
-                    batch_mode: str = "mean"):
+                    batch_mode: str = "mean", mesh=None):
     """Returns the jitted step ``(state, x, y) -> (state, metrics)``; the state is donated, so the
-    old one must not be used after the call. Inputs are checked when the step is traced."""
+    old one must not be used after the call. Inputs are checked when the step is traced.
+
+    mesh: an optional `jax.sharding.Mesh` from `jdfa.parallel.make_mesh`: the batch is split over
+      its ``data`` axis and the stacked layers over its ``layers`` axis (`jdfa.parallel`). Place
+      the state with `jdfa.parallel.shard_state` first.
+    """
     rule.check(net)
     update.check_batch_mode(batch_mode)
 
     def step(state, x, y):
         return train_step(net, rule, optimizer, state, x, y, batch_mode)
 
-    return jax.jit(step, donate_argnums=0)
+    if mesh is None:
+        return jax.jit(step, donate_argnums=0)
+    abstract = jax.eval_shape(lambda: init_train_state(jax.random.key(0), net, rule, optimizer))
+    states = parallel.state_sharding(mesh, abstract)
+    batch = parallel.batch_sharding(mesh)
+    return jax.jit(step, in_shardings=(states, batch, batch),
+                   out_shardings=(states, parallel.replicated(mesh)), donate_argnums=0)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,13 +28,15 @@ import numpy as np
 import optax
 from jax import lax
 
-from jdfa import model, rules
+from jdfa import model, parallel, rules
 from jdfa.alignment import alignment
+from jdfa.checkpoint import Checkpoints
 from jdfa.model import MLP
 from jdfa.step import TrainState, init_train_state, train_step
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "cosine")
+ON_DIVERGE = ("stop", "rollback")
 
 
 @dataclasses.dataclass
@@ -69,13 +72,27 @@ class Config:
     out: str | None = None
     tensorboard: bool = False
     progress: bool = True
+    checkpoint_every: int = 0  # 0: only at the end (with out); else every N steps too
+    keep_checkpoints: int = 3
+    resume: bool = False  # continue from the newest readable checkpoint in out/checkpoints
+    on_diverge: str = "stop"  # or "rollback": back to the last good checkpoint, lr * rollback_factor
+    rollback_factor: float = 0.5
+    max_rollbacks: int = 3
+    mesh_data: int = 1  # devices on the data axis (batch split)
+    mesh_layers: int = 1  # devices on the layers axis (stacked hidden layers split)
+    distributed: bool = False  # jax.distributed.initialize() first (TPU pods, multi-host GPU)
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "eval_every", "train_eval_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.align_every < 0:
-            raise ValueError(f"align_every must be >= 0, got {self.align_every}")
+        for name in ("align_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.on_diverge not in ON_DIVERGE:
+            raise ValueError(f"unknown on_diverge {self.on_diverge!r}; expected one of {list(ON_DIVERGE)}")
+        if self.resume and not self.out:
+            raise ValueError("resume needs out: the run folder whose checkpoints to continue from")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {list(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
@@ -95,8 +112,9 @@ def make_rule(cfg: Config) -> rules.Rule:
                       feedback_scale=float(cfg.feedback_scale), shared_feedback=cfg.shared_feedback)
 
 
-def make_optimizer(cfg: Config) -> optax.GradientTransformation:
-    lr = optax.cosine_decay_schedule(cfg.lr, cfg.steps) if cfg.schedule == "cosine" else cfg.lr
+def make_optimizer(cfg: Config, lr_scale: float = 1.0) -> optax.GradientTransformation:
+    lr = cfg.lr * lr_scale
+    lr = optax.cosine_decay_schedule(lr, cfg.steps) if cfg.schedule == "cosine" else lr
     return {
         "sgd": lambda: optax.sgd(lr),
         "momentum": lambda: optax.sgd(lr, momentum=0.9),
@@ -113,15 +131,37 @@ def load_data(cfg: Config):
     return data.load(cfg.dataset, "train", cfg.data_dir), data.load(cfg.dataset, "test", cfg.data_dir)
 
 
-def make_chunk(net: MLP, rule: rules.Rule, optimizer, cfg: Config, n_train: int, data_key):
+def run_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(init, data, eval)`` keys of a run: params and feedback, the data order (`batch_indices`),
+    and the fixed examples of the training-accuracy and alignment measurements."""
+    return tuple(jax.random.split(jax.random.key(seed), 3))
+
+
+def epoch_order(data_key, epoch, n_train: int) -> jax.Array:
+    """The order (n_train,) in which epoch ``epoch`` visits the training examples."""
+    return jax.random.permutation(jax.random.fold_in(data_key, epoch), n_train)
+
+
+def batch_indices(data_key, step, n_train: int, batch_size: int) -> jax.Array:
+    """The training examples (batch_size,) of the batch at counter ``step`` (the ``step + 1``-th
+    step): a slice of epoch ``step // steps_per_epoch``'s order; the last partial batch is dropped."""
+    steps_per_epoch = n_train // batch_size
+    order = epoch_order(data_key, step // steps_per_epoch, n_train)
+    return lax.dynamic_slice_in_dim(order, (step % steps_per_epoch) * batch_size, batch_size)
+
+
+def make_chunk(net: MLP, rule: rules.Rule, optimizer, cfg: Config, n_train: int, data_key,
+               mesh=None):
     """Returns the jitted ``(state, x, y, n_steps) -> (state, metrics)`` that runs ``n_steps``
-    training steps in one `lax.scan`, drawing each batch on the device. Metrics are stacked per
-    step."""
+    training steps in one `lax.scan`, drawing each batch on the device (as `batch_indices` says;
+    the epoch's permutation is drawn once per epoch and carried). Metrics are stacked per step.
+    With a ``mesh``, each batch is split over its ``data`` axis and the state laid out as
+    `jdfa.parallel.state_sharding` says."""
     batch = cfg.batch_size
     steps_per_epoch = n_train // batch
 
     def permutation(epoch):
-        return jax.random.permutation(jax.random.fold_in(data_key, epoch), n_train)
+        return epoch_order(data_key, epoch, n_train)
 
     def chunk(state, x, y, n_steps):
         def body(carry, _):
@@ -129,14 +169,23 @@ def make_chunk(net: MLP, rule: rules.Rule, optimizer, cfg: Config, n_train: int,
             epoch, i = state.step // steps_per_epoch, state.step % steps_per_epoch
             order = lax.cond(i == 0, lambda: permutation(epoch), lambda: order)
             idx = lax.dynamic_slice_in_dim(order, i * batch, batch)
-            state, metrics = train_step(net, rule, optimizer, state, x[idx], y[idx], cfg.batch_mode)
+            xb, yb = x[idx], y[idx]
+            if mesh is not None:
+                xb = lax.with_sharding_constraint(xb, parallel.batch_sharding(mesh))
+                yb = lax.with_sharding_constraint(yb, parallel.batch_sharding(mesh))
+            state, metrics = train_step(net, rule, optimizer, state, xb, yb, cfg.batch_mode)
             return (state, order), metrics
 
         order = permutation(state.step // steps_per_epoch)
         (state, _), metrics = lax.scan(body, (state, order), None, length=n_steps)
         return state, metrics
 
-    return jax.jit(chunk, static_argnums=3)
+    if mesh is None:
+        return jax.jit(chunk, static_argnums=3)
+    abstract = jax.eval_shape(lambda: init_train_state(jax.random.key(0), net, rule, optimizer))
+    states, rep = parallel.state_sharding(mesh, abstract), parallel.replicated(mesh)
+    return jax.jit(chunk, static_argnums=3, in_shardings=(states, rep, rep),
+                   out_shardings=(states, rep))
 
 
 def evaluate(net: MLP, params, x, y, batch: int = 2000) -> dict[str, float]:
@@ -162,15 +211,10 @@ def _eval_fn(net):
     return _EVAL_CACHE[net]
 
 
-def _stops(start, cfg):
-    """The steps after ``start`` at which the loop stops to evaluate or measure alignment."""
-    step = start
-    while step < cfg.steps:
-        nxt = min((step // cfg.eval_every + 1) * cfg.eval_every, cfg.steps)
-        if cfg.align_every:
-            nxt = min(nxt, (step // cfg.align_every + 1) * cfg.align_every)
-        yield nxt
-        step = nxt
+def _next_stop(step: int, cfg: Config) -> int:
+    """The next step after ``step`` at which the loop evaluates, measures alignment or saves."""
+    every = [cfg.eval_every] + [n for n in (cfg.align_every, cfg.checkpoint_every) if n]
+    return min([cfg.steps] + [(step // n + 1) * n for n in every])
 
 
 def train(config: Config | None = None, *, data=None, **overrides) -> dict[str, Any]:
@@ -180,99 +224,180 @@ def train(config: Config | None = None, *, data=None, **overrides) -> dict[str, 
       data: optional ``((x_train, y_train), (x_test, y_test))`` NumPy arrays to use instead of
         ``config.dataset`` (images flattened to (n, features), integer labels).
     Returns:
-      a summary: ``status`` ("finished" or "diverged"), ``step``, the last evaluation's
-      ``train_accuracy`` / ``test_accuracy`` / ``test_loss``, ``steps_per_s``, ``out`` and the
-      final ``state`` (a `TrainState`; for a diverged run the last state whose steps were finite).
+      a summary: ``status`` ("finished", "diverged" or "interrupted"), ``step``, the last
+      evaluation's ``train_accuracy`` / ``test_accuracy`` / ``test_loss``, ``steps_per_s``,
+      ``out``, ``rollbacks`` and the final ``state`` (a `TrainState`; after a divergence, the last
+      state whose steps were all finite).
     """
     cfg = dataclasses.replace(config or Config(), **overrides)
+    rule = make_rule(cfg)  # bad rule options fail before any data is read
+    if cfg.distributed:
+        parallel.initialize_distributed()
     (x_train, y_train), (x_test, y_test) = data if data is not None else load_data(cfg)
+    if cfg.batch_size > len(x_train):
+        raise ValueError(f"batch_size {cfg.batch_size} exceeds the {len(x_train)} training examples")
     n_classes = int(max(y_train.max(), y_test.max())) + 1
     # Two classes under a sigmoid or squared-error output: one output unit, as in the XOR example.
     out_features = 1 if n_classes == 2 and cfg.loss != "softmax_cross_entropy" else n_classes
     net = MLP(x_train.shape[1], cfg.width, cfg.depth, out_features, cfg.activation, cfg.loss,
               cfg.weight_init)
-    rule = make_rule(cfg)
-    optimizer = make_optimizer(cfg)
-    if cfg.batch_size > len(x_train):
-        raise ValueError(f"batch_size {cfg.batch_size} exceeds the {len(x_train)} training examples")
+    rule.check(net)
+    mesh = None
+    if cfg.mesh_data * cfg.mesh_layers > 1:
+        mesh = parallel.make_mesh(cfg.mesh_data, cfg.mesh_layers)
+        parallel.check_batch(mesh, cfg.batch_size)
 
-    k_init, k_data, k_align = jax.random.split(jax.random.key(cfg.seed), 3)
+    k_init, k_data, k_align = run_keys(cfg.seed)
     x, y = jnp.asarray(x_train), jnp.asarray(y_train)
     xt, yt = jnp.asarray(x_test), jnp.asarray(y_test)
     n_eval = min(cfg.train_eval_size, len(x_train))
     eval_idx = jax.random.choice(k_align, len(x_train), (n_eval,), replace=False)
     x_eval, y_eval = x[eval_idx], y[eval_idx]
     x_align, y_align = x_eval[:256], y_eval[:256]
-
-    state = init_train_state(k_init, net, rule, optimizer)
-    chunk = make_chunk(net, rule, optimizer, cfg, len(x_train), k_data)
     align = jax.jit(lambda p, f: alignment(net, rule, p, f, x_align, y_align, cfg.batch_mode))
-    log = _RunLog(cfg, net, rule)
 
-    bar = _progress(cfg)
-    start = time.perf_counter()
-    status, last = "finished", {}
-    for stop in _stops(0, cfg):
-        n = stop - int(state.step)
-        new_state, m = chunk(state, x, y, n)
-        m = jax.tree.map(np.asarray, m)
-        if not m["finite"].all():
-            bad = int(np.argmin(m["finite"]))
-            status = "diverged"
-            log.diverged(int(state.step), int(state.step) + bad + 1, m["layer_update_norms"][bad],
-                         time.perf_counter() - start)
-            break
-        state = new_state
-        record = {"step": stop, "wall_s": round(time.perf_counter() - start, 3),
-                  "loss": _round(m["loss"].mean()), "batch_accuracy": _round(m["accuracy"].mean()),
-                  "update_norm": _round(m["update_norm"][-1]),
-                  "layer_update_norms": [_round(v) for v in m["layer_update_norms"][-1]]}
-        if stop % cfg.eval_every == 0 or stop == cfg.steps:
-            record["train_accuracy"] = _round(evaluate(net, state.params, x_eval, y_eval)["accuracy"])
-            test = evaluate(net, state.params, xt, yt)
-            record["test_accuracy"], record["test_loss"] = _round(test["accuracy"]), _round(test["loss"])
-        if cfg.align_every and stop % cfg.align_every == 0:
-            al = align(state.params, state.feedback)
-            record["alignment_angle"] = np.asarray(al.angle).round(3).tolist()
-            record["alignment_norm_ratio"] = np.asarray(al.norm_ratio).round(5).tolist()
-        record["steps_per_s"] = round(stop / record["wall_s"], 2)
-        log.write(record)
-        last.update({k: v for k, v in record.items() if "accuracy" in k or k == "test_loss"})
-        bar.update(n)
-        bar.set_postfix(loss=f"{record['loss']:.4f}", train=last.get("train_accuracy", float("nan")),
-                        test=last.get("test_accuracy", float("nan")))
+    lr_scale = 1.0
+    optimizer = make_optimizer(cfg)
+    state = init_train_state(k_init, net, rule, optimizer)
+    if mesh is not None:
+        state = parallel.shard_state(mesh, state)
+    checkpoints = Checkpoints(Path(cfg.out) / "checkpoints", cfg.keep_checkpoints) if cfg.out else None
+    if cfg.resume:
+        restored = checkpoints.restore_latest(state)
+        if restored is None:
+            raise ValueError(f"resume: no readable checkpoint in {checkpoints.directory}")
+        state = restored
+    elif checkpoints is not None and cfg.on_diverge == "rollback":
+        checkpoints.save(state)  # a rollback always has somewhere to go
+    log = _RunLog(cfg, net, rule, resumed_at=int(state.step) if cfg.resume else None)
+    chunk = make_chunk(net, rule, optimizer, cfg, len(x_train), k_data, mesh)
+
+    bar = _progress(cfg, int(state.step))
+    start, start_step = time.perf_counter(), int(state.step)
+    status, rollbacks = "finished", 0
+    with _SignalFlag() as interrupted:
+        while int(state.step) < cfg.steps:
+            before = int(state.step)
+            stop = _next_stop(before, cfg)
+            new_state, m = chunk(state, x, y, stop - before)
+            m = jax.tree.map(np.asarray, m)
+            if not m["finite"].all():
+                bad = int(np.argmin(m["finite"]))
+                can_roll_back = (cfg.on_diverge == "rollback" and rollbacks < cfg.max_rollbacks
+                                 and checkpoints is not None and checkpoints.steps())
+                log.diverged(before, before + bad + 1, m["layer_update_norms"][bad],
+                             time.perf_counter() - start, rollback=bool(can_roll_back))
+                if not can_roll_back:
+                    status = "diverged"
+                    break
+                rollbacks += 1
+                lr_scale *= cfg.rollback_factor
+                optimizer = make_optimizer(cfg, lr_scale)
+                chunk = make_chunk(net, rule, optimizer, cfg, len(x_train), k_data, mesh)
+                state = checkpoints.restore_latest(state)
+                log.truncate(int(state.step))
+                log.write({"step": int(state.step), "rollback": rollbacks, "lr": cfg.lr * lr_scale})
+                bar.n = int(state.step)
+                continue
+            state = new_state
+            record = {"step": stop, "wall_s": round(time.perf_counter() - start, 3),
+                      "loss": _round(m["loss"].mean()), "batch_accuracy": _round(m["accuracy"].mean()),
+                      "update_norm": _round(m["update_norm"][-1]),
+                      "layer_update_norms": [_round(v) for v in m["layer_update_norms"][-1]]}
+            if stop % cfg.eval_every == 0 or stop == cfg.steps:
+                record["train_accuracy"] = _round(evaluate(net, state.params, x_eval, y_eval)["accuracy"])
+                test = evaluate(net, state.params, xt, yt)
+                record["test_accuracy"], record["test_loss"] = _round(test["accuracy"]), _round(test["loss"])
+            if cfg.align_every and stop % cfg.align_every == 0:
+                al = align(state.params, state.feedback)
+                record["alignment_angle"] = np.asarray(al.angle).round(3).tolist()
+                record["alignment_norm_ratio"] = np.asarray(al.norm_ratio).round(5).tolist()
+            record["steps_per_s"] = round((stop - start_step) / record["wall_s"], 2)
+            log.write(record)
+            if checkpoints is not None and (
+                    stop == cfg.steps or (cfg.checkpoint_every and stop % cfg.checkpoint_every == 0)):
+                checkpoints.save(state)
+            bar.update(stop - before)
+            bar.set_postfix(loss=f"{record['loss']:.4f}", **{
+                k: f"{log.last[k]:.4f}" for k in ("train_accuracy", "test_accuracy") if k in log.last})
+            if interrupted.is_set and int(state.step) < cfg.steps:
+                if checkpoints is not None:
+                    checkpoints.save(state)
+                print(f"interrupted by {interrupted.name} at step {int(state.step)}; "
+                      + (f"checkpoint saved in {checkpoints.directory}, continue with --resume"
+                         if checkpoints is not None else "no out folder, nothing saved"))
+                status = "interrupted"
+                break
     bar.close()
+    if checkpoints is not None:
+        checkpoints.close()
     summary = {"status": status, "step": int(state.step), "rule": str(rule),
-               "steps_per_s": round(int(state.step) / max(time.perf_counter() - start, 1e-9), 2),
-               **last, "out": cfg.out}
+               "steps_per_s": round((int(state.step) - start_step)
+                                    / max(time.perf_counter() - start, 1e-9), 2),
+               **log.last, "rollbacks": rollbacks, "out": cfg.out}
     log.close(summary)
     return {**summary, "state": state}
+
+
+class _SignalFlag:
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each chunk, so that a Ctrl-C saves
+    a checkpoint and exits cleanly; a second Ctrl-C interrupts at once."""
+
+    def __init__(self):
+        self.is_set, self.name, self._old = False, None, {}
+
+    def _handle(self, signum, frame):
+        if self.is_set and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.is_set, self.name = True, signal.Signals(signum).name
+        print(f"{self.name} received: stopping after the current chunk of steps")
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
 
 
 def _round(value) -> float:
     return round(float(value), 6)
 
 
-def _progress(cfg):
+def _progress(cfg, initial: int):
     from tqdm.auto import tqdm
 
-    return tqdm(total=cfg.steps, disable=not cfg.progress, unit="step", dynamic_ncols=True)
+    return tqdm(total=cfg.steps, initial=initial, disable=not cfg.progress, unit="step",
+                dynamic_ncols=True)
 
 
 class _RunLog:
-    """The run's folder: config, metrics lines, curves and (optionally) TensorBoard events."""
+    """The run's folder: config, metrics lines, curves and (optionally) TensorBoard events.
 
-    def __init__(self, cfg: Config, net: MLP, rule: rules.Rule):
+    On resume, lines past the restored step are dropped, so the file reads as one run."""
+
+    def __init__(self, cfg: Config, net: MLP, rule: rules.Rule, resumed_at: int | None = None):
         self.records: list[dict] = []
+        self.last: dict[str, float] = {}
         self.dir = Path(cfg.out) if cfg.out else None
         self.tb = None
         if self.dir is None:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
         meta = {"config": dataclasses.asdict(cfg), "net": dataclasses.asdict(net), "rule": str(rule),
-                "jax": jax.__version__, "device": jax.devices()[0].device_kind}
+                "jax": jax.__version__, "device": jax.devices()[0].device_kind,
+                "device_count": jax.device_count()}
         (self.dir / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
-        self.metrics = open(self.dir / "metrics.jsonl", "w")
+        self.path = self.dir / "metrics.jsonl"
+        if resumed_at is not None and self.path.exists():
+            for line in self.path.read_text().splitlines():
+                record = json.loads(line)
+                if record["step"] <= resumed_at and not record.get("diverged"):
+                    self._remember(record)
+        self._rewrite()
         if cfg.tensorboard:
             try:
                 from tensorboardX import SummaryWriter
@@ -280,8 +405,25 @@ class _RunLog:
                 raise ImportError("--tensorboard needs tensorboardX: pip install 'jdfa[tensorboard]'") from err
             self.tb = SummaryWriter(str(self.dir / "tensorboard"))
 
-    def write(self, record: dict) -> None:
+    def _remember(self, record: dict) -> None:
         self.records.append(record)
+        self.last.update({k: v for k, v in record.items() if "accuracy" in k or k == "test_loss"})
+
+    def _rewrite(self) -> None:
+        self.metrics = open(self.path, "w")
+        for record in self.records:
+            self.metrics.write(json.dumps(record) + "\n")
+        self.metrics.flush()
+
+    def truncate(self, step: int) -> None:
+        """Forgets the records after ``step`` (a rollback), keeping divergence notes."""
+        self.records = [r for r in self.records if r["step"] <= step or r.get("diverged")]
+        if self.dir is not None:
+            self.metrics.close()
+            self._rewrite()
+
+    def write(self, record: dict) -> None:
+        self._remember(record)
         if self.dir is None:
             return
         self.metrics.write(json.dumps(record) + "\n")
@@ -293,13 +435,14 @@ class _RunLog:
             for i, angle in enumerate(record.get("alignment_angle", [])):
                 self.tb.add_scalar(f"alignment_angle/layer_{i + 1}", angle, record["step"])
 
-    def diverged(self, kept: int, step: int, norms: np.ndarray, wall: float) -> None:
+    def diverged(self, kept: int, step: int, norms: np.ndarray, wall: float, rollback: bool) -> None:
         layers = [int(i) + 1 for i in np.flatnonzero(~np.isfinite(norms))]
         where = (f"update of layer(s) {layers} (layer {len(norms)} is the output layer)"
                  if layers else "loss")
-        message = (f"training diverged: non-finite {where} at step {step}. Stopped; the state "
-                   f"after step {kept} and all logs are kept. Lower the learning rate or the "
-                   "feedback scale.")
+        then = ("rolling back to the last good checkpoint with a lower learning rate" if rollback
+                else f"stopped; the state after step {kept} and all logs are kept. Lower the "
+                     "learning rate or the feedback scale, or pass --on-diverge rollback")
+        message = f"training diverged: non-finite {where} at step {step}; {then}."
         print(message)
         self.write({"step": step, "wall_s": round(wall, 3), "diverged": True,
                     "nonfinite_layers": layers, "message": message})
@@ -321,7 +464,7 @@ def plot_curves(records: list[dict], path: Path, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = [r for r in records if not r.get("diverged")]
+    records = [r for r in records if "loss" in r]
     aligned = [r for r in records if "alignment_angle" in r]
     fig, axes = plt.subplots(1, 3 if aligned else 2, figsize=(15 if aligned else 10, 4))
     steps = [r["step"] for r in records]

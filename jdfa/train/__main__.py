@@ -3,6 +3,9 @@
 
 Every field of `jdfa.train.Config` is a flag (``--block-size`` for ``block_size``); booleans that
 default to True are switched off with ``--no-...`` (e.g. ``--no-use-derivative``, ``--no-progress``).
+
+Exit status: 0 finished, 1 diverged, 2 bad arguments or data, 130 interrupted (SIGINT/SIGTERM; a
+checkpoint is saved first, and the same command plus ``--resume`` continues the run).
 """
 
 import argparse
@@ -44,7 +47,7 @@ def main(argv=None) -> int:
         return 2
     summary.pop("state")
     print(json.dumps(summary))
-    return 0 if summary["status"] == "finished" else 1
+    return {"finished": 0, "diverged": 1, "interrupted": 130}[summary["status"]]
 
 
 if __name__ == "__main__":

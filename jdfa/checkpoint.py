@@ -1,0 +1,76 @@
+"""Checkpoints of a `jdfa.TrainState` with orbax-checkpoint.
+
+Orbax writes each checkpoint into a temporary folder and renames it into place when complete, so a
+crash while saving never leaves a half-written checkpoint under a step's name: the last good one
+stays readable. If the newest checkpoint is unreadable all the same (a disk fault, a hand edit),
+`Checkpoints.restore_latest` warns and falls back to the one before it.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+
+
+def _drop_empty(tree):
+    # Orbax refuses zero-size arrays, which a depth-1 net's hidden stack and a rule's unused
+    # feedback stack are; they carry no information, so they are left out and rebuilt on restore.
+    return jax.tree.map(lambda x: None if math.prod(x.shape) == 0 else x, tree)
+
+
+def _refill_empty(like, restored):
+    leaves, treedef = jax.tree.flatten(like)
+    stored = iter(jax.tree.leaves(restored))
+    return treedef.unflatten([jnp.zeros(x.shape, x.dtype) if math.prod(x.shape) == 0 else next(stored)
+                              for x in leaves])
+
+
+class Checkpoints:
+    """The checkpoints of one run, in ``directory``, keeping the last ``keep``."""
+
+    def __init__(self, directory: str | Path, keep: int = 3):
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
+        self.directory = Path(directory).absolute()
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                               enable_async_checkpointing=False)
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def save(self, state) -> None:
+        """Saves ``state`` under its own step count (a no-op if that step is saved already)."""
+        step = int(state.step)
+        if step in self.manager.all_steps():
+            return
+        self.manager.save(step, args=ocp.args.StandardSave(_drop_empty(state)))
+        self.manager.wait_until_finished()
+
+    def steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
+
+    def restore_latest(self, like):
+        """The newest readable checkpoint as a state shaped and placed like ``like`` (a state or its
+        abstract shapes with shardings), or None if there is none.
+
+        An unreadable checkpoint is skipped with a warning naming it and the error.
+        """
+        abstract = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
+            like)
+        for step in reversed(self.steps()):
+            try:
+                restored = self.manager.restore(
+                    step, args=ocp.args.StandardRestore(_drop_empty(abstract)))
+                return _refill_empty(abstract, restored)
+            except Exception as err:  # orbax raises many types for damaged files
+                warnings.warn(f"checkpoint of step {step} in {self.directory} is unreadable "
+                              f"({type(err).__name__}: {err}); falling back to the previous one",
+                              RuntimeWarning, stacklevel=2)
+        return None
+
+    def close(self) -> None:
+        self.manager.close()
