@@ -19,6 +19,11 @@ Pieces, on inputs of the same shapes (each alone):
 * ``matmul_chain``    ``depth - 1`` dependent ``(B, width) @ (width, width)`` matmuls, nothing else
                       (the arithmetic of the forward pass without tanh or bias)
 * ``sgd_update``      ``params - lr * g`` over all parameters
+* ``proto_dfa_step``  (``dfa`` on tanh only) a PROTOTYPE of a leaner DFA step, for comparison with
+                      ``step``: the forward scan emits each layer's INPUT (the weight gradient
+                      reads it with no concatenate copy), ``f'`` is not stored but recomputed as
+                      ``1 - h^2`` inside the delta fusion, no metrics; then SGD. Checked against
+                      `jdfa.update_direction` before it is timed.
 
 The stage differences tell where the step's time goes; the pieces show what the contractions
 cost against the forward's arithmetic. Uses jdfa internals (`jdfa.model.forward`,
@@ -83,9 +88,26 @@ def build(net, rule, optimizer, x, y, key):
     def sgd(p, g):
         return jax.tree.map(lambda a, b: a - 1e-3 * b, p, g)
 
+    def proto_dfa_grads(p, fb, xb, yb):
+        h1 = jnp.tanh(xb @ p.input.w + p.input.b)
+        h_top, h_in = lax.scan(lambda h, wb: (jnp.tanh(h @ wb[0] + wb[1]), h), h1,
+                               (p.hidden.w, p.hidden.b))  # h_in: inputs of layers 2..depth
+        a_y = h_top @ p.output.w + p.output.b
+        e = (jax.nn.softmax(a_y) - jax.nn.one_hot(yb, a_y.shape[1])) / xb.shape[0]
+        fbe = jnp.einsum("bs,lws->lbw", e, fb.output)
+        h_out = jnp.concatenate([h_in[1:], h_top[None]])  # fused into the multiply below
+        d = fbe[1:] * (1.0 - h_out * h_out)
+        d1 = fbe[0] * (1.0 - h1 * h1)
+        return jdfa.Params(jdfa.Dense(xb.T @ d1, d1.sum(0)),
+                           jdfa.Dense(jnp.einsum("lbi,lbj->lij", h_in, d), d.sum(1)),
+                           jdfa.Dense(h_top.T @ e, e.sum(0)))
+
+    def proto_dfa_step(p, fb, xb, yb):
+        return jax.tree.map(lambda a, g: a - 1e-3 * g, p, proto_dfa_grads(p, fb, xb, yb))
+
     state = jdfa.init_train_state(key, net, rule, optimizer)
     opt_state = optimizer.init(params)
-    return [
+    runs = [
         ("apply", jax.jit(lambda p, xb: jdfa.apply(net, p, xb)), (params, x), None),
         ("forward_trace", jax.jit(fwd_trace), (params, x), None),
         ("deltas", jax.jit(deltas), (params, feedback, x, y), None),
@@ -98,6 +120,14 @@ def build(net, rule, optimizer, x, y, key):
         ("matmul_chain", jax.jit(matmul_chain), (params, h[0]), None),
         ("sgd_update", jax.jit(sgd), (params, params), None),
     ]
+    if rule.name == "dfa" and net.activation == "tanh" and net.loss == "softmax_cross_entropy":
+        want = jax.jit(upd)(params, feedback, x, y)
+        got = jax.jit(proto_dfa_grads)(params, feedback, x, y)
+        for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+            assert jnp.allclose(a, b, rtol=1e-4, atol=1e-6), "prototype disagrees with jdfa"
+        runs.append(("proto_dfa_step", jax.jit(proto_dfa_step, donate_argnums=0),
+                     (params, feedback, x, y), "params"))
+    return runs
 
 
 class Runner:
@@ -123,6 +153,8 @@ class Runner:
         dt = time.perf_counter() - t0
         if self.feed == "state":
             self.args = (out[0],) + self.args[1:]
+        elif self.feed == "params":
+            self.args = (out,) + self.args[1:]
         elif self.feed == "params_opt":
             self.args = (out[0], out[1]) + self.args[2:]
         return dt

@@ -16,6 +16,7 @@ temporary folder so they never overwrite the committed results).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -45,13 +46,20 @@ from jdfa.data import DataError  # noqa: E402
 
 # ----------------------------------------------------------------------------------------- flags
 
-def parse_args(doc: str, name: str, datasets=("mnist", "notmnist"), argv=None) -> argparse.Namespace:
-    """``--quick`` (minutes-long smoke version), ``--dataset`` and ``--out`` (results folder,
-    default ``experiments/results/<name>``; with a non-default dataset ``<name>_<dataset>``)."""
+def parse_args(doc: str, name: str, datasets=("mnist", "notmnist"), extra=None,
+               argv=None) -> argparse.Namespace:
+    """``--quick`` (minutes-long smoke version), ``--dataset``, ``--out`` (results folder,
+    default ``experiments/results/<name>``; with a non-default dataset ``<name>_<dataset>``) and
+    ``--fresh`` (retrain runs whose folder already holds a finished run of the same config).
+    ``extra(parser)`` adds a script's own flags."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a short smoke version (minutes)")
     p.add_argument("--dataset", default=datasets[0], choices=datasets)
     p.add_argument("--out", default=None, help="results folder (default experiments/results/NAME)")
+    p.add_argument("--fresh", action="store_true",
+                   help="retrain even where runs/<tag> holds a finished run of the same config")
+    if extra is not None:
+        extra(p)
     args = p.parse_args(argv)
     args.name = name
     if args.out is None:
@@ -90,6 +98,12 @@ def run(args, tag: str, *, data, **config) -> dict:
     keep_state = config.pop("keep_state", False)
     out = args.out / "runs" / tag
     config.setdefault("progress", False)
+    if not keep_state and not args.fresh:
+        done = load_run(out)
+        wanted = dataclasses.asdict(jdfa.Config(**config, dataset=args.dataset, out=str(out)))
+        if done is not None and _same(done["config"], wanted):
+            print(f"[{args.name}] {tag}: reusing the finished run in {out} (same config; --fresh retrains)")
+            return done
     print(f"[{args.name}] {tag}: " + ", ".join(f"{k}={v}" for k, v in config.items() if k != "progress"),
           flush=True)
     summary = jdfa.train(data=data, out=str(out), dataset=args.dataset, **config)
@@ -103,6 +117,11 @@ def run(args, tag: str, *, data, **config) -> dict:
           f"test {summary.get('test_accuracy', float('nan')):.4f}, {summary['steps_per_s']} steps/s",
           flush=True)
     return summary
+
+
+def _same(saved: dict, wanted: dict) -> bool:
+    ignore = {"out", "progress", "data_dir", "tensorboard"}
+    return all(saved.get(k) == v for k, v in wanted.items() if k not in ignore)
 
 
 def read_records(run_dir) -> list[dict]:
