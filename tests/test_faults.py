@@ -1,0 +1,154 @@
+"""A run never loses its work: kill and resume, a corrupt checkpoint, Ctrl-C, NaN, rollback."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+import jdfa
+from jdfa.checkpoint import Checkpoints
+from jdfa.train import batch_indices, run_keys
+
+MNIST = Path(os.environ.get("JDFA_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+RUN = ["--dataset", "mnist", "--data-dir", str(MNIST), "--rule", "bdfa", "--block-size", "2",
+       "--depth", "4", "--width", "512", "--batch-size", "64", "--steps", "1500", "--lr", "1e-3",
+       "--eval-every", "100", "--checkpoint-every", "100", "--train-eval-size", "1000",
+       "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    return {**os.environ, "JDFA_CACHE_DIR": os.environ.get("JDFA_CACHE_DIR", str(cache))}
+
+
+def _cli(args, env, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "jdfa.train", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+def _wait_for(path, proc, timeout=300):
+    end = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"run ended before {path} appeared: {proc.communicate()}"
+        assert time.time() < end, f"{path} did not appear"
+        time.sleep(0.02)
+
+
+def _final(out):
+    ckpt = Checkpoints(out / "checkpoints")
+    state = ckpt.restore_latest(_abstract_state())
+    ckpt.close()
+    return state
+
+
+def _abstract_state():
+    import optax
+
+    net = jdfa.MLP(784, 512, 4, 10)
+    return jax.eval_shape(lambda: jdfa.init_train_state(jax.random.key(0), net, jdfa.bdfa(2),
+                                                        optax.adam(1e-3)))
+
+
+def _records(out):
+    return [{k: v for k, v in json.loads(line).items() if k not in ("wall_s", "steps_per_s")}
+            for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_killed_and_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, env):
+    whole = _cli(RUN + ["--out", str(tmp_path / "whole")], env)
+    killed = _cli(RUN + ["--out", str(tmp_path / "killed")], env)
+    _wait_for(tmp_path / "killed" / "checkpoints" / "300", killed)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not (tmp_path / "killed" / "checkpoints" / "1500").exists()
+    resumed = _cli(RUN + ["--out", str(tmp_path / "killed"), "--resume"], env)
+    assert resumed.wait(timeout=600) == 0, resumed.communicate()
+    assert whole.wait(timeout=600) == 0, whole.communicate()
+    a, b = _final(tmp_path / "whole"), _final(tmp_path / "killed")
+    assert int(a.step) == int(b.step) == 1500
+    chex.assert_trees_all_equal(a.params, b.params)
+    chex.assert_trees_all_equal(a.opt_state, b.opt_state)
+    assert _records(tmp_path / "whole") == _records(tmp_path / "killed")
+
+
+def test_sigint_saves_a_checkpoint_and_exits_cleanly(tmp_path, env):
+    proc = _cli(RUN + ["--out", str(tmp_path), "--checkpoint-every", "1000"], env)
+    _wait_for(tmp_path / "metrics.jsonl", proc)
+    while not (tmp_path / "metrics.jsonl").read_text():
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert "interrupted by SIGINT" in out
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["status"] == "interrupted" and summary["step"] < 1500
+    assert (tmp_path / "checkpoints" / str(summary["step"])).exists()
+
+
+def test_corrupt_newest_checkpoint_falls_back_to_the_previous(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 128).astype(np.int32)
+    kwargs = dict(data=((x, y), (x, y)), rule="dfa", depth=3, width=16, batch_size=32,
+                  eval_every=10, checkpoint_every=10, out=str(tmp_path), progress=False)
+    at_10 = jdfa.train(steps=10, **kwargs)["state"]
+    jdfa.train(steps=20, resume=True, **kwargs)
+    newest = tmp_path / "checkpoints" / "20"
+    for f in newest.rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"garbage")
+    ckpt = Checkpoints(tmp_path / "checkpoints")
+    with pytest.warns(RuntimeWarning, match="checkpoint of step 20 .* unreadable.*previous"):
+        restored = ckpt.restore_latest(at_10)
+    ckpt.close()
+    assert int(restored.step) == 10
+    chex.assert_trees_all_equal(jax.device_get(restored.params), jax.device_get(at_10.params))
+    # and a resumed run goes on from there
+    with pytest.warns(RuntimeWarning, match="unreadable"):
+        result = jdfa.train(steps=30, resume=True, **kwargs)
+    assert result["step"] == 30
+
+
+def test_planted_nan_stops_the_run_naming_the_step(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1024, 8)).astype(np.float32)  # 32 steps an epoch
+    y = rng.integers(0, 3, 1024).astype(np.int32)
+    _, data_key, _ = run_keys(0)
+    poisoned = int(batch_indices(data_key, 22, len(x), 32)[5])  # drawn by step 23, not before
+    x[poisoned, 3] = np.nan
+    result = jdfa.train(data=((x, y), (x[:10], y[:10])), rule="bdfa", block_size=2, depth=4,
+                        width=16, batch_size=32, steps=100, eval_every=50, seed=0,
+                        out=str(tmp_path), progress=False)
+    assert result["status"] == "diverged"
+    assert result["state"].step == 0  # the last state whose steps were all finite
+    last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["diverged"] and last["step"] == 23
+    assert "at step 23" in capsys.readouterr().out
+    assert last["nonfinite_layers"] == [1, 2, 3, 4, 5]
+
+
+def test_rollback_lowers_the_learning_rate_and_recovers(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 256).astype(np.int32)
+    kwargs = dict(data=((x, y), (x, y)), rule="dfa", depth=3, width=16, steps=60, batch_size=32,
+                  optimizer="sgd", loss="mse", activation="relu", eval_every=20,
+                  checkpoint_every=20, on_diverge="rollback", progress=False)
+    saved = jdfa.train(lr=1e4, rollback_factor=1e-5, out=str(tmp_path / "a"), **kwargs)
+    assert saved["status"] == "finished" and saved["rollbacks"] == 1
+    records = [json.loads(l) for l in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("diverged") for r in records)
+    assert any(r.get("rollback") == 1 and r["lr"] == pytest.approx(0.1) for r in records)
+    hopeless = jdfa.train(lr=1e12, rollback_factor=0.5, max_rollbacks=2, out=str(tmp_path / "b"),
+                          **kwargs)
+    assert hopeless["status"] == "diverged" and hopeless["rollbacks"] == 2
