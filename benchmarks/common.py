@@ -178,13 +178,21 @@ class ForeignLoad:
 def wait_for_quiet(max_wait_s: float, threshold: float = 0.25, sample_s: float = 2.0) -> float | None:
     """Waits (at most ``max_wait_s``) until other processes use under ``threshold`` cores over
     ``sample_s``; returns the last reading. For shared machines: start timing when it is quiet."""
-    deadline = time.perf_counter() + max_wait_s
+    start = time.perf_counter()
+    last_log = -1e9
     while True:
         probe = ForeignLoad()
         time.sleep(sample_s)
         load = probe.cores()
-        if load is None or load < threshold or time.perf_counter() >= deadline:
-            if load is not None and load >= threshold:
-                log(f"  machine still busy ({load:.2f} cores used by other processes); going on")
+        waited = time.perf_counter() - start
+        if load is None or load < threshold:
+            if waited > sample_s * 1.5:
+                log(f"  machine quiet after {waited:.0f} s")
             return load
-        log(f"  machine busy ({load:.2f} cores used by other processes); waiting")
+        if waited >= max_wait_s:
+            log(f"  machine still busy after {waited:.0f} s ({load:.2f} cores used by other "
+                "processes); timing anyway")
+            return load
+        if waited - last_log >= 60:
+            log(f"  machine busy ({load:.2f} cores used by other processes); waiting")
+            last_log = waited

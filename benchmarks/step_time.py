@@ -228,27 +228,34 @@ def summarize(records, env):
         return None
     hb = HEADLINE["batch"] if HEADLINE["batch"] in batches else batches[0]
 
-    def ms(rule, depth=hd, width=hw, batch=hb):
+    def ms(rule, depth=hd, width=hw, batch=hb, stat="step_ms_median"):
         r = at.get((rule, depth, width, batch))
-        return None if r is None else r["step_ms_median"]
+        return None if r is None else r.get(stat)
 
     def temp(rule):
         r = at.get((rule, hd, hw, hb))
         return None if r is None else r["temp_bytes"]
 
     rules = sorted({r["rule"] for r in step if (r["depth"], r["width"], r["batch"]) == (hd, hw, hb)})
-    ratios = {
-        "bp/dfa": _ratio(ms("bp"), ms("dfa")),
-        "dfa/forward": _ratio(ms("dfa"), ms("forward")),
-        "bdfa25/dfa": _ratio(ms("bdfa25"), ms("dfa")),
-        "bdfa25-bp/dfa": _ratio(ms("bdfa25-bp"), ms("dfa")),
-        "fa/dfa": _ratio(ms("fa"), ms("dfa")),
-        "fp1/dfa": _ratio(ms("fp1"), ms("dfa")),
-        "bp/forward": _ratio(ms("bp"), ms("forward")),
-        "dfa/forward@width800": _ratio(ms("dfa", width=800), ms("forward", width=800)),
-        "bp/dfa@width800": _ratio(ms("bp", width=800), ms("dfa", width=800)),
-        "temp_bytes dfa/bp": _ratio(temp("dfa"), temp("bp")),
-    }
+    def ratios_of(stat):
+        def m(rule, width=hw):
+            return ms(rule, width=width, stat=stat)
+
+        return {
+            "bp/dfa": _ratio(m("bp"), m("dfa")),
+            "dfa/forward": _ratio(m("dfa"), m("forward")),
+            "bdfa25/dfa": _ratio(m("bdfa25"), m("dfa")),
+            "bdfa25-bp/dfa": _ratio(m("bdfa25-bp"), m("dfa")),
+            "fa/dfa": _ratio(m("fa"), m("dfa")),
+            "fp1/dfa": _ratio(m("fp1"), m("dfa")),
+            "bp/forward": _ratio(m("bp"), m("forward")),
+            "dfa/forward@width800": _ratio(m("dfa", 800), m("forward", 800)),
+            "bp/dfa@width800": _ratio(m("bp", 800), m("dfa", 800)),
+        }
+
+    ratios = ratios_of("step_ms_median")
+    ratios["temp_bytes dfa/bp"] = _ratio(temp("dfa"), temp("bp"))
+    ratios_min = ratios_of("step_ms_min")
     compile_ratio = {}
     for rule in sorted({r["rule"] for r in step}):
         for w in sorted({r["width"] for r in step}):
@@ -271,6 +278,8 @@ def summarize(records, env):
         "step_ms_median": {r: ms(r) for r in rules},
         "temp_bytes": {r: temp(r) for r in rules},
         "ratios": {k: v for k, v in ratios.items() if v is not None},
+        "ratios_of_min": {k: v for k, v in ratios_min.items() if v is not None},
+        "other_load_cores_max": max((r.get("other_load_cores") or 0.0 for r in step), default=None),
         "compile_ratio_d200_d10": compile_ratio,
         "targets": targets,
         **env,
@@ -279,11 +288,14 @@ def summarize(records, env):
 
 def print_summary(summary):
     common.log(f"\n== headline: depth {summary['depth']}, width {summary['width']}, "
-               f"batch {summary['batch']}, malloc {summary['malloc']} ==")
+               f"batch {summary['batch']}, malloc {summary['malloc']}, other processes used up to "
+               f"{summary['other_load_cores_max'] or 0:.2f} cores ==")
     for rule, v in summary["step_ms_median"].items():
         common.log(f"  {rule:<12} {v:9.3f} ms   temp {_mb(summary['temp_bytes'][rule])}")
+    common.log(f"  {'ratio':<24} {'median':>7} {'min':>7}")
     for name, v in summary["ratios"].items():
-        common.log(f"  {name:<24} {v:7.3f}")
+        vmin = summary["ratios_of_min"].get(name)
+        common.log(f"  {name:<24} {v:7.3f} " + ("" if vmin is None else f"{vmin:7.3f}"))
     for name, v in summary["compile_ratio_d200_d10"].items():
         common.log(f"  compile d200/d10 {name:<18} {v:7.3f}")
     for name, t in summary["targets"].items():

@@ -73,7 +73,7 @@ def test_summary_from_records():
         sys.path.pop(0)
     env = {"malloc": "tuned"}
     recs = [{"kind": "step", "rule": r, "depth": d, "width": w, "batch": 128,
-             "step_ms_median": ms, "temp_bytes": tb, "compile_s": c}
+             "step_ms_median": ms, "step_ms_min": ms / 2, "temp_bytes": tb, "compile_s": c}
             for r, d, w, ms, tb, c in [
                 ("forward", 100, 200, 10.0, 1, 0.1), ("dfa", 100, 200, 20.0, 50, 1.0),
                 ("bp", 100, 200, 45.0, 60, 1.0), ("bdfa25", 100, 200, 22.0, 55, 1.0),
@@ -84,6 +84,7 @@ def test_summary_from_records():
     assert s["ratios"]["dfa/forward"] == pytest.approx(2.0)
     assert s["ratios"]["bdfa25/dfa"] == pytest.approx(1.1)
     assert s["ratios"]["temp_bytes dfa/bp"] == pytest.approx(50 / 60)
+    assert s["ratios_of_min"]["bp/dfa"] == pytest.approx(2.25)
     assert s["compile_ratio_d200_d10"] == {"dfa@width200": pytest.approx(1.2)}
     assert all(t["met"] for t in s["targets"].values())
     assert step_time.summarize(recs[4:], env) is None
