@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import json
 import math
+import shutil
 import os
 import sys
 from pathlib import Path
@@ -109,6 +110,7 @@ def run(args, tag: str, *, data, **config) -> dict:
     summary = jdfa.train(data=data, out=str(out), dataset=args.dataset, **config)
     state = summary.pop("state")
     (out / "curves.png").unlink(missing_ok=True)  # the experiment's own figures replace these
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # large for deep nets; not needed here
     summary["records"] = read_records(out)
     if keep_state:
         summary["state"] = state
@@ -120,8 +122,11 @@ def run(args, tag: str, *, data, **config) -> dict:
 
 
 def _same(saved: dict, wanted: dict) -> bool:
-    ignore = {"out", "progress", "data_dir", "tensorboard"}
-    return all(saved.get(k) == v for k, v in wanted.items() if k not in ignore)
+    """Same config, ignoring where it was written and fields a run saved before they existed
+    (when the wanted value is the default)."""
+    ignore = {"out", "progress", "data_dir", "tensorboard", "resume"}
+    defaults = dataclasses.asdict(jdfa.Config())
+    return all(saved.get(k, defaults.get(k)) == v for k, v in wanted.items() if k not in ignore)
 
 
 def read_records(run_dir) -> list[dict]:
