@@ -61,8 +61,9 @@ recipe = candidates[list(search).index(best_label)]
 # Stage 2: the best recipe for every rule, with the full budget.
 rules = {"DFA": dict(rule="dfa"), "BDFA 25": dict(rule="bdfa", block_size=25), "BP": dict(rule="bp"),
          "shallow (control)": dict(rule="shallow")}
-final = {name: common.run(args, "final_" + name.split()[0].lower() + name.split()[-1].strip("()").replace("control", ""),
-                          data=data, steps=steps, eval_every=max(steps // 6, 20), **net, **recipe, **cfg)
+tags = {"DFA": "dfa", "BDFA 25": "bdfa25", "BP": "bp", "shallow (control)": "shallow"}
+final = {name: common.run(args, "final_" + tags[name], data=data, steps=steps, eval_every=max(steps // 6, 20),
+                          **net, **recipe, **cfg)
          for name, cfg in rules.items()}
 
 paper = {"DFA": "89.2", "BDFA 25": "93.2", "BP": "does not converge", "shallow (control)": "—"}
