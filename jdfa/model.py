@@ -138,17 +138,20 @@ class Params(NamedTuple):
 
 
 class Trace(NamedTuple):
-    """What the forward pass keeps for the updates.
+    """What the forward pass keeps for the updates, each layer's input where its update reads it.
 
-    x:      (B, in_features) the input ``h_0``.
-    h:      (depth, B, width) hidden outputs ``h_1 .. h_depth``, bottom first.
-    fprime: (depth, B, width) ``f'(a_1) .. f'(a_depth)``.
+    x:      (B, in_features) the input ``h_0``, read by hidden layer 1.
+    h_in:   (depth - 1, B, width) ``h_1 .. h_{depth-1}``, the inputs of hidden layers 2..depth,
+            stacked exactly as the batched weight-update contraction reads them.
+    h_top:  (B, width) ``h_depth``, the input of the output layer.
+    fprime: (depth, B, width) ``f'(a_1) .. f'(a_depth)`` (None when not asked for).
     a_y:    (B, out_features) output pre-activation.
     """
 
     x: jax.Array
-    h: jax.Array
-    fprime: jax.Array
+    h_in: jax.Array
+    h_top: jax.Array
+    fprime: jax.Array | None
     a_y: jax.Array
 
 
@@ -260,13 +263,15 @@ def forward(net: MLP, params: Params, x: jax.Array, with_derivative: bool = True
 
     def step(h, wb):
         h_next, fp = _layer(f, h, wb[0], wb[1], with_derivative)
-        return h_next, (h_next, fp)
+        # Emitting each layer's input (not its output) makes the stacked scan output the very
+        # operand of the weight-update contraction: no concatenate copy of the activations.
+        return h_next, (h, fp)
 
-    h_top, (h_rest, fp_rest) = lax.scan(step, h1, (params.hidden.w, params.hidden.b))
+    h_top, (h_in, fp_rest) = lax.scan(step, h1, (params.hidden.w, params.hidden.b))
     a_y = h_top @ params.output.w + params.output.b
-    h = jnp.concatenate([h1[None], h_rest])
+    # Elementwise consumers (the deltas) fuse this concatenate instead of materialising it.
     fprime = jnp.concatenate([fp1[None], fp_rest]) if with_derivative else None
-    return Trace(x, h, fprime, a_y)
+    return Trace(x, h_in, h_top, fprime, a_y)
 
 
 def apply(net: MLP, params: Params, x: jax.Array) -> jax.Array:

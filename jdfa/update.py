@@ -35,22 +35,22 @@ def weight_update(trace: Trace, deltas: jax.Array | None, e: jax.Array) -> Param
     """The update of every layer, shaped like the params.
 
     Args:
-      trace: the forward pass (``x`` (B, in), ``h`` (depth, B, width)).
+      trace: the forward pass (`jdfa.model.Trace`).
       deltas: (depth, B, width) hidden deltas, bottom-up; None means no hidden layer learns.
       e: (B, out_features) the output error.
     """
-    h = trace.h
-    output = Dense(h[-1].T @ e, jnp.sum(e, axis=0))
+    h_in, dtype = trace.h_in, trace.h_top.dtype
+    output = Dense(trace.h_top.T @ e, jnp.sum(e, axis=0))
     if deltas is None:
-        depth, _, width = h.shape
-        return Params(input=Dense(jnp.zeros((trace.x.shape[1], width), h.dtype),
-                                  jnp.zeros((width,), h.dtype)),
-                      hidden=Dense(jnp.zeros((depth - 1, width, width), h.dtype),
-                                   jnp.zeros((depth - 1, width), h.dtype)),
+        n_hidden, width = h_in.shape[0], trace.h_top.shape[1]
+        return Params(input=Dense(jnp.zeros((trace.x.shape[1], width), dtype),
+                                  jnp.zeros((width,), dtype)),
+                      hidden=Dense(jnp.zeros((n_hidden, width, width), dtype),
+                                   jnp.zeros((n_hidden, width), dtype)),
                       output=output)
     return Params(
         input=Dense(trace.x.T @ deltas[0], jnp.sum(deltas[0], axis=0)),
-        hidden=Dense(jnp.einsum("lbi,lbj->lij", h[:-1], deltas[1:]), jnp.sum(deltas[1:], axis=1)),
+        hidden=Dense(jnp.einsum("lbi,lbj->lij", h_in, deltas[1:]), jnp.sum(deltas[1:], axis=1)),
         output=output,
     )
 
@@ -90,15 +90,16 @@ def average(net: MLP, params: Params, trace: Trace, e: jax.Array, y: jax.Array,
         return trace, e
     m, scale = _groups(net, y, batch_mode)
     x = m @ trace.x
-    h = jnp.einsum("gb,lbw->lgw", m, trace.h)
+    h_in = jnp.einsum("gb,lbw->lgw", m, trace.h_in)
+    h_top = m @ trace.h_top
     inputs = jnp.concatenate([(x @ params.input.w + params.input.b)[None],
-                              jnp.einsum("lgi,lij->lgj", h[:-1], params.hidden.w)
+                              jnp.einsum("lgi,lij->lgj", h_in, params.hidden.w)
                               + params.hidden.b[:, None]])
     _, fprime = jax.jvp(net.f, (inputs,), (jnp.ones_like(inputs),))
-    a_y = h[-1] @ params.output.w + params.output.b
+    a_y = h_top @ params.output.w + params.output.b
     # Per-example errors are e * B; a group's master error is their mean, divided among the groups.
     e_master = (m @ e) * scale
-    return Trace(x, h, fprime, a_y), e_master
+    return Trace(x, h_in, h_top, fprime, a_y), e_master
 
 
 def check_batch_mode(batch_mode: str) -> None:
