@@ -20,11 +20,12 @@ layer's update to BP's (``align_every``), which experiment 3 (`vanishing_gradien
 Outputs (experiments/results/bdfa_deep/): results.json, table.md, accuracy_w200.png (Figure 8),
 accuracy_w300.png (Figure 9), runs/w<width>_<rule>/ (metrics.jsonl per run).
 
-Time on the 2-core CPU (shared, niced): width 200, 10 rules x 3000 steps: about 25 min; width 300
-about twice that. Finished runs with the same config are reused, so widths can be added later.
---quick (width 200, 100 steps, BP / DFA / BDFA-25 both readings): about 2 min.
+Time on the 2-core CPU (shared, niced): width 200, 10 rules x 2000 steps: about 27 min (2-3 min a
+run; this is what was run); width 300 about twice that. Finished runs with the same config are
+reused, so widths can be added later. --quick (width 200, 100 steps, BP / DFA / BDFA-25 both
+readings): about 2 min.
 
-    python experiments/bdfa_deep.py --widths 200            # Table 1 / Figure 8
+    python experiments/bdfa_deep.py --widths 200 --steps 2000   # what was run: Table 1 / Figure 8
     python experiments/bdfa_deep.py --widths 200 300        # adds Table 2 / Figure 9
     python experiments/bdfa_deep.py --quick
     python experiments/bdfa_deep.py --dataset notmnist       # when the notMNIST archive is present

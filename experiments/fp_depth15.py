@@ -13,10 +13,11 @@ curves early in training (which bp_depth converges fastest) and the accuracy at 
 
 Outputs (experiments/results/fp_depth15/): results.json, table.md, accuracy.png (Figure 7).
 
-Time on the 2-core CPU (shared, niced): default (6 runs x 1500 steps) about 12 min;
-``--steps 10000`` (the paper's budget) about 80 min; --quick (60 steps per run) about 1.5 min.
+Time on the 2-core CPU (shared, niced): ``--steps 1000`` (6 runs, what was run) about 10 min;
+the default 1500 about 15 min; ``--steps 10000`` (the paper's budget) about 90 min; --quick (60
+steps per run) about 1.5 min.
 
-    python experiments/fp_depth15.py                 # reduced budget
+    python experiments/fp_depth15.py --steps 1000    # what was run (reduced budget)
     python experiments/fp_depth15.py --steps 10000   # the paper's budget
     python experiments/fp_depth15.py --quick
     python experiments/fp_depth15.py --dataset notmnist   # when the notMNIST archive is present

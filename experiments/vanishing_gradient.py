@@ -13,10 +13,10 @@ lr 1e-3, batch 64, norms recorded every 100 steps): they are reused from
 Outputs (experiments/results/vanishing_gradient/): results.json, table.md, update_norms.png
 (heatmaps), update_norms_by_layer.png (norm against layer at the first and last record).
 
-Time on the 2-core CPU: seconds when experiment 1's runs exist; otherwise about 6 min (3000
+Time on the 2-core CPU: seconds when experiment 1's runs exist; otherwise about 6 min (2000
 steps each); --quick (200 steps each, trained here) about 1 min.
 
-    python experiments/vanishing_gradient.py
+    python experiments/vanishing_gradient.py --steps 2000   # what was run (reuses experiment 1)
     python experiments/vanishing_gradient.py --quick
 """
 
