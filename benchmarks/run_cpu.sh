@@ -20,8 +20,7 @@ ST="python benchmarks/step_time.py --wait-quiet $WAIT"
 # 1. headline, allocator tuned and default (same rules, same steps)
 $ST --rules $HEADLINE_RULES --depth 100 --width 200 --batch 128 --steps 30 --malloc tuned \
     --out "$OUT/headline_w200.jsonl"
-$ST --rules forward,bp,dfa,bdfa25 --depth 100 --width 200 --batch 128 --steps 30 \
-    --malloc default --out "$OUT/headline_w200_malloc_default.jsonl"
+WAIT=$WAIT bash benchmarks/malloc_compare.sh "$OUT/malloc_compare.jsonl"
 # 2. width 800 (fewer steps: one BP step is about a second)
 $ST --rules forward,bp,fa,dfa,fp1,bdfa25,bdfa25-bp --depth 100 --width 800 --batch 128 \
     --steps 12 --warmup 2 --rounds 3 --malloc tuned --out "$OUT/headline_w800.jsonl"
