@@ -88,6 +88,11 @@ longer), so the gap to its numbers is first of all a budget gap. "paper" is give
 own reading (its text: `boundary="direct"`); the `backprop`-boundary rows and blocks 10 and 5 are
 ours. BDFA 100 = DFA at depth 100 (the blocks cover the whole net).
 """
+missing = [k for k in (50, 25, 10, 5) if k not in blocks]
+if missing:
+    notes += f"\nNot run in this invocation (time): BDFA blocks {missing}, both readings (`--blocks ...`).\n"
+if [w for w in (200, 300) if w not in widths]:
+    notes += f"Not run in this invocation (time): width(s) {[w for w in (200, 300) if w not in widths]} (`--widths ...`).\n"
 common.write_results(args, {"config": base, "rules": rules, "paper": PAPER,
                             "runs": {str(w): {k: common.slim(v) for k, v in rs.items()} for w, rs in runs.items()}},
                      table, "Blocked DFA on 100-layer nets (BDFA paper, Tables 1-2, Figures 8-9)", notes)

@@ -102,7 +102,7 @@ def run(args, tag: str, *, data, **config) -> dict:
     if not keep_state and not args.fresh:
         done = load_run(out)
         wanted = dataclasses.asdict(jdfa.Config(**config, dataset=args.dataset, out=str(out)))
-        if done is not None and _same(done["config"], wanted):
+        if done is not None and done["status"] in ("finished", "diverged") and _same(done["config"], wanted):
             print(f"[{args.name}] {tag}: reusing the finished run in {out} (same config; --fresh retrains)")
             return done
     print(f"[{args.name}] {tag}: " + ", ".join(f"{k}={v}" for k, v in config.items() if k != "progress"),
