@@ -5,7 +5,7 @@ Stages for one rule (default ``dfa``) at one configuration (default the headline
 width 200, batch 128):
 
 * ``apply``           jitted `jdfa.apply` (the floor: forward only)
-* ``forward_trace``   `jdfa.forward` with ``f'``, returning the trace the update needs (h, f', a_y)
+* ``forward_trace``   `jdfa.forward` with ``f'``, returning the trace the update needs
 * ``deltas``          + the output error and the rule's hidden deltas
 * ``update``          + the weight updates of every layer (`jdfa.update_direction`)
 * ``step_no_metrics`` + the optax optimizer (no metrics)
@@ -56,8 +56,7 @@ def build(net, rule, optimizer, x, y, key):
     width, depth, batch = net.width, net.depth, x.shape[0]
 
     def fwd_trace(p, xb):
-        t = model.forward(net, p, xb)
-        return t.h, t.fprime, t.a_y
+        return tuple(model.forward(net, p, xb))  # every field the trace keeps
 
     def deltas(p, fb, xb, yb):
         t = model.forward(net, p, xb)
@@ -211,6 +210,7 @@ def main(argv=None):
         rec = {"kind": "breakdown", "rule": spec, "part": r.name, "depth": args.depth,
                "width": args.width, "batch": args.batch, "platform": dev.platform,
                "jax_version": jax.__version__, "malloc": common.malloc_setting(),
+               **common.jdfa_revision(),
                "compile_s": r.compile_s, **common.timing_fields(r.times, args.batch),
                "other_load_cores": other_load}
         emitter.emit(rec)

@@ -63,6 +63,24 @@ def apply_malloc(choice: str) -> None:
     os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
 
+def jdfa_revision() -> dict:
+    """The commit of the checkout the benchmark imports jdfa from, and whether ``jdfa/`` had
+    uncommitted changes (None outside a git checkout)."""
+    import subprocess
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", "-C", REPO_ROOT, *args], capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "--short=12", "HEAD")
+    if not commit:
+        return {"jdfa_commit": None, "jdfa_dirty": None}
+    return {"jdfa_commit": commit, "jdfa_dirty": bool(git("status", "--porcelain", "--", "jdfa"))}
+
+
 def cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))

@@ -29,7 +29,7 @@ $ST --rules forward,bp,fa,dfa,fp1,bdfa25,bdfa25-bp --depths 1,2,5,10,25,50,100,2
     --batch 128 --steps 20 --malloc tuned --out "$OUT/depth_sweep_w200.jsonl"
 # 4. PyTorch baselines at the headline configuration
 python benchmarks/torch_baseline.py --depth 100 --width 200 --batch 128 --steps 30 --malloc tuned \
-    --wait-quiet "$WAIT" --out "$OUT/torch_w200.jsonl"
+    --jdfa-rules forward,dfa,bp --wait-quiet "$WAIT" --out "$OUT/torch_w200.jsonl"
 # 5. where the time goes
 for r in dfa bp bdfa25; do
   python benchmarks/breakdown.py --rule $r --steps 30 --malloc tuned --wait-quiet "$WAIT" \

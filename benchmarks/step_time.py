@@ -364,6 +364,7 @@ def main(argv=None):
         "jax_version": jax.__version__,
         "cpu_model": common.cpu_model(),
         "cpu_count": common.cpu_count(),
+        **common.jdfa_revision(),
         "malloc": common.malloc_setting(),
         "xla_flags": os.environ.get("XLA_FLAGS"),
     }

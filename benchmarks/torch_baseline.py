@@ -153,6 +153,22 @@ def run_config(torch, depth, width, batch, args, env, emit):
             raise SystemExit(f"unknown rule {rule!r}; expected some of {', '.join(RULES)}")
         fn = nets[rule].forward if rule == "torch_forward" else nets[rule].step
         runs.append((rule, fn, []))
+    jdfa_benches = {}
+    if args.jdfa_rules:  # jdfa's compiled steps, timed in the same rounds: fair cross-framework ratios
+        import jax
+        import jax.numpy as jnp
+
+        import jdfa
+        import step_time
+
+        net = jdfa.MLP(args.in_features, width, depth, args.out_features)
+        xj, yj = jnp.asarray(x.numpy()), jnp.asarray(y.numpy().astype("int32"))
+        optimizer, _ = step_time.make_optimizer("sgd", args.lr)
+        for spec in common.str_list(args.jdfa_rules):
+            spec, rule = step_time.parse_rule(spec)
+            b = step_time.Bench(spec, rule, net, batch, optimizer, jax.random.key(args.seed), xj, yj)
+            jdfa_benches[spec] = b
+            runs.append((spec, lambda _x, _y, b=b: b.step(), []))
     if args.wait_quiet > 0:
         common.wait_for_quiet(args.wait_quiet)
     load = common.ForeignLoad()
@@ -172,6 +188,21 @@ def run_config(torch, depth, width, batch, args, env, emit):
              "torch_bp": "PyTorch BP (autograd, optim.SGD)",
              "torch_dfa": "PyTorch explicit DFA (no_grad, batched matmul deltas, one bmm)"}
     for rule, _, times in runs:
+        if rule in jdfa_benches:
+            b = jdfa_benches[rule]
+            rec = {"kind": "step", "rule": rule, "rule_repr": "jdfa " + ("forward (jdfa.apply)"
+                   if b.rule is None else str(b.rule)) + ", timed beside the PyTorch runs",
+                   "depth": depth, "width": width, "batch": batch,
+                   "in_features": args.in_features, "out_features": args.out_features,
+                   "activation": "tanh", "optimizer": None if b.rule is None else f"sgd(lr={args.lr:g})",
+                   **env, "jax_version": jax.__version__, "lower_s": b.lower_s,
+                   "compile_s": b.compile_s,
+                   **common.timing_fields(times, batch), **b.memory, "other_load_cores": other_load}
+            emit(rec)
+            common.log(f"  d={depth} w={width} b={batch} {rule:<14} median "
+                       f"{rec['step_ms_median']:8.3f} ms  [{rec['step_ms_min']:.3f}, "
+                       f"{rec['step_ms_max']:.3f}]  (jdfa)")
+            continue
         rec = {
             "kind": "step", "rule": rule, "rule_repr": reprs[rule],
             "depth": depth, "width": width, "batch": batch,
@@ -204,18 +235,22 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: core count)")
     p.add_argument("--malloc", choices=("inherit", "tuned", "default"), default="inherit")
+    p.add_argument("--jdfa-rules", default="", help="step_time.py rule specs (e.g. forward,dfa) "
+                   "to time interleaved with the PyTorch runs, in this process, for fair ratios")
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS")
     p.add_argument("--out", default=None)
     p.add_argument("--append", action="store_true")
     args = p.parse_args(argv)
     common.apply_malloc(args.malloc)
     torch = _import_torch()
+    common.ensure_repo_on_path()
     threads = args.threads or common.cpu_count()
     torch.set_num_threads(threads)
     env = {
         "device_kind": "cpu", "platform": "cpu", "jax_version": None,
         "torch_version": torch.__version__, "torch_threads": torch.get_num_threads(),
         "cpu_model": common.cpu_model(), "cpu_count": common.cpu_count(),
+        **common.jdfa_revision(),
         "malloc": common.malloc_setting(), "xla_flags": None,
     }
     emitter = common.Emitter(args.out, append=args.append)

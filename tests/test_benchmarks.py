@@ -23,6 +23,7 @@ FIELDS = {
     "temp_bytes": INT_OR_NONE, "argument_bytes": INT_OR_NONE, "output_bytes": INT_OR_NONE,
     "alias_bytes": INT_OR_NONE, "generated_code_bytes": INT_OR_NONE,
     "other_load_cores": (float, type(None)),
+    "jdfa_commit": (str, type(None)), "jdfa_dirty": (bool, type(None)),
 }
 
 
