@@ -45,7 +45,8 @@ QUICK = dict(rules="forward,bp,dfa,bdfa25", depths="2,10,50", widths="200", batc
              steps=10, warmup=2, rounds=2)
 HEADLINE = dict(depth=100, width=200, batch=128)
 
-_RULE_RE = re.compile(r"^(forward|bp|fa|dfa|shallow|fp(\d+)|bdfa(\d+)(-bp|-backprop|-direct)?)$")
+_RULE_RE = re.compile(
+    r"^(forward|bp|fa|dfa|dfa-remat|shallow|fp(\d+)|bdfa(\d+)(-bp|-backprop|-direct)?)$")
 
 
 def parse_rule(spec: str):
@@ -54,11 +55,13 @@ def parse_rule(spec: str):
 
     m = _RULE_RE.match(spec.strip().lower())
     if not m:
-        raise ValueError(f"unknown rule spec {spec!r}; expected forward, bp, fa, dfa, shallow, "
-                         "fpK, bdfaK or bdfaK-bp (K an integer)")
+        raise ValueError(f"unknown rule spec {spec!r}; expected forward, bp, fa, dfa, dfa-remat, "
+                         "shallow, fpK, bdfaK or bdfaK-bp (K an integer)")
     name = m.group(1)
     if name == "forward":
         return "forward", None
+    if name == "dfa-remat":  # DFA recomputing its activations (make_train_step(..., remat=True))
+        return name, jdfa.dfa()
     if name in ("bp", "fa", "dfa", "shallow"):
         return name, getattr(jdfa, name)()
     if m.group(2) is not None:
@@ -108,7 +111,7 @@ class Bench:
             fn = jax.jit(lambda p, xb: jdfa.apply(net, p, xb))
             args = (params, x)
         else:
-            fn = jdfa.make_train_step(net, rule, optimizer)
+            fn = jdfa.make_train_step(net, rule, optimizer, remat=spec == "dfa-remat")
             args = (jdfa.init_train_state(key, net, rule, optimizer), x, y)
         jax.block_until_ready(args)
         t0 = time.perf_counter()

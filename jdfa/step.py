@@ -42,7 +42,8 @@ def init_train_state(key: jax.Array, net: MLP, rule: Rule,
 
 
 def train_step(net: MLP, rule: Rule, optimizer: optax.GradientTransformation, state: TrainState,
-               x: jax.Array, y: jax.Array, batch_mode: str = "mean") -> tuple[TrainState, dict]:
+               x: jax.Array, y: jax.Array, batch_mode: str = "mean",
+               remat: bool = False) -> tuple[TrainState, dict]:
     """One un-jitted training step; `make_train_step` compiles it.
 
     Returns the new state and metrics: ``loss`` (batch-mean, before the step), ``accuracy`` (of the
@@ -50,7 +51,8 @@ def train_step(net: MLP, rule: Rule, optimizer: optax.GradientTransformation, st
     hidden layers then output), ``update_norm`` (their global norm) and ``finite`` (False when the
     loss or any update is NaN or infinite; a layer whose norm is not finite is the culprit).
     """
-    g, (loss, a_y) = update.compute_update(net, rule, state.params, state.feedback, x, y, batch_mode)
+    g, (loss, a_y) = update.compute_update(net, rule, state.params, state.feedback, x, y,
+                                           batch_mode, remat)
     updates, opt_state = optimizer.update(g, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     # One pass over the update gives the per-layer norms, the global norm and the NaN/inf check:
@@ -67,19 +69,22 @@ def train_step(net: MLP, rule: Rule, optimizer: optax.GradientTransformation, st
 
 
 def make_train_step(net: MLP, rule: Rule, optimizer: optax.GradientTransformation,
-                    batch_mode: str = "mean", mesh=None):
+                    batch_mode: str = "mean", mesh=None, remat: bool = False):
     """Returns the jitted step ``(state, x, y) -> (state, metrics)``; the state is donated, so the
     old one must not be used after the call. Inputs are checked when the step is traced.
 
     mesh: an optional `jax.sharding.Mesh` from `jdfa.parallel.make_mesh`: the batch is split over
       its ``data`` axis and the stacked layers over its ``layers`` axis (`jdfa.parallel`). Place
       the state with `jdfa.parallel.shard_state` first.
+    remat: DFA only: recompute activations instead of storing them (`jdfa.update_direction`).
     """
     rule.check(net)
     update.check_batch_mode(batch_mode)
+    if remat:
+        update.check_remat(net, rule, batch_mode)
 
     def step(state, x, y):
-        return train_step(net, rule, optimizer, state, x, y, batch_mode)
+        return train_step(net, rule, optimizer, state, x, y, batch_mode, remat)
 
     if mesh is None:
         return jax.jit(step, donate_argnums=0)

@@ -107,13 +107,45 @@ def check_batch_mode(batch_mode: str) -> None:
         raise ValueError(f"unknown batch_mode {batch_mode!r}; expected one of {list(BATCH_MODES)}")
 
 
+def check_remat(net: MLP, rule: rules.Rule, batch_mode: str) -> None:
+    if rule.feedback_layout(net) != (net.depth, 0) or batch_mode != "mean":
+        raise ValueError(f"remat is implemented for DFA (every hidden layer reading e: dfa, fp(0), "
+                         f"bdfa(K >= depth)) with batch_mode='mean', not {rule} with "
+                         f"batch_mode={batch_mode!r}")
+
+
+def _dfa_update_remat(net: MLP, rule: rules.Rule, params: Params, feedback: Feedback,
+                      x: jax.Array, y: jax.Array):
+    """DFA without storing activations: a first forward finds ``e``, a second recomputes each
+    layer and forms its update in the same scan step (a 2-D matmul per layer). Memory for the
+    activations no longer grows with depth; the price is a second forward pass."""
+    a_y = model.forward(net, params, x, with_derivative=False).a_y
+    loss, e = model.output_error(net, a_y, y)
+
+    def layer_update(h, w, b, fb):
+        h_next, fp = model._layer(net.f, h, w, b, True)
+        d = e @ fb.T
+        d = d * fp if rule.use_derivative else d
+        return h_next, Dense(h.T @ d, jnp.sum(d, axis=0))
+
+    h, g_in = layer_update(x, params.input.w, params.input.b, feedback.output[0])
+    h_top, g_hidden = jax.lax.scan(lambda h, xs: layer_update(h, *xs), h,
+                                   (params.hidden.w, params.hidden.b, feedback.output[1:]))
+    g = Params(g_in, g_hidden, Dense(h_top.T @ e, jnp.sum(e, axis=0)))
+    return g, (loss, a_y)
+
+
 def compute_update(net: MLP, rule: rules.Rule, params: Params, feedback: Feedback, x: jax.Array,
-                   y: jax.Array, batch_mode: str = "mean") -> tuple[Params, tuple[jax.Array, jax.Array]]:
+                   y: jax.Array, batch_mode: str = "mean",
+                   remat: bool = False) -> tuple[Params, tuple[jax.Array, jax.Array]]:
     """`update_direction` plus ``(loss, a_y)`` of the same forward pass, for the train step."""
     model.check_inputs(net, x, y)
     model.check_params(net, params)
     check_batch_mode(batch_mode)
     check_feedback(net, rule, feedback)
+    if remat:
+        check_remat(net, rule, batch_mode)
+        return _dfa_update_remat(net, rule, params, feedback, x, y)
     trace = model.forward(net, params, x, with_derivative=rule.name != "shallow")
     loss, e = model.output_error(net, trace.a_y, y)
     trace_u, e_u = average(net, params, trace, e, y, batch_mode)
@@ -122,7 +154,7 @@ def compute_update(net: MLP, rule: rules.Rule, params: Params, feedback: Feedbac
 
 
 def update_direction(net: MLP, rule: rules.Rule, params: Params, feedback: Feedback, x: jax.Array,
-                     y: jax.Array, batch_mode: str = "mean") -> Params:
+                     y: jax.Array, batch_mode: str = "mean", remat: bool = False) -> Params:
     """The update direction of ``rule`` for every parameter, shaped like ``params``.
 
     It plays the role of the gradient: for ``bp`` it equals ``jax.grad(jdfa.loss)``; an optimizer
@@ -132,5 +164,7 @@ def update_direction(net: MLP, rule: rules.Rule, params: Params, feedback: Feedb
       x: (B, in_features) float inputs.
       y: (B,) integer class labels, or (B, out_features) float targets.
       batch_mode: one of `BATCH_MODES`.
+      remat: DFA only: recompute the activations in a second forward scan instead of storing
+        them -- activation memory flat in depth, for about one more forward pass of time.
     """
-    return compute_update(net, rule, params, feedback, x, y, batch_mode)[0]
+    return compute_update(net, rule, params, feedback, x, y, batch_mode, remat)[0]

@@ -320,3 +320,25 @@ def test_traceable_under_vmap_and_make_jaxpr():
     jax.make_jaxpr(lambda x: jdfa.apply(NET, params, x))(x)
     logits = jax.vmap(lambda x: jdfa.apply(NET, params, x))(xs)
     chex.assert_shape(logits, (2, 8, NET.out_features))
+
+
+class TestRemat(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_remat_dfa_equals_stored_dfa(self):
+        x, y = batch()
+        for rule in (jdfa.dfa(), jdfa.dfa(use_derivative=False), jdfa.bdfa(DEPTH), jdfa.fp(0)):
+            params, feedback = setup(rule)
+            want = jdfa.update_direction(NET, rule, params, feedback, x, y)
+            got = self.variant(lambda p, f: jdfa.update_direction(
+                NET, rule, p, f, x, y, remat=True))(params, feedback)
+            chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-7)
+
+    def test_remat_is_refused_for_other_rules(self):
+        x, y = batch()
+        for rule in (jdfa.bp(), jdfa.bdfa(2), jdfa.fp(1)):
+            params, feedback = setup(rule)
+            with pytest.raises(ValueError, match="remat is implemented for DFA"):
+                jdfa.update_direction(NET, rule, params, feedback, x, y, remat=True)
+        with pytest.raises(ValueError, match="batch_mode='class_average'"):
+            jdfa.make_train_step(NET, jdfa.dfa(), optax.sgd(0.1), batch_mode="class_average",
+                                 remat=True)

@@ -61,6 +61,7 @@ class Config:
     steps: int = 1000
     batch_size: int = 64
     batch_mode: str = "mean"
+    remat: bool = False  # DFA only: recompute activations instead of storing them
     optimizer: str = "adam"
     lr: float = 1e-3
     schedule: str = "constant"
@@ -173,7 +174,8 @@ def make_chunk(net: MLP, rule: rules.Rule, optimizer, cfg: Config, n_train: int,
             if mesh is not None:
                 xb = lax.with_sharding_constraint(xb, parallel.batch_sharding(mesh))
                 yb = lax.with_sharding_constraint(yb, parallel.batch_sharding(mesh))
-            state, metrics = train_step(net, rule, optimizer, state, xb, yb, cfg.batch_mode)
+            state, metrics = train_step(net, rule, optimizer, state, xb, yb, cfg.batch_mode,
+                                        cfg.remat)
             return (state, order), metrics
 
         order = permutation(state.step // steps_per_epoch)
