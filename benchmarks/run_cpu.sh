@@ -38,3 +38,9 @@ done
 # 6. plots
 python benchmarks/plot.py "$OUT/depth_sweep_w200.jsonl" --out "$OUT/depth_sweep_w200.png" \
     --title "jdfa step time, XLA temp memory and compile time against depth (CPU)"
+# 7. one epoch through the driver, rematerialisation, scale-out over simulated devices
+python benchmarks/epoch_time.py --rules bp,dfa,bdfa25 --out "$OUT/epoch_time.jsonl"
+$ST --rules forward,dfa,dfa-remat,bp --depths 100,200 --width 200 --batch 128 --steps 20 \
+    --malloc tuned --out "$OUT/remat_w200.jsonl"
+XLA_FLAGS=--xla_force_host_platform_device_count=8 python benchmarks/scaling.py \
+    --out "$OUT/scaling.jsonl" --png "$OUT/scaling.png"
