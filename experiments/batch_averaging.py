@@ -31,7 +31,7 @@ net = dict(rule="dfa", depth=1, width=80, activation="sigmoid", loss="sigmoid_bi
            train_eval_size=5000)
 
 
-def by_epochs(batch, epochs, evals_per_epoch=1):
+def by_epochs(batch, epochs, evals_per_epoch=4 if args.quick else 2):
     """steps and eval_every for ``epochs`` epochs at ``batch``."""
     per_epoch = n // batch
     return dict(batch_size=batch, steps=epochs * per_epoch, eval_every=max(per_epoch // evals_per_epoch, 1))
