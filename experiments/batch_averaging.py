@@ -18,7 +18,7 @@ class_average_lr.png (Fig. 10), class_average_batch.png (Fig. 11).
 Time on the 2-core CPU: full (10 / 30 / 30 epochs) about 6 min; --quick (1-2 epochs) about 1 min.
 
     python experiments/batch_averaging.py
-    python experiments/batch_averaging.py --quick
+    python experiments/batch_averaging.py --quick    # what was run for the committed results
 """
 
 import common

@@ -16,10 +16,10 @@ Two stages, both in this script:
 
 Outputs (experiments/results/beat_paper/): results.json, table.md, search.png, final.png.
 
-Time on the 2-core CPU (shared, niced): ``--steps 2000 --search-steps 400`` (what was run) about
-15 min; the default about 20 min; --quick (40 + 60 steps, 2 candidates) about 1 min.
+Time on the 2-core CPU (shared, niced): ``--steps 1000 --search-steps 400`` (what was run) about
+9 min; the default about 20 min; --quick (40 + 60 steps, 2 candidates) about 1 min.
 
-    python experiments/beat_paper.py --steps 2000 --search-steps 400   # what was run
+    python experiments/beat_paper.py --steps 1000 --search-steps 400   # what was run
     python experiments/beat_paper.py --quick
 """
 

@@ -16,7 +16,7 @@ Time on the 2-core CPU (shared): full (18 runs x 2000 steps) about 60 min (the 1
 runs dominate); --quick (150 steps per run) about 3 min.
 
     python experiments/nokland_table.py
-    python experiments/nokland_table.py --quick
+    python experiments/nokland_table.py --quick      # what was run for the committed results
 """
 
 import numpy as np
