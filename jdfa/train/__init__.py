@@ -73,7 +73,8 @@ class Config:
     out: str | None = None
     tensorboard: bool = False
     progress: bool = True
-    checkpoint_every: int = 0  # 0: only at the end (with out); else every N steps too
+    checkpoint: bool = True  # with out: write orbax checkpoints to out/checkpoints
+    checkpoint_every: int = 0  # 0: only at the end; else every N steps too
     keep_checkpoints: int = 3
     resume: bool = False  # continue from the newest readable checkpoint in out/checkpoints
     on_diverge: str = "stop"  # or "rollback": back to the last good checkpoint, lr * rollback_factor
@@ -92,8 +93,9 @@ class Config:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.on_diverge not in ON_DIVERGE:
             raise ValueError(f"unknown on_diverge {self.on_diverge!r}; expected one of {list(ON_DIVERGE)}")
-        if self.resume and not self.out:
-            raise ValueError("resume needs out: the run folder whose checkpoints to continue from")
+        if self.resume and not (self.out and self.checkpoint):
+            raise ValueError("resume needs out (the run folder whose checkpoints to continue from) "
+                             "and checkpoint=True")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {list(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
@@ -225,6 +227,9 @@ def train(config: Config | None = None, *, data=None, **overrides) -> dict[str, 
     Args:
       data: optional ``((x_train, y_train), (x_test, y_test))`` NumPy arrays to use instead of
         ``config.dataset`` (images flattened to (n, features), integer labels).
+    A SIGINT or SIGTERM during the run saves a checkpoint and returns with status
+    "interrupted" (it does not raise): a script looping over runs should check the status.
+
     Returns:
       a summary: ``status`` ("finished", "diverged" or "interrupted"), ``step``, the last
       evaluation's ``train_accuracy`` / ``test_accuracy`` / ``test_loss``, ``steps_per_s``,
@@ -263,7 +268,8 @@ def train(config: Config | None = None, *, data=None, **overrides) -> dict[str, 
     state = init_train_state(k_init, net, rule, optimizer)
     if mesh is not None:
         state = parallel.shard_state(mesh, state)
-    checkpoints = Checkpoints(Path(cfg.out) / "checkpoints", cfg.keep_checkpoints) if cfg.out else None
+    checkpoints = (Checkpoints(Path(cfg.out) / "checkpoints", cfg.keep_checkpoints)
+                   if cfg.out and cfg.checkpoint else None)
     if cfg.resume:
         restored = checkpoints.restore_latest(state)
         if restored is None:
