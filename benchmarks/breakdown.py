@@ -50,7 +50,7 @@ def build(net, rule, optimizer, x, y, key):
     from jax import lax
 
     import jdfa
-    from jdfa import model, rules, update
+    from jdfa import model, rules
 
     params, feedback = jdfa.init(key, net, rule)
     width, depth, batch = net.width, net.depth, x.shape[0]

@@ -40,6 +40,7 @@ def test_short_real_run_writes_its_folder_and_repeats_exactly(tmp_path, cache):
         for name in ("config.json", "metrics.jsonl", "curves.png", "summary.json"):
             assert (tmp_path / run / name).stat().st_size > 0, name
     assert a["status"] == "finished" and a["step"] == 300
+    assert b["test_accuracy"] == a["test_accuracy"] and b["train_accuracy"] == a["train_accuracy"]
     assert a["test_accuracy"] > 0.85
     ra, rb = _lines(tmp_path / "a" / "metrics.jsonl"), _lines(tmp_path / "b" / "metrics.jsonl")
     assert [r["step"] for r in ra] == [100, 150, 200, 300]

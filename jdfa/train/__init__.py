@@ -32,7 +32,7 @@ from jdfa import model, parallel, rules
 from jdfa.alignment import alignment
 from jdfa.checkpoint import Checkpoints
 from jdfa.model import MLP
-from jdfa.step import TrainState, init_train_state, train_step
+from jdfa.step import init_train_state, train_step
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "cosine")
