@@ -15,6 +15,7 @@ same seed gives the same numbers.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import signal
 import threading
@@ -203,16 +204,15 @@ def evaluate(net: MLP, params, x, y, batch: int = 2000) -> dict[str, float]:
     return {"loss": float(loss), "accuracy": float(acc)}
 
 
-_EVAL_CACHE: dict = {}
+@functools.lru_cache(maxsize=None)
+def _eval_fn(net: MLP):
+    """The jitted ``(params, x, y) -> [loss, accuracy]`` of ``net``, compiled once per net."""
 
+    def fn(params, x, y):
+        a_y = model.apply(net, params, x)
+        return jnp.stack([model.output_loss(net, a_y, y), model.accuracy(net, a_y, y)])
 
-def _eval_fn(net):
-    if net not in _EVAL_CACHE:
-        def fn(params, x, y):
-            a_y = model.apply(net, params, x)
-            return jnp.stack([model.output_loss(net, a_y, y), model.accuracy(net, a_y, y)])
-        _EVAL_CACHE[net] = jax.jit(fn)
-    return _EVAL_CACHE[net]
+    return jax.jit(fn)
 
 
 def _next_stop(step: int, cfg: Config) -> int:
