@@ -49,14 +49,14 @@ def _import_torch():
 class TorchBP:
     """Plain PyTorch: autograd through nn.Linear/nn.Tanh, F.cross_entropy, optim.SGD."""
 
-    def __init__(self, torch, in_features, width, depth, out_features, lr):
+    def __init__(self, torch, in_features, width, depth, out_features, lr, device="cpu"):
         nn = torch.nn
         layers = [nn.Linear(in_features, width), nn.Tanh()]
         for _ in range(depth - 1):
             layers += [nn.Linear(width, width), nn.Tanh()]
         layers.append(nn.Linear(width, out_features))
         self.torch = torch
-        self.model = nn.Sequential(*layers)
+        self.model = nn.Sequential(*layers).to(device)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=lr)
 
     def step(self, x, y):
@@ -76,29 +76,30 @@ class TorchDFA:
     """Explicit DFA: no autograd, all deltas from one batched matmul, all hidden weight
     gradients from one bmm, SGD in place. Weights in the row convention, ``a = h @ W + b``."""
 
-    def __init__(self, torch, in_features, width, depth, out_features, lr, batch, generator=None):
+    def __init__(self, torch, in_features, width, depth, out_features, lr, batch, generator=None,
+                 device="cpu"):
         self.torch, self.lr, self.depth = torch, lr, depth
 
-        def uniform(shape, fan):
+        def uniform(shape, fan):  # drawn on the CPU generator, so every device gets the same net
             lim = 1.0 / fan ** 0.5
-            return (torch.rand(shape, generator=generator) * 2 - 1) * lim
+            return ((torch.rand(shape, generator=generator) * 2 - 1) * lim).to(device)
 
         self.w_in = uniform((in_features, width), in_features)
-        self.b_in = torch.zeros(width)
+        self.b_in = torch.zeros(width, device=device)
         self.w_h = uniform((depth - 1, width, width), width)
-        self.b_h = torch.zeros(depth - 1, width)
+        self.b_h = torch.zeros(depth - 1, width, device=device)
         self.w_out = uniform((width, out_features), width)
-        self.b_out = torch.zeros(out_features)
+        self.b_out = torch.zeros(out_features, device=device)
         # Feedback B_i^T stacked: (depth, out, width); delta_i = (e @ B_i^T) * f'(a_i).
         self.bt = uniform((depth, out_features, width), out_features)
-        self._alloc(batch, width, depth)
 
-    def _alloc(self, batch, width, depth):
-        t = self.torch
-        self.h = t.empty(depth, batch, width)  # h_1 .. h_depth
-        self.fprime = t.empty(depth, batch, width)
-        self.deltas = t.empty(depth, batch, width)
-        self.g_h = t.empty(depth - 1, width, width)
+        def empty(*shape):
+            return torch.empty(*shape, device=device)
+
+        self.h = empty(depth, batch, width)  # h_1 .. h_depth
+        self.fprime = empty(depth, batch, width)
+        self.deltas = empty(depth, batch, width)
+        self.g_h = empty(depth - 1, width, width)
 
     def forward(self, x, y=None):
         t, h = self.torch, self.h
@@ -139,14 +140,16 @@ class TorchDFA:
 
 def run_config(torch, depth, width, batch, args, env, emit):
     gen = torch.Generator().manual_seed(args.seed)
-    x = torch.randn(batch, args.in_features, generator=gen)
-    y = torch.randint(0, args.out_features, (batch,), generator=gen)
+    x = torch.randn(batch, args.in_features, generator=gen).to(args.device)
+    y = torch.randint(0, args.out_features, (batch,), generator=gen).to(args.device)
+    net_args = (torch, args.in_features, width, depth, args.out_features, args.lr)
     nets = {
-        "torch_forward": TorchBP(torch, args.in_features, width, depth, args.out_features, args.lr),
-        "torch_bp": TorchBP(torch, args.in_features, width, depth, args.out_features, args.lr),
-        "torch_dfa": TorchDFA(torch, args.in_features, width, depth, args.out_features, args.lr,
-                              batch, gen),
+        "torch_forward": TorchBP(*net_args, device=args.device),
+        "torch_bp": TorchBP(*net_args, device=args.device),
+        "torch_dfa": TorchDFA(*net_args, batch, gen, device=args.device),
     }
+    # CUDA kernels run asynchronously: a step's time ends when the device is done with it.
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     runs = []
     for rule in common.str_list(args.rules):
         if rule not in nets:
@@ -162,7 +165,7 @@ def run_config(torch, depth, width, batch, args, env, emit):
         import step_time
 
         net = jdfa.MLP(args.in_features, width, depth, args.out_features)
-        xj, yj = jnp.asarray(x.numpy()), jnp.asarray(y.numpy().astype("int32"))
+        xj, yj = jnp.asarray(x.cpu().numpy()), jnp.asarray(y.cpu().numpy().astype("int32"))
         optimizer, _ = step_time.make_optimizer("sgd", args.lr)
         for spec in common.str_list(args.jdfa_rules):
             spec, rule = step_time.parse_rule(spec)
@@ -175,13 +178,15 @@ def run_config(torch, depth, width, batch, args, env, emit):
     for _, fn, _ in runs:
         for _ in range(args.warmup):
             fn(x, y)
+        sync()
     chunks = common.interleaved_rounds(args.steps, args.rounds)
     for r, chunk in enumerate(chunks):
         order = runs[r % len(runs):] + runs[:r % len(runs)]
         for _, fn, times in order:
             for _ in range(chunk):
                 t0 = time.perf_counter()
-                fn(x, y)  # eager CPU ops are synchronous
+                fn(x, y)
+                sync()
                 times.append(time.perf_counter() - t0)
     other_load = load.cores()
     reprs = {"torch_forward": "PyTorch forward (nn.Sequential under no_grad)",
@@ -234,6 +239,8 @@ def main(argv=None):
     p.add_argument("--out-features", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: core count)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where PyTorch runs; jdfa's rules run on JAX's default device")
     p.add_argument("--malloc", choices=("inherit", "tuned", "default"), default="inherit")
     p.add_argument("--jdfa-rules", default="", help="step_time.py rule specs (e.g. forward,dfa) "
                    "to time interleaved with the PyTorch runs, in this process, for fair ratios")
@@ -246,8 +253,11 @@ def main(argv=None):
     common.ensure_repo_on_path()
     threads = args.threads or common.cpu_count()
     torch.set_num_threads(threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: this PyTorch build sees no CUDA device")
     env = {
-        "device_kind": "cpu", "platform": "cpu", "jax_version": None,
+        "device_kind": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
+        "platform": "gpu" if args.device == "cuda" else "cpu", "jax_version": None,
         "torch_version": torch.__version__, "torch_threads": torch.get_num_threads(),
         "cpu_model": common.cpu_model(), "cpu_count": common.cpu_count(),
         **common.jdfa_revision(),

@@ -51,7 +51,7 @@ else:
     widths, steps, blocks, boundaries = args.widths, args.steps, args.blocks, ["direct", "backprop"]
 base = dict(depth=100, activation="tanh", loss="softmax_cross_entropy", weight_init="uniform",
             optimizer="adam", lr=1e-3, batch_size=64, steps=steps, seed=0,
-            eval_every=max(steps // 6, 50), align_every=100 if steps >= 200 else 50,
+            eval_every=max(steps // 20, 50), align_every=100 if steps >= 200 else 50,
             train_eval_size=2000 if args.quick else 10000)
 
 # The rules: name -> config overrides.
@@ -67,8 +67,9 @@ def tag(width, name):
         .replace(" ", "")
 
 
-runs = {w: {name: common.run(args, tag(w, name), data=data, width=w, **base, **cfg)
-            for name, cfg in rules.items()} for w in widths}
+done = common.run_all(args, {tag(w, name): dict(width=w, **base, **cfg) for w in widths
+                             for name, cfg in rules.items()}, data=data)
+runs = {w: {name: done[tag(w, name)] for name in rules} for w in widths}
 
 # Tables 1-2: paper vs jdfa (final and best test accuracy over the evaluations).
 rows = []

@@ -6,7 +6,9 @@ Every script does the same four things, in order:
 2. ``data = common.load_data(args)`` -- exits with a clear message if the dataset is missing;
 3. ``common.run(args, "tag", data=data, **config)`` for each run -- a thin call of `jdfa.train`
    that keeps the run's ``metrics.jsonl``, ``config.json`` and ``summary.json`` under
-   ``<out>/runs/<tag>/`` and returns the summary plus the metric records;
+   ``<out>/runs/<tag>/`` and returns the summary plus the metric records -- or
+   ``common.run_all(args, {tag: config}, data=data)`` for a group of independent runs, which
+   ``--jobs N`` trains N at a time in separate processes;
 4. ``common.write_results(args, results, table)`` and ``common.savefig(args, fig, "name.png")``.
 
 Results go to ``experiments/results/<name>/`` unless ``--out`` says otherwise (the tests write to a
@@ -21,7 +23,9 @@ import json
 import math
 import shutil
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -50,8 +54,9 @@ from jdfa.data import DataError  # noqa: E402
 def parse_args(doc: str, name: str, datasets=("mnist", "notmnist"), extra=None,
                argv=None) -> argparse.Namespace:
     """``--quick`` (minutes-long smoke version), ``--dataset``, ``--out`` (results folder,
-    default ``experiments/results/<name>``; with a non-default dataset ``<name>_<dataset>``) and
-    ``--fresh`` (retrain runs whose folder already holds a finished run of the same config).
+    default ``experiments/results/<name>``; with a non-default dataset ``<name>_<dataset>``),
+    ``--fresh`` (retrain runs whose folder already holds a finished run of the same config) and
+    ``--jobs`` (runs trained at once by `run_all`).
     ``extra(parser)`` adds a script's own flags."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a short smoke version (minutes)")
@@ -59,6 +64,9 @@ def parse_args(doc: str, name: str, datasets=("mnist", "notmnist"), extra=None,
     p.add_argument("--out", default=None, help="results folder (default experiments/results/NAME)")
     p.add_argument("--fresh", action="store_true",
                    help="retrain even where runs/<tag> holds a finished run of the same config")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="train up to N independent runs at once, each in its own process (for a GPU, "
+                        "which one small net leaves mostly idle; on a 2-core CPU keep 1)")
     if extra is not None:
         extra(p)
     args = p.parse_args(argv)
@@ -100,9 +108,8 @@ def run(args, tag: str, *, data, **config) -> dict:
     out = args.out / "runs" / tag
     config.setdefault("progress", False)
     if not keep_state and not args.fresh:
-        done = load_run(out)
-        wanted = dataclasses.asdict(jdfa.Config(**config, dataset=args.dataset, out=str(out)))
-        if done is not None and done["status"] in ("finished", "diverged") and _same(done["config"], wanted):
+        done = _finished(args, tag, config)
+        if done is not None:
             print(f"[{args.name}] {tag}: reusing the finished run in {out} (same config; --fresh retrains)")
             return done
     print(f"[{args.name}] {tag}: " + ", ".join(f"{k}={v}" for k, v in config.items() if k != "progress"),
@@ -119,6 +126,69 @@ def run(args, tag: str, *, data, **config) -> dict:
           f"test {summary.get('test_accuracy', float('nan')):.4f}, {summary['steps_per_s']} steps/s",
           flush=True)
     return summary
+
+
+def run_all(args, runs: dict, *, data) -> dict:
+    """``{tag: config}`` -> ``{tag: result}``: `run` for each. With ``args.jobs > 1`` the runs
+    that are not finished yet first train ``args.jobs`` at a time, each in its own Python process
+    (its output in ``runs/<tag>.log``), and are then read back like any finished run. The numbers
+    are those of the same runs trained one after the other: each run is a function of its config."""
+    if getattr(args, "jobs", 1) > 1:
+        todo = {tag: cfg for tag, cfg in runs.items() if args.fresh or _finished(args, tag, cfg) is None}
+        _train_concurrently(args, todo)
+        args = argparse.Namespace(**{**vars(args), "fresh": False})  # keep what just trained
+    return {tag: run(args, tag, data=data, **cfg) for tag, cfg in runs.items()}
+
+
+def _finished(args, tag: str, config: dict) -> dict | None:
+    """The finished run in ``runs/<tag>`` if it was trained with ``config``, else None."""
+    out = args.out / "runs" / tag
+    done = load_run(out)
+    config = {k: v for k, v in config.items() if k != "keep_state"}
+    config.setdefault("progress", False)
+    wanted = dataclasses.asdict(jdfa.Config(**config, dataset=args.dataset, out=str(out)))
+    if done is not None and done["status"] in ("finished", "diverged") and _same(done["config"], wanted):
+        return done
+    return None
+
+
+# A child process trains one run through `run` itself, so its folder ends up as a serial run's.
+_CHILD = """
+import argparse, json, sys
+from pathlib import Path
+spec = json.loads(sys.argv[1])
+sys.path.insert(0, spec["here"])
+import common
+args = argparse.Namespace(out=Path(spec["out"]), fresh=True, name=spec["name"], dataset=spec["dataset"])
+common.run(args, spec["tag"], data=common.load_data(args), **spec["config"])
+"""
+
+
+def _train_concurrently(args, runs: dict) -> None:
+    env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}  # N processes share one device
+    queue, running, failed = list(runs.items()), [], []
+    (args.out / "runs").mkdir(parents=True, exist_ok=True)
+    print(f"[{args.name}] training {len(queue)} run(s), {args.jobs} at a time", flush=True)
+    while queue or running:
+        while queue and len(running) < args.jobs:
+            tag, config = queue.pop(0)
+            spec = dict(here=str(HERE), out=str(args.out), name=args.name, dataset=args.dataset,
+                        tag=tag, config=config)
+            log = open(args.out / "runs" / f"{tag}.log", "w")
+            proc = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(spec)], env=env,
+                                    stdout=log, stderr=subprocess.STDOUT)
+            running.append((tag, proc, log))
+        time.sleep(1.0)
+        for item in [r for r in running if r[1].poll() is not None]:
+            tag, proc, log = item
+            log.close()
+            running.remove(item)
+            print(f"[{args.name}] {tag}: process ended with status {proc.returncode}", flush=True)
+            if proc.returncode != 0:
+                failed.append(tag)
+    if failed:
+        raise SystemExit(f"[{args.name}] run(s) failed: {', '.join(failed)}; see "
+                         f"{args.out / 'runs'}/<tag>.log")
 
 
 def _same(saved: dict, wanted: dict) -> bool:

@@ -36,9 +36,10 @@ PAPER_ACCURACY, PAPER_STEPS = 94.6, 10_000
 steps = 60 if args.quick else args.steps
 base = dict(depth=15, width=720, activation="tanh", loss="softmax_cross_entropy",
             weight_init="uniform", optimizer="adam", lr=1e-4, batch_size=64, steps=steps, seed=0,
-            eval_every=max(steps // 6, 30), train_eval_size=1000 if args.quick else 2000)
+            eval_every=max(steps // 20, 30), train_eval_size=1000 if args.quick else 2000)
 
-runs = {k: common.run(args, f"bp_depth{k}", data=data, rule="fp", bp_depth=k, **base) for k in range(6)}
+done = common.run_all(args, {f"bp_depth{k}": dict(rule="fp", bp_depth=k, **base) for k in range(6)}, data=data)
+runs = {k: done[f"bp_depth{k}"] for k in range(6)}
 
 
 def steps_to(r, level):

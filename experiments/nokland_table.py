@@ -40,12 +40,13 @@ base = dict(activation="tanh", loss="sigmoid_binary_cross_entropy", weight_init=
             optimizer="rmsprop", lr=3e-4, batch_size=64, steps=steps, seed=0, eval_every=steps,
             train_eval_size=1000 if args.quick else 5000)
 
-runs = {}
+configs = {}
 for arch in PAPER:
     depth, width = map(int, arch.split("x"))
     for rule in RULES:
-        runs[(arch, rule)] = common.run(args, f"{arch}_{rule}", data=data, rule=rule, depth=depth, width=width,
-                                        **base)
+        configs[(arch, rule)] = dict(rule=rule, depth=depth, width=width, **base)
+done = common.run_all(args, {f"{arch}_{rule}": c for (arch, rule), c in configs.items()}, data=data)
+runs = {(arch, rule): done[f"{arch}_{rule}"] for arch, rule in configs}
 
 
 def err(r):

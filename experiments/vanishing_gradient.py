@@ -35,7 +35,7 @@ steps = 200 if args.quick else args.steps
 # The config of experiment 1 (bdfa_deep.py) at width 200.
 base = dict(depth=100, width=200, activation="tanh", loss="softmax_cross_entropy", weight_init="uniform",
             optimizer="adam", lr=1e-3, batch_size=64, steps=steps, seed=0,
-            eval_every=max(steps // 6, 50), align_every=100 if steps >= 200 else 50,
+            eval_every=max(steps // 20, 50), align_every=100 if steps >= 200 else 50,
             train_eval_size=2000 if args.quick else 10000)
 
 runs, source, data = {}, {}, None
