@@ -13,10 +13,10 @@ lr 1e-3, batch 64, norms recorded every 100 steps): they are reused from
 Outputs (experiments/results/vanishing_gradient/): results.json, table.md, update_norms.png
 (heatmaps), update_norms_by_layer.png (norm against layer at the first and last record).
 
-Time on the 2-core CPU: seconds when experiment 1's runs exist; otherwise about 6 min (2000
-steps each); --quick (200 steps each, trained here) about 1 min.
+Time: seconds when experiment 1's runs exist (what was run); otherwise two 10,000-step runs, about
+15 min on the 2-core CPU; --quick (200 steps each, trained here) about 1 min.
 
-    python experiments/vanishing_gradient.py --steps 2000   # what was run (reuses experiment 1)
+    python experiments/vanishing_gradient.py         # what was run (reuses experiment 1)
     python experiments/vanishing_gradient.py --quick
 """
 
@@ -27,7 +27,7 @@ import common
 
 
 def flags(p):
-    p.add_argument("--steps", type=int, default=3000, help="must match bdfa_deep.py's to reuse its runs")
+    p.add_argument("--steps", type=int, default=10000, help="must match bdfa_deep.py's to reuse its runs")
 
 
 args = common.parse_args(__doc__, "vanishing_gradient", extra=flags)
