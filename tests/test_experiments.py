@@ -48,3 +48,34 @@ def test_missing_dataset_is_reported(tmp_path):
         pytest.skip("a notMNIST archive is present on this machine")
     assert proc.returncode == 3, proc.stderr[-3000:]
     assert "MISSING" in proc.stderr
+
+
+def test_jobs_give_the_numbers_of_serial_runs(tmp_path):
+    """``--jobs 2`` trains each run in its own process; every metric but the timings is the
+    serial run's, and the runs are read back from their folders."""
+    code = f"""
+import json, sys
+sys.path.insert(0, {str(EXPERIMENTS)!r})
+import common
+config = dict(rule="dfa", depth=1, width=4, activation="sigmoid", loss="sigmoid_binary_cross_entropy",
+              optimizer="sgd", lr=0.5, batch_size=1, steps=120, eval_every=40)
+runs = {{f"seed{{s}}": dict(config, seed=s) for s in (0, 1)}}
+for jobs in (2, 1):
+    args = common.parse_args("", "t", datasets=("xor",), argv=["--out", {str(tmp_path)!r} + f"/jobs{{jobs}}",
+                                                             "--jobs", str(jobs)])
+    done = common.run_all(args, runs, data=common.load_data(args))
+    print(json.dumps({{tag: [{{k: v for k, v in rec.items() if k not in ("wall_s", "steps_per_s")}} for rec in r["records"]]
+                      for tag, r in done.items()}}))
+"""
+    env = dict(os.environ)
+    env.setdefault("JDFA_CACHE_DIR", str(tmp_path / "cache"))
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    parallel, serial = (json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{"))
+    assert parallel == serial
+    assert sorted(parallel) == ["seed0", "seed1"] and len(parallel["seed0"]) == 3
+    assert parallel["seed0"] != parallel["seed1"]
+    for tag in parallel:  # trained by a child process (its log), not in the parent
+        assert (tmp_path / "jobs2" / "runs" / f"{tag}.log").is_file()
+        assert not (tmp_path / "jobs1" / "runs" / f"{tag}.log").exists()
