@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -89,3 +90,35 @@ def test_cli_xor_and_bad_flags(tmp_path):
                              timeout=120)
     assert missing.returncode == 2
     assert "nowhere" in missing.stderr
+
+
+def test_weight_decay_is_adamw_decay_on_the_weights_only():
+    """``weight_decay`` with Adam is optax's AdamW restricted to the weight matrices; with a cosine
+    schedule the decay follows the learning rate, and it leaves the biases alone."""
+    import chex
+    import optax
+
+    from jdfa.train import Config, make_optimizer
+
+    net = jdfa.MLP(5, 4, 3, 2)
+    params, _ = jdfa.init(jax.random.key(0), net, jdfa.dfa())
+    grads = jax.tree.map(lambda p: jax.random.normal(jax.random.key(1), p.shape), params)
+    weights = jdfa.Params(*(jdfa.model.Dense(w=True, b=False) for _ in range(3)))
+    ours = make_optimizer(Config(optimizer="adam", lr=0.01, weight_decay=0.3))
+    adamw = optax.adamw(0.01, weight_decay=0.3, mask=weights)
+    state, ref_state = ours.init(params), adamw.init(params)
+    for update in (jax.jit(ours.update), ours.update):
+        got, state = update(grads, state, params)
+        want, ref_state = adamw.update(grads, ref_state, params)
+        chex.assert_trees_all_close(got, want, rtol=1e-6, atol=1e-7)
+
+    zero = jax.tree.map(jnp.zeros_like, params)
+    sgd = make_optimizer(Config(optimizer="sgd", lr=0.1, steps=4, schedule="cosine", weight_decay=0.5))
+    state = sgd.init(params)
+    for step in range(5):
+        rate = 0.1 * 0.5 * (1 + np.cos(np.pi * min(step, 4) / 4))
+        got, state = sgd.update(zero, state, params)
+        chex.assert_trees_all_close(got.hidden.w, -rate * 0.5 * params.hidden.w, atol=1e-7)
+        assert not np.any(got.hidden.b) and not np.any(got.output.b)
+    with pytest.raises(ValueError, match="weight_decay"):
+        Config(weight_decay=-1.0)

@@ -66,6 +66,7 @@ class Config:
     optimizer: str = "adam"
     lr: float = 1e-3
     schedule: str = "constant"
+    weight_decay: float = 0.0  # decoupled decay of the weight matrices (not biases), see make_optimizer
     seed: int = 0
     eval_every: int = 500
     align_every: int = 0  # 0: never; else every N steps (a multiple of eval_every reads best)
@@ -103,6 +104,8 @@ class Config:
             raise ValueError(f"unknown schedule {self.schedule!r}; expected one of {list(SCHEDULES)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
 
 
 def make_rule(cfg: Config) -> rules.Rule:
@@ -117,15 +120,42 @@ def make_rule(cfg: Config) -> rules.Rule:
 
 
 def make_optimizer(cfg: Config, lr_scale: float = 1.0) -> optax.GradientTransformation:
+    """The optimizer of ``cfg`` at ``lr_scale`` times its learning rate, with the lr schedule and,
+    if ``cfg.weight_decay > 0``, `decoupled_weight_decay` after the optimizer's own step."""
     lr = cfg.lr * lr_scale
     lr = optax.cosine_decay_schedule(lr, cfg.steps) if cfg.schedule == "cosine" else lr
-    return {
+    optimizer = {
         "sgd": lambda: optax.sgd(lr),
         "momentum": lambda: optax.sgd(lr, momentum=0.9),
         "adam": lambda: optax.adam(lr),
         "adamw": lambda: optax.adamw(lr),
         "rmsprop": lambda: optax.rmsprop(lr),
     }[cfg.optimizer]()
+    if cfg.weight_decay == 0:
+        return optimizer
+    return optax.chain(optimizer, decoupled_weight_decay(cfg.weight_decay, lr))
+
+
+def decoupled_weight_decay(weight_decay: float, lr) -> optax.GradientTransformation:
+    """Adds ``-lr_t * weight_decay * W`` to the update of every weight matrix ``W`` (the ``w`` of
+    each `Dense`; biases are left alone), ``lr_t`` following the schedule ``lr`` (a float or an
+    optax schedule). This is Loshchilov & Hutter's decoupled decay: unlike an L2 term in the loss,
+    Adam's and RMSprop's per-parameter scaling does not shrink it."""
+
+    def is_weight(path, _):
+        return getattr(path[-1], "name", None) == "w"
+
+    def init(params):
+        del params
+        return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
+
+    def update(updates, state, params):
+        rate = lr(state.count) if callable(lr) else lr
+        mask = jax.tree_util.tree_map_with_path(is_weight, params)
+        updates = jax.tree.map(lambda u, p, m: u - rate * weight_decay * p if m else u, updates, params, mask)
+        return updates, optax.ScaleByScheduleState(count=optax.safe_increment(state.count))
+
+    return optax.GradientTransformation(init, update)
 
 
 def load_data(cfg: Config):
