@@ -6,7 +6,7 @@ the mechanism is shown directly: the norm of each layer's update, layer by layer
 for BP, DFA and BDFA 25 (a heatmap layer x step, log colour scale). Under BP the norm decays
 geometrically from the output towards the input; under DFA every layer gets a signal of its own;
 under BDFA 25 (experiment 1's recipe) the feedback vanishes block by block, BDFA's own version of
-the problem, which explains its plateau in experiment 1.
+the problem, alongside its plateau in experiment 1.
 
 The runs are the width-200 BP, DFA and BDFA-25 runs of experiment 1 (`bdfa_deep.py`, same config: Adam
 lr 1e-3, batch 64, norms recorded every 100 steps): they are reused from
@@ -111,10 +111,10 @@ above, which carries that layer's f'(a); the top block's units saturate (with U(
 weights its inputs are ~0 at first, so only its biases learn, and they grow), f' goes to 0, and
 each further block multiplies by another f' and another B. Already at step 100 each block down
 gets 3-30x less than the block above; at step 5100 the four blocks' mean updates are 6e-3, 5e-4,
-7e-6 and 8e-8 from the top down, and by the end the lowest block's are exactly 0 -- which is why
-BDFA stays on the plateau in experiment 1, while DFA, whose every layer reads e through its own B
-and its own f' only, does not. Experiment 9's recipes that train BDFA (orthogonal weights, or
-RMSprop with a sigmoid output) keep the top block's input alive and its units out of saturation.
+7e-6 and 8e-8 from the top down, and by the end the lowest block's are exactly 0; DFA, whose every
+layer reads e through its own B and its own f' only, keeps every layer's update at 0.1-1. This
+goes with BDFA's plateau in experiment 1 but is not all of it: without the f' factors in the
+feedback nothing vanishes and BDFA 25 still stays on the plateau (experiment 1's notes).
 """
 common.write_results(args, {"config": base, "source": source,
                             "norm_steps": {k: s for k, (s, _) in norms.items()},
