@@ -206,9 +206,10 @@ def read_records(run_dir) -> list[dict]:
 
 def load_run(run_dir) -> dict | None:
     """A finished run's summary + records from its folder, or None (for reusing another
-    experiment's runs instead of recomputing them)."""
+    experiment's runs instead of recomputing them). A folder that lacks any of its three files (a
+    run stopped while its folder was being replaced) is not a finished run."""
     run_dir = Path(run_dir)
-    if not (run_dir / "summary.json").is_file():
+    if not all((run_dir / name).is_file() for name in ("summary.json", "config.json", "metrics.jsonl")):
         return None
     summary = json.loads((run_dir / "summary.json").read_text())
     summary["config"] = json.loads((run_dir / "config.json").read_text())["config"]

@@ -79,3 +79,21 @@ for jobs in (2, 1):
     for tag in parallel:  # trained by a child process (its log), not in the parent
         assert (tmp_path / "jobs2" / "runs" / f"{tag}.log").is_file()
         assert not (tmp_path / "jobs1" / "runs" / f"{tag}.log").exists()
+
+
+def test_a_half_written_run_folder_is_not_reused(tmp_path):
+    """A run folder holding a summary but not its config (a run stopped while its folder was being
+    replaced) is retrained, not read back or crashed on."""
+    (tmp_path / "runs" / "r").mkdir(parents=True)
+    (tmp_path / "runs" / "r" / "summary.json").write_text('{"status": "interrupted"}')
+    code = f"""
+import sys
+sys.path.insert(0, {str(EXPERIMENTS)!r})
+import common
+print(common.load_run({str(tmp_path / "runs" / "r")!r}))
+"""
+    env = dict(os.environ)
+    env.setdefault("JDFA_CACHE_DIR", str(tmp_path / "cache"))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "None"
