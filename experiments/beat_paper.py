@@ -29,8 +29,8 @@ Outputs (experiments/results/beat_paper/): results.json, table.md, search.png, f
 
 Time: stages 1-2 took 13 min on one H100 with ``--jobs 5`` (``experiments/run_gpu.sh``; 30-60
 steps/s a run with 20 runs sharing the GPU); stage 3 was then trained on the 2-core CPU in about
-an hour (35 steps/s at width 200, 16 at width 300). The whole default on that CPU: about 3.5 h. --quick (2 recipes, 40 + 60 steps):
-about 3 min.
+an hour (35 steps/s at width 200, 16 at width 300). The whole default on that CPU: about 3.5 h.
+--quick (2 recipes, 40 + 60 steps): about 3 min.
 
     python experiments/beat_paper.py --jobs 5           # what was run (stages 1-2 on a GPU)
     python experiments/beat_paper.py --quick
@@ -104,14 +104,15 @@ POLISH = {"DFA, cosine": ("DFA", "final_dfa_cosine", {}),
           "DFA, cosine, width 300": ("DFA", "final_dfa_cosine_w300", dict(width=300)),
           "DFA, cosine, width 300, weight decay": ("DFA", "final_dfa_cosine_w300_wd",
                                                    dict(width=300, weight_decay=0.02))}
-done = common.run_all(args, {tag: {**finals[rule], "schedule": "cosine", **extra}
-                             for rule, tag, extra in POLISH.values()}, data=data)
-for name, (rule, tag, extra) in POLISH.items():
-    final[name] = done[tag]
+done = common.run_all(args, {run_tag: {**finals[rule], "schedule": "cosine", **extra}
+                             for rule, run_tag, extra in POLISH.values()}, data=data)
+for name, (rule, run_tag, extra) in POLISH.items():
+    final[name] = done[run_tag]
     recipes[name] = {**recipes[rule], "schedule": "cosine", **extra}
 
 paper = {"DFA": "89.2", "DFA, cosine": "89.2", "DFA, cosine, width 300": "89.0 (w300)",
-         "DFA, cosine, width 300, weight decay": "89.0 (w300)", "BDFA 25": "93.2", "BP": "does not converge", "shallow (control)": "—"}
+         "DFA, cosine, width 300, weight decay": "89.0 (w300)", "BDFA 25": "93.2",
+         "BP": "does not converge", "shallow (control)": "—"}
 rows = [(name, label(recipes[name]), paper[name], common.pct(common.final(r)), common.pct(common.best(r)),
          "yes" if common.final(r) >= 0.97 else "no", r["status"]) for name, r in final.items()]
 table = (f"Final: {steps} steps of batch 64 per rule, each with its own best recipe (tanh, depth 100, "

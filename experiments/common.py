@@ -133,7 +133,7 @@ def run_all(args, runs: dict, *, data) -> dict:
     that are not finished yet first train ``args.jobs`` at a time, each in its own Python process
     (its output in ``runs/<tag>.log``), and are then read back like any finished run. The numbers
     are those of the same runs trained one after the other: each run is a function of its config."""
-    if getattr(args, "jobs", 1) > 1:
+    if args.jobs > 1:
         todo = {tag: cfg for tag, cfg in runs.items() if args.fresh or _finished(args, tag, cfg) is None}
         _train_concurrently(args, todo)
         args = argparse.Namespace(**{**vars(args), "fresh": False})  # keep what just trained

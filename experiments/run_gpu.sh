@@ -10,7 +10,7 @@
 #   LOGS=/tmp/logs bash experiments/run_gpu.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
-LOGS=${LOGS:-experiments/results}
+LOGS=${LOGS:-experiments/results/runs}  # git-ignored, like every runs/ folder
 mkdir -p "$LOGS"
 python experiments/bdfa_deep.py --jobs 6 > "$LOGS/bdfa_deep.log" 2>&1 &
 python experiments/beat_paper.py --jobs 5 > "$LOGS/beat_paper.log" 2>&1 &

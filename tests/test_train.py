@@ -6,9 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import jdfa
@@ -95,9 +97,6 @@ def test_cli_xor_and_bad_flags(tmp_path):
 def test_weight_decay_is_adamw_decay_on_the_weights_only():
     """``weight_decay`` with Adam is optax's AdamW restricted to the weight matrices; with a cosine
     schedule the decay follows the learning rate, and it leaves the biases alone."""
-    import chex
-    import optax
-
     from jdfa.train import Config, make_optimizer
 
     net = jdfa.MLP(5, 4, 3, 2)
