@@ -13,7 +13,8 @@ cross-entropy. Rules: BP, DFA (= block size 100), BDFA with blocks of 50 and 25 
 The paper gives neither optimizer, learning rate, batch size nor number of steps. We use Adam,
 lr 1e-3, batch 64, U(+-1/sqrt(fan_in)) weights and feedback (Nøkland's recipe), seed 0, and
 10,000 steps (``--steps``; 10.7 epochs). The paper's budget is unknown, so our accuracies are those
-of this recipe at this budget, not a reproduction of its end points (experiment 9 searches recipes). Every 100 steps the run also records per-layer update norms and the angle of each
+of this recipe at this budget, not a reproduction of its end points (experiment 9 searches
+recipes). Every 100 steps the run also records per-layer update norms and the angle of each
 layer's update to BP's (``align_every``), which experiment 3 (`vanishing_gradient.py`) reuses.
 
 Outputs (experiments/results/bdfa_deep/): results.json, table.md, accuracy_w200.png (Figure 8),

@@ -8,8 +8,8 @@ geometrically from the output towards the input; under DFA every layer gets a si
 under BDFA 25 (experiment 1's recipe) the feedback vanishes block by block, BDFA's own version of
 the problem, alongside its plateau in experiment 1.
 
-The runs are the width-200 BP, DFA and BDFA-25 runs of experiment 1 (`bdfa_deep.py`, same config: Adam
-lr 1e-3, batch 64, norms recorded every 100 steps): they are reused from
+The runs are the width-200 BP, DFA and BDFA-25 runs of experiment 1 (`bdfa_deep.py`, same config:
+Adam lr 1e-3, batch 64, norms recorded every 100 steps): they are reused from
 ``experiments/results/bdfa_deep/runs/`` when present, else trained here with that config.
 
 Outputs (experiments/results/vanishing_gradient/): results.json, table.md, update_norms.png
