@@ -1,19 +1,27 @@
 """jdfa: BP, FA, DFA, Feedback Propagation and Blocked DFA in JAX, with every layer's update
-formed in one parallel step."""
+formed in one parallel step.
 
-from jdfa.alignment import Alignment, alignment
+Every attribute is either a submodule under its own name or a function, class or constant whose
+name no submodule has (a test walks the package to keep it so).
+"""
+
+from jdfa import data
+from jdfa.alignment import Alignment, align
+from jdfa.batch_modes import BATCH_MODES
+from jdfa.driver import Config, train
 from jdfa.feedback import Feedback, init_feedback
-from jdfa.model import ACTIVATIONS, LOSSES, MLP, Dense, Params, apply, forward, loss, predict
+from jdfa.losses import LOSSES
+from jdfa.model import ACTIVATIONS, MLP, Dense, Params, apply, forward, loss, predict
+from jdfa.optimizers import Optimizer
 from jdfa.rules import Rule, bdfa, bp, dfa, fa, fp, shallow
 from jdfa.step import TrainState, init, init_train_state, make_train_step, train_step
-from jdfa.train import Config, train
-from jdfa.update import BATCH_MODES, update_direction, weight_update
+from jdfa.update import update_direction, weight_update
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ACTIVATIONS", "Alignment", "BATCH_MODES", "Dense", "Feedback", "LOSSES", "MLP", "Params",
-    "Config", "Rule", "TrainState", "alignment", "apply", "bdfa", "bp", "dfa", "fa", "forward", "fp", "init",
-    "init_feedback", "init_train_state", "loss", "make_train_step", "predict", "shallow",
-    "train", "train_step", "update_direction", "weight_update",
+    "ACTIVATIONS", "Alignment", "BATCH_MODES", "Config", "Dense", "Feedback", "LOSSES", "MLP",
+    "Optimizer", "Params", "Rule", "TrainState", "align", "apply", "bdfa", "bp", "data", "dfa",
+    "fa", "forward", "fp", "init", "init_feedback", "init_train_state", "loss", "make_train_step",
+    "predict", "shallow", "train", "train_step", "update_direction", "weight_update",
 ]

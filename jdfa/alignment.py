@@ -11,7 +11,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jdfa import model, rules, update
+from jdfa import batch_modes, losses, metrics, model, rules, update
 from jdfa.feedback import Feedback, check_feedback
 from jdfa.model import MLP, Params
 
@@ -30,7 +30,7 @@ class Alignment(NamedTuple):
     norm_ratio: jax.Array
 
 
-def alignment(net: MLP, rule: rules.Rule, params: Params, feedback: Feedback, x: jax.Array,
+def align(net: MLP, rule: rules.Rule, params: Params, feedback: Feedback, x: jax.Array,
               y: jax.Array, batch_mode: str = "mean") -> Alignment:
     """Compares ``rule``'s update with the BP gradient on the same params and batch.
 
@@ -38,14 +38,14 @@ def alignment(net: MLP, rule: rules.Rule, params: Params, feedback: Feedback, x:
     inside a jitted loop.
     """
     model.check_inputs(net, x, y)
-    update.check_batch_mode(batch_mode)
+    batch_modes.check_batch_mode(batch_mode)
     check_feedback(net, rule, feedback)
-    trace = model.forward(net, params, x)
-    _, e = model.output_error(net, trace.a_y, y)
-    trace, e = update.average(net, params, trace, e, y, batch_mode)
-    u = update.weight_update(trace, rules.hidden_deltas(net, rule, params, feedback, trace, e), e)
-    g = update.weight_update(trace, rules.hidden_deltas(net, rules.bp(), params, feedback, trace, e), e)
-    uu, gg, ug = update.layer_dots(u, u), update.layer_dots(g, g), update.layer_dots(u, g)
+    trace = model.forward(net, params, x, with_derivative=True)
+    _, e = losses.output_error(net, trace.a_y, y)
+    trace, e = batch_modes.average(net, params, trace, e, y, batch_mode)
+    u = update.weight_update(trace, rule.deltas(net, params, feedback, trace, e), e)
+    g = update.weight_update(trace, rules.bp().deltas(net, params, feedback, trace, e), e)
+    uu, gg, ug = metrics.layer_dots(u, u), metrics.layer_dots(g, g), metrics.layer_dots(u, g)
     norm = jnp.sqrt(uu * gg)
     cosine = jnp.where(norm > 0, ug / jnp.where(norm > 0, norm, 1.0), 0.0)
     cosine = jnp.clip(cosine, -1.0, 1.0)

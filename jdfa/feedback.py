@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jdfa.model import MLP
-from jdfa.rules import Rule
+from jdfa.rules import FeedbackRule, Rule
 
 
 class Feedback(NamedTuple):
@@ -26,14 +26,17 @@ class Feedback(NamedTuple):
     hidden: (n_hidden, width, width) -- the ``B_i`` that read a hidden layer's delta, bottom-up over
       the layers that need one.
 
-    `Rule.feedback_layout` gives ``(n_output, n_hidden)`` for a rule and net.
+    `Rule.feedback_layout` gives ``(n_output, n_hidden)`` for a rule and net; each rule's
+    docstring says which layer's ``B`` sits where.
     """
 
     output: jax.Array
     hidden: jax.Array
 
 
-def _draw(key, rule: Rule, n: int, width: int, src: int) -> jax.Array:
+def _draw(key, rule: FeedbackRule, n: int, width: int, src: int) -> jax.Array:
+    if n == 0:  # rules without feedback have no options to draw with
+        return jnp.zeros((0, width, src), jnp.float32)
     shape = (1 if rule.shared_feedback else n, width, src)
     scale = rule.feedback_scale
     if rule.feedback_init == "uniform":

@@ -25,6 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jdfa.losses import LOSSES, output_loss
+from jdfa.validate import check_choice, check_int
+
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "tanh": jnp.tanh,
     "sigmoid": jax.nn.sigmoid,
@@ -36,50 +39,7 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 }
 
 
-def _softmax_cross_entropy(a_y, t):
-    return -jnp.sum(t * jax.nn.log_softmax(a_y), axis=-1)
-
-
-def _sigmoid_binary_cross_entropy(a_y, t):
-    # log-sigmoid form: finite for saturated outputs where log(sigmoid(a)) would underflow.
-    return jnp.sum(-t * jax.nn.log_sigmoid(a_y) - (1.0 - t) * jax.nn.log_sigmoid(-a_y), axis=-1)
-
-
-def _mse(a_y, t):
-    # The 1/2 makes e = y_hat - y exactly, the PyTorch report's error.
-    return 0.5 * jnp.sum((a_y - t) ** 2, axis=-1)
-
-
-def _sigmoid_mse(a_y, t):
-    return 0.5 * jnp.sum((jax.nn.sigmoid(a_y) - t) ** 2, axis=-1)
-
-
-class _Loss(NamedTuple):
-    per_example: Callable[[jax.Array, jax.Array], jax.Array]  # (B, out), (B, out) -> (B,)
-    output: Callable[[jax.Array], jax.Array]  # a_y -> y_hat
-    classification: bool  # integer labels allowed, accuracy meaningful
-
-
-LOSSES: dict[str, _Loss] = {
-    "softmax_cross_entropy": _Loss(_softmax_cross_entropy, jax.nn.softmax, True),
-    "sigmoid_binary_cross_entropy": _Loss(_sigmoid_binary_cross_entropy, jax.nn.sigmoid, True),
-    "mse": _Loss(_mse, lambda a: a, True),
-    "sigmoid_mse": _Loss(_sigmoid_mse, jax.nn.sigmoid, True),
-}
-
 WEIGHT_INITS = ("uniform", "glorot_uniform", "orthogonal", "zeros")
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {sorted(choices)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,13 +73,13 @@ class MLP:
     weight_init: str = "uniform"
 
     def __post_init__(self):
-        _check_int("in_features", self.in_features, 1)
-        _check_int("width", self.width, 1)
-        _check_int("depth", self.depth, 1)
-        _check_int("out_features", self.out_features, 1)
-        _check_choice("activation", self.activation, ACTIVATIONS)
-        _check_choice("loss", self.loss, LOSSES)
-        _check_choice("weight_init", self.weight_init, WEIGHT_INITS)
+        check_int("in_features", self.in_features, 1)
+        check_int("width", self.width, 1)
+        check_int("depth", self.depth, 1)
+        check_int("out_features", self.out_features, 1)
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("loss", self.loss, LOSSES)
+        check_choice("weight_init", self.weight_init, WEIGHT_INITS)
 
     @property
     def f(self) -> Callable[[jax.Array], jax.Array]:
@@ -140,12 +100,12 @@ class Params(NamedTuple):
 class Trace(NamedTuple):
     """What the forward pass keeps for the updates, each layer's input where its update reads it.
 
-    x:      (B, in_features) the input ``h_0``, read by hidden layer 1.
-    h_in:   (depth - 1, B, width) ``h_1 .. h_{depth-1}``, the inputs of hidden layers 2..depth,
+    x:      (N, in_features) the input ``h_0``, read by hidden layer 1.
+    h_in:   (depth - 1, N, width) ``h_1 .. h_{depth-1}``, the inputs of hidden layers 2..depth,
             stacked exactly as the batched weight-update contraction reads them.
-    h_top:  (B, width) ``h_depth``, the input of the output layer.
-    fprime: (depth, B, width) ``f'(a_1) .. f'(a_depth)`` (None when not asked for).
-    a_y:    (B, out_features) output pre-activation.
+    h_top:  (N, width) ``h_depth``, the input of the output layer.
+    fprime: (depth, N, width) ``f'(a_1) .. f'(a_depth)`` (None when not asked for).
+    a_y:    (N, out_features) output pre-activation.
     """
 
     x: jax.Array
@@ -183,19 +143,6 @@ def _init_weight(key, net: MLP, shape):
         gain = {"tanh": 5.0 / 3.0, "relu": np.sqrt(2.0)}.get(net.activation, 1.0)
         return jax.nn.initializers.orthogonal(scale=gain)(key, shape, jnp.float32)
     return jnp.zeros(shape, jnp.float32)
-
-
-def targets(net: MLP, y: jax.Array) -> jax.Array:
-    """Turns ``y`` into float targets ``(B, out_features)``.
-
-    Integer labels ``(B,)`` become one-hot; with a single output unit (binary tasks such as XOR)
-    the label itself, 0 or 1, is the target.
-    """
-    if jnp.issubdtype(y.dtype, jnp.integer):
-        if net.out_features == 1:
-            return y[:, None].astype(jnp.float32)
-        return jax.nn.one_hot(y, net.out_features, dtype=jnp.float32)
-    return y.astype(jnp.float32)
 
 
 def check_inputs(net: MLP, x, y=None) -> None:
@@ -242,7 +189,8 @@ def check_params(net: MLP, params: Params) -> None:
         raise ValueError(f"params do not fit {net}: expected shapes {want}, got {got}")
 
 
-def _layer(f, h, w, b, with_derivative):
+def layer(f, h, w, b, with_derivative: bool):
+    """One layer ``f(h @ w + b)`` and, ``with_derivative``, ``f'(h @ w + b)`` (else None)."""
     a = h @ w + b
     if not with_derivative:
         return f(a), None
@@ -254,32 +202,32 @@ def forward(net: MLP, params: Params, x: jax.Array, with_derivative: bool = True
     """The forward pass: one `lax.scan` over the stacked hidden layers.
 
     Args:
-      x: (B, in_features).
+      x: (N, in_features).
     Returns:
       a `Trace` (``fprime`` is ``None`` when ``with_derivative`` is False).
     """
     f = net.f
-    h1, fp1 = _layer(f, x, params.input.w, params.input.b, with_derivative)
+    h1, fprime1 = layer(f, x, params.input.w, params.input.b, with_derivative)
 
     def step(h, wb):
-        h_next, fp = _layer(f, h, wb[0], wb[1], with_derivative)
+        h_next, fprime = layer(f, h, wb[0], wb[1], with_derivative)
         # Emitting each layer's input (not its output) makes the stacked scan output the very
         # operand of the weight-update contraction: no concatenate copy of the activations.
-        return h_next, (h, fp)
+        return h_next, (h, fprime)
 
-    h_top, (h_in, fp_rest) = lax.scan(step, h1, (params.hidden.w, params.hidden.b))
+    h_top, (h_in, fprime_rest) = lax.scan(step, h1, (params.hidden.w, params.hidden.b))
     a_y = h_top @ params.output.w + params.output.b
     # Elementwise consumers (the deltas) fuse this concatenate instead of materialising it.
-    fprime = jnp.concatenate([fp1[None], fp_rest]) if with_derivative else None
+    fprime = jnp.concatenate([fprime1[None], fprime_rest]) if with_derivative else None
     return Trace(x, h_in, h_top, fprime, a_y)
 
 
 def apply(net: MLP, params: Params, x: jax.Array) -> jax.Array:
-    """The output pre-activation ``a_y`` (logits), shape (B, out_features)."""
+    """The output pre-activation ``a_y`` (logits), shape (N, out_features)."""
     check_inputs(net, x)
     f = net.f
-    h, _ = _layer(f, x, params.input.w, params.input.b, False)
-    h, _ = lax.scan(lambda h, wb: (_layer(f, h, wb[0], wb[1], False)[0], None), h,
+    h, _ = layer(f, x, params.input.w, params.input.b, False)
+    h, _ = lax.scan(lambda h, wb: (layer(f, h, wb[0], wb[1], False)[0], None), h,
                     (params.hidden.w, params.hidden.b))
     return h @ params.output.w + params.output.b
 
@@ -289,35 +237,9 @@ def predict(net: MLP, params: Params, x: jax.Array) -> jax.Array:
     return LOSSES[net.loss].output(apply(net, params, x))
 
 
-def output_loss(net: MLP, a_y: jax.Array, y: jax.Array) -> jax.Array:
-    """Batch-mean loss from the output pre-activation ``a_y`` (B, out) and ``y``."""
-    return jnp.mean(LOSSES[net.loss].per_example(a_y, targets(net, y)))
-
-
-def output_error(net: MLP, a_y: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Returns ``(loss, e)`` with ``e = dLoss/da_y`` of the batch-mean loss, shape (B, out).
-
-    ``e`` carries the ``1/B`` of the batch mean, so sums over the batch of per-example updates
-    built from it are batch means, scaled exactly as `jax.grad` scales the BP gradient.
-    """
-    return jax.value_and_grad(lambda a: output_loss(net, a, y))(a_y)
-
-
 def loss(net: MLP, params: Params, x: jax.Array, y: jax.Array) -> jax.Array:
     """The batch-mean loss of ``net`` on ``(x, y)``, a scalar."""
     check_inputs(net, x, y)
     return output_loss(net, apply(net, params, x), y)
 
 
-def accuracy(net: MLP, a_y: jax.Array, y: jax.Array) -> jax.Array:
-    """Fraction of rows whose arg-max output is the label (argmax of ``y`` for float targets).
-
-    For a single output unit (e.g. XOR with a sigmoid), the prediction is ``y_hat > 0.5``.
-    """
-    if net.out_features == 1:
-        pred = (LOSSES[net.loss].output(a_y)[:, 0] > 0.5).astype(jnp.int32)
-        label = y if jnp.issubdtype(y.dtype, jnp.integer) else (y[:, 0] > 0.5).astype(jnp.int32)
-    else:
-        pred = jnp.argmax(a_y, axis=-1)
-        label = y if jnp.issubdtype(y.dtype, jnp.integer) else jnp.argmax(y, axis=-1)
-    return jnp.mean(pred == label)

@@ -24,7 +24,11 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jdfa.feedback import Feedback
+from jdfa.model import Params
 
 AXES = ("data", "layers")
 
@@ -42,11 +46,25 @@ def make_mesh(data: int = 1, layers: int = 1, devices=None) -> Mesh:
     return Mesh(np.asarray(devices[:data * layers]).reshape(data, layers), AXES)
 
 
-def _is_stacked(path) -> bool:
-    """Leaves on the layer axis: anything under a ``hidden`` field (``params.hidden`` and its mirrors
-    in the optimizer state) and every feedback stack."""
-    names = [getattr(k, "name", None) for k in path]
-    return "hidden" in names or "feedback" in names
+def stacked_mask(state):
+    """A tree of bools shaped like ``state``: True for the leaves on the layer axis.
+
+    Chosen by type, not by field name: the ``hidden`` layer of every `jdfa.model.Params` in the
+    state (the params, and the optimizer's moments that mirror them) and every leaf of a
+    `jdfa.feedback.Feedback`.
+    """
+
+    def fill(tree, value):
+        return jax.tree.map(lambda _: value, tree)
+
+    def mark(node):
+        if isinstance(node, Feedback):
+            return fill(node, True)
+        if isinstance(node, Params):
+            return Params(fill(node.input, False), fill(node.hidden, True), fill(node.output, False))
+        return False
+
+    return jax.tree.map(mark, state, is_leaf=lambda n: isinstance(n, (Params, Feedback)))
 
 
 def state_sharding(mesh: Mesh, state):
@@ -54,13 +72,13 @@ def state_sharding(mesh: Mesh, state):
     layers over ``layers`` where they divide evenly, everything else replicated."""
     n = mesh.shape["layers"]
 
-    def spec(path, leaf):
+    def spec(leaf, stacked):
         shape = np.shape(leaf)
-        if n > 1 and _is_stacked(path) and len(shape) >= 2 and shape[0] % n == 0 and shape[0]:
+        if n > 1 and stacked and len(shape) >= 2 and shape[0] % n == 0 and shape[0]:
             return NamedSharding(mesh, P("layers"))
         return NamedSharding(mesh, P())
 
-    return jax.tree_util.tree_map_with_path(spec, state)
+    return jax.tree.map(spec, state, stacked_mask(state))
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

@@ -12,7 +12,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jdfa import model, parallel, update
+from jdfa import batch_modes, losses, model, parallel, update
+from jdfa.metrics import layer_dots
+from jdfa.remat import check_remat
 from jdfa.feedback import Feedback, init_feedback
 from jdfa.model import MLP, Params
 from jdfa.rules import Rule
@@ -57,10 +59,10 @@ def train_step(net: MLP, rule: Rule, optimizer: optax.GradientTransformation, st
     params = optax.apply_updates(state.params, updates)
     # One pass over the update gives the per-layer norms, the global norm and the NaN/inf check:
     # a NaN or inf anywhere in a layer makes its sum of squares non-finite.
-    sq = update.layer_dots(g, g)
+    sq = layer_dots(g, g)
     metrics = {
         "loss": loss,
-        "accuracy": model.accuracy(net, a_y, y),
+        "accuracy": losses.accuracy(net, a_y, y),
         "layer_update_norms": jnp.sqrt(sq),
         "update_norm": jnp.sqrt(jnp.sum(sq)),
         "finite": jnp.isfinite(loss) & jnp.all(jnp.isfinite(sq)),
@@ -76,12 +78,12 @@ def make_train_step(net: MLP, rule: Rule, optimizer: optax.GradientTransformatio
     mesh: an optional `jax.sharding.Mesh` from `jdfa.parallel.make_mesh`: the batch is split over
       its ``data`` axis and the stacked layers over its ``layers`` axis (`jdfa.parallel`). Place
       the state with `jdfa.parallel.shard_state` first.
-    remat: DFA only: recompute activations instead of storing them (`jdfa.update_direction`).
+    remat: DFA only: recompute activations instead of storing them (`jdfa.remat`).
     """
     rule.check(net)
-    update.check_batch_mode(batch_mode)
+    batch_modes.check_batch_mode(batch_mode)
     if remat:
-        update.check_remat(net, rule, batch_mode)
+        check_remat(net, rule, batch_mode)
 
     def step(state, x, y):
         return train_step(net, rule, optimizer, state, x, y, batch_mode, remat)

@@ -1,0 +1,13 @@
+"""The training driver: `train` a `Config` from a script, ``jdfa train ...`` from a shell.
+
+Modules, one concern each: `config` (what defines a run), `flags` (the flat flag names of the
+command line and the experiments), `loop` (the loop, read top to bottom), `batches` (the data
+order and the jitted chunk of steps), the periodic actions `evaluation`, `angles`, `runlog`,
+`checkpointing`, and `progress`, `signals`, `plots`, `cli`.
+"""
+
+from jdfa.driver.config import Config, net_for_data
+from jdfa.driver.flags import from_flags
+from jdfa.driver.loop import train
+
+__all__ = ["Config", "from_flags", "net_for_data", "train"]

@@ -1,0 +1,115 @@
+"""What defines a run: the net, the rule and the optimizer (each its own frozen object), and the
+run's own settings.
+
+`Config` holds a `jdfa.MLP`, a `jdfa.rules.Rule` and a `jdfa.optimizers.Optimizer` as they are,
+so each default lives in one place. The command line's flat flags map onto it in
+`jdfa.driver.flags`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from jdfa import rules
+from jdfa.batch_modes import check_batch_mode
+from jdfa.model import MLP
+from jdfa.optimizers import Optimizer
+from jdfa.validate import check_choice, check_int, check_positive
+
+ON_DIVERGE = ("stop", "rollback")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything that defines a run.
+
+    Attributes:
+      net: the net; ``in_features`` and ``out_features`` must fit the data (`net_for_data`).
+      rule: the learning rule, e.g. ``jdfa.bdfa(25)``.
+      optimizer: the optimizer, e.g. ``Optimizer("adam", lr=1e-4)``.
+      dataset, data_dir: the data, by name (`jdfa.data.load`), unless `jdfa.train` is given arrays.
+      steps, batch_size, batch_mode, remat, seed: the training (`jdfa.make_train_step`).
+      eval_every: steps between evaluations of train and test accuracy.
+      align_every: steps between alignment measurements (`jdfa.align`); 0 never.
+      train_eval_size: training accuracy is measured on this many fixed examples.
+      out: the run folder (None: nothing written); tensorboard, progress: extra outputs.
+      checkpoint, checkpoint_every, keep_checkpoints, resume: orbax checkpoints in
+        ``out/checkpoints``, every N steps (0: only at the end), the last K kept; resume continues
+        from the newest readable one.
+      on_diverge, rollback_factor, max_rollbacks: on a non-finite step, ``"stop"``, or
+        ``"rollback"`` to the last good checkpoint with the lr times the factor (at most N times).
+      mesh_data, mesh_layers, distributed: devices on the mesh's ``data`` and ``layers`` axes
+        (`jdfa.parallel`); ``distributed`` calls `jax.distributed.initialize` first.
+    """
+
+    net: MLP = MLP(784, 256, 2, 10)
+    rule: rules.Rule = rules.DFA()
+    optimizer: Optimizer = Optimizer()
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    steps: int = 1000
+    batch_size: int = 64
+    batch_mode: str = "mean"
+    remat: bool = False
+    seed: int = 0
+    eval_every: int = 500
+    align_every: int = 0
+    train_eval_size: int = 10000
+    out: str | None = None
+    tensorboard: bool = False
+    progress: bool = True
+    checkpoint: bool = True
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 3
+    resume: bool = False
+    on_diverge: str = "stop"
+    rollback_factor: float = 0.5
+    max_rollbacks: int = 3
+    mesh_data: int = 1
+    mesh_layers: int = 1
+    distributed: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.net, MLP):
+            raise TypeError(f"net must be a jdfa.MLP, got {type(self.net).__name__}")
+        if not isinstance(self.rule, rules.Rule):
+            raise TypeError(f"rule must be a jdfa rule (e.g. jdfa.dfa()), got {self.rule!r}")
+        if not isinstance(self.optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a jdfa.optimizers.Optimizer, got {self.optimizer!r}")
+        self.rule.check(self.net)
+        for name in ("steps", "batch_size", "eval_every", "train_eval_size", "keep_checkpoints",
+                     "mesh_data", "mesh_layers"):
+            check_int(name, getattr(self, name), 1)
+        for name in ("align_every", "checkpoint_every", "max_rollbacks", "seed"):
+            check_int(name, getattr(self, name), 0)
+        check_batch_mode(self.batch_mode)
+        check_choice("on_diverge", self.on_diverge, ON_DIVERGE)
+        check_positive("rollback_factor", self.rollback_factor)
+        if self.resume and not (self.out and self.checkpoint):
+            raise ValueError("resume needs out (the run folder whose checkpoints to continue from) "
+                             "and checkpoint=True")
+
+    def to_dict(self) -> dict:
+        """A JSON-ready nested dict: ``net``, ``rule`` (`Rule.to_dict`), ``optimizer`` and the
+        run's own settings."""
+        own = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name not in ("net", "rule", "optimizer")}
+        return {"net": dataclasses.asdict(self.net), "rule": self.rule.to_dict(),
+                "optimizer": dataclasses.asdict(self.optimizer), **own}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Config:
+        """The config of `to_dict`'s dict."""
+        d = dict(d)
+        return cls(net=MLP(**d.pop("net")), rule=rules.from_dict(d.pop("rule")),
+                   optimizer=Optimizer(**d.pop("optimizer")), **d)
+
+
+def net_for_data(data, **fields) -> MLP:
+    """An `MLP` (``fields``: width, depth, activation, loss, weight_init) whose ``in_features`` and
+    ``out_features`` fit ``data = ((x_train, y_train), (x_test, y_test))``: one output per class,
+    or a single output unit for two classes under a sigmoid or squared-error loss (as for XOR)."""
+    (x, y), (_, y_test) = data
+    n_classes = int(max(y.max(), y_test.max())) + 1
+    single = n_classes == 2 and fields.get("loss", MLP.loss) != "softmax_cross_entropy"
+    return MLP(in_features=x.shape[1], out_features=1 if single else n_classes, **fields)

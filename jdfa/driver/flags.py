@@ -1,0 +1,105 @@
+"""The run's flat flags: the command line's names for the fields of `Config` and of the net, the
+rule and the optimizer it holds. `from_flags` maps them onto a `Config`; the command line
+(`jdfa.driver.cli`) and the experiment scripts both use it, so a flag means the same everywhere.
+
+Defaults come from the objects themselves (`Config`, `jdfa.MLP`, the rule classes,
+`jdfa.optimizers.Optimizer`); a rule field left unset takes its rule's default (``bdfa``: blocks
+of 25, ``fp``: one BP layer).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from jdfa import data as datasets
+from jdfa import rules
+from jdfa.driver.config import Config, net_for_data
+from jdfa.optimizers import Optimizer
+
+NET = ("width", "depth", "activation", "loss", "weight_init")
+RULE = ("bp_depth", "block_size", "boundary", "use_derivative", "feedback_init", "feedback_scale",
+        "shared_feedback")
+OPTIMIZER = {"optimizer": "name", "lr": "lr", "schedule": "schedule", "weight_decay": "weight_decay"}
+
+HELP = {
+    "rule": "learning rule: bp fa dfa fp bdfa shallow, or a spec such as fp2, bdfa25, bdfa25-bp",
+    "bp_depth": "fp: top hidden layers trained by BP (default 1)",
+    "block_size": "bdfa: layers per block, counted from the output side (default 25)",
+    "boundary": "bdfa: a block's top layer reads the block above through B (direct, the paper's "
+                "text) or through W^T (backprop)",
+    "use_derivative": "multiply feedback deltas by f'(a) (--no-use-derivative drops it)",
+    "feedback_init": "distribution of the fixed feedback matrices B",
+    "feedback_scale": "scale of B (uniform: limit scale/sqrt(fan); gaussian: std)",
+    "shared_feedback": "one B for every layer of the same kind instead of one per layer",
+    "width": "hidden units per layer",
+    "depth": "number of hidden layers",
+    "activation": "hidden non-linearity",
+    "loss": "output non-linearity and loss",
+    "weight_init": "initialisation of the forward weights",
+    "optimizer": "optimizer (adamw = adam; decay only through --weight-decay)",
+    "lr": "learning rate (peak, with --schedule cosine)",
+    "schedule": "learning-rate schedule over the run's steps",
+    "weight_decay": "decoupled decay of the weight matrices, never biases (0: none)",
+    "dataset": "dataset, read from --data-dir or $JDFA_DATA_DIR",
+    "data_dir": "folder holding the dataset's files (default: $JDFA_DATA_DIR)",
+    "steps": "training steps",
+    "batch_size": "examples per step",
+    "batch_mode": "mean of per-example updates, or the PyTorch report's averaged master examples",
+    "remat": "DFA only: recompute activations instead of storing them (memory flat in depth)",
+    "seed": "seed of init, feedback and data order",
+    "eval_every": "steps between evaluations of train and test accuracy",
+    "align_every": "steps between alignment angles to the BP gradient (0: never)",
+    "train_eval_size": "training accuracy is measured on this many fixed examples",
+    "out": "run folder for config, metrics, curves, summary and checkpoints (none: nothing written)",
+    "tensorboard": "also write TensorBoard events (needs pip install 'jdfa[tensorboard]')",
+    "progress": "show a progress bar",
+    "checkpoint": "write checkpoints to OUT/checkpoints",
+    "checkpoint_every": "steps between checkpoints (0: only at the end)",
+    "keep_checkpoints": "checkpoints kept",
+    "resume": "continue from the newest readable checkpoint in OUT/checkpoints",
+    "on_diverge": "on a non-finite step: stop, or roll back to the last good checkpoint",
+    "rollback_factor": "learning rate multiplier at each rollback",
+    "max_rollbacks": "rollbacks before giving up",
+    "mesh_data": "devices on the data axis (the batch is split)",
+    "mesh_layers": "devices on the layers axis (the stacked hidden layers are split)",
+    "distributed": "call jax.distributed.initialize() first (TPU pods, multi-host GPU)",
+}
+
+
+def defaults() -> dict:
+    """Every flag's default; rule fields are None (the rule's own default)."""
+    config = Config()
+    own = {f.name: getattr(config, f.name) for f in dataclasses.fields(Config)
+           if f.name not in ("net", "rule", "optimizer")}
+    return {"rule": config.rule.spec, **dict.fromkeys(RULE),
+            **{name: getattr(config.net, name) for name in NET},
+            **{flag: getattr(config.optimizer, field) for flag, field in OPTIMIZER.items()}, **own}
+
+
+def load_data(dataset: str, data_dir: str | None = None):
+    """``((x_train, y_train), (x_test, y_test))`` of ``dataset`` as NumPy arrays (`jdfa.data.load`)."""
+    return datasets.load(dataset, "train", data_dir), datasets.load(dataset, "test", data_dir)
+
+
+def from_flags(flags: dict, data=None) -> tuple[Config, tuple]:
+    """``(config, data)`` from flat flags (any subset of `HELP`'s names; the rest default).
+    The ``rule`` flag is a spec (`jdfa.rules.parse`) or a rule object.
+
+    ``data`` (``((x_train, y_train), (x_test, y_test))``) is loaded from the ``dataset`` flag when
+    not given; the net's ``in_features`` and ``out_features`` are fitted to it (`net_for_data`).
+    Raises ``ValueError`` naming an unknown flag or a rule field that does not fit the rule.
+    """
+    unknown = sorted(set(flags) - set(HELP))
+    if unknown:
+        raise ValueError(f"unknown flag(s) {unknown}; see `jdfa train --help`")
+    flags = {**defaults(), **flags}
+    rule_fields = {k: flags[k] for k in RULE if flags[k] is not None}
+    rule = flags["rule"]
+    if not (isinstance(rule, rules.Rule) and not rule_fields):
+        rule = rules.parse(rule if isinstance(rule, str) else rule.spec, **rule_fields)
+    optimizer = Optimizer(**{field: flags[flag] for flag, field in OPTIMIZER.items()})
+    if data is None:
+        data = load_data(flags["dataset"], flags["data_dir"])
+    net = net_for_data(data, **{k: flags[k] for k in NET})
+    own = {k: v for k, v in flags.items() if k not in (*NET, *RULE, *OPTIMIZER, "rule")}
+    return Config(net=net, rule=rule, optimizer=optimizer, **own), data
