@@ -6,7 +6,8 @@ batch-mean loss is what every rule sends back. Shapes: ``N`` is the batch size.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -18,7 +18,8 @@ Everything stacked over layers is indexed bottom-up: index ``0`` is hidden layer
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -203,6 +204,7 @@ def forward(net: MLP, params: Params, x: jax.Array, with_derivative: bool = True
 
     Args:
       x: (N, in_features).
+
     Returns:
       a `Trace` (``fprime`` is ``None`` when ``with_derivative`` is False).
     """

@@ -13,10 +13,10 @@ import jax.numpy as jnp
 import optax
 
 from jdfa import batch_modes, losses, model, parallel, update
-from jdfa.metrics import layer_dots
-from jdfa.remat import check_remat
 from jdfa.feedback import Feedback, init_feedback
+from jdfa.metrics import layer_dots
 from jdfa.model import MLP, Params
+from jdfa.remat import check_remat
 from jdfa.rules import Rule
 
 

@@ -13,7 +13,7 @@ from jdfa.driver.periodic import Periodic
 from jdfa.model import MLP
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _eval_fn(net: MLP):
     """The jitted ``(params, x, y) -> [loss, accuracy]`` of ``net``, compiled once per net."""
 

@@ -33,8 +33,8 @@ def plot_curves(records: list[dict], path: Path, title: str = "") -> None:
         angles = np.array([r["alignment_angle"] for r in aligned])
         cmap = plt.get_cmap("viridis")
         for i in range(angles.shape[1]):
-            axes[2].plot([r["step"] for r in aligned], angles[:, i], color=cmap(i / max(angles.shape[1] - 1, 1)),
-                         lw=1)
+            color = cmap(i / max(angles.shape[1] - 1, 1))
+            axes[2].plot([r["step"] for r in aligned], angles[:, i], color=color, lw=1)
         axes[2].set_xlabel("step")
         axes[2].set_ylabel("angle to BP update (deg), layer 1 (dark) .. output (light)")
     fig.suptitle(title)

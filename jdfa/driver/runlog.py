@@ -42,7 +42,8 @@ class RunLog(Periodic):
             try:
                 from tensorboardX import SummaryWriter
             except ImportError as err:
-                raise ImportError("--tensorboard needs tensorboardX: pip install 'jdfa[tensorboard]'") from err
+                raise ImportError("--tensorboard needs tensorboardX: "
+                                  "pip install 'jdfa[tensorboard]'") from err
             self.tb = SummaryWriter(str(self.dir / "tensorboard"))
 
     def due(self, step, last):

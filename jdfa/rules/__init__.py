@@ -1,0 +1,90 @@
+"""The learning rules: how each rule forms the delta of every hidden layer.
+
+All rules share one forward pass (`jdfa.model.forward`) and one weight-gradient contraction
+(`jdfa.update.weight_update`); they differ only here, in how ``delta_i`` is formed. The output layer
+always gets ``e = dLoss/da_y``. Hidden layers are indexed ``i = 1 .. depth`` from the input side;
+``W_{depth+1}`` is the output layer's weight. In the papers' column-vector notation:
+
+* ``bp``:  ``delta_i = (W_{i+1}^T delta_{i+1}) * f'(a_i)``                  (exact gradient)
+* ``fa``:  ``delta_i = (B_i delta_{i+1}) * f'(a_i)``, ``B_depth`` (width, out), others (width, width)
+* ``dfa``: ``delta_i = (B_i e) * f'(a_i)``, every ``B_i`` (width, out)
+* ``fp(k)``: the top ``k`` layers get BP deltas; a lower layer ``i`` gets ``(B_i delta_j) * f'(a_i)``
+  where ``j = depth - k + 1`` is the lowest BP layer. ``fp(0) == dfa``, ``fp(depth) == bp``.
+* ``bdfa(K, "direct")``: layers cut into blocks of ``K`` from the output side (the input-side block
+  may be smaller); the top block is DFA from ``e``; a layer of a lower block gets ``(B_i s) * f'(a_i)``
+  where ``s`` is the delta of the lowest layer of the block above. This is the paper's text: "each
+  subsequent block of DFA trained layers takes its delta from the last layer of the preceding block".
+* ``bdfa(K, "backprop")``: the top layer of each block gets the true BP step through ``W^T`` from the
+  layer just above it (for the top block, the output layer); the other layers of the block get
+  ``(B_i t) * f'(a_i)`` from that top delta ``t``. The paper's figure 5 can be read this way: the
+  gradient "passed through between blocks" crosses each boundary through the forward weights.
+* ``shallow``: no hidden deltas; only the output layer learns (the control).
+
+Every feedback rule takes ``use_derivative=False`` to drop ``f'(a_i)`` from its feedback deltas
+(Blocked-DFA paper, future-work question 1); BP deltas inside ``fp`` and ``bdfa(..., "backprop")``
+keep it, since they are exact gradients.
+
+Parallelism: DFA's deltas come from one einsum over the layer axis. BDFA is sequential only over
+blocks (a `lax.scan` of ``depth / K`` steps, each one batched einsum over the block's layers); with
+``"direct"`` no forward weight is on that path. FP is a short BP chain over the top ``k`` layers, then
+one batched DFA-like einsum for the rest. BP and FA are the sequential baselines (a scan over layers).
+
+Modules: `base` (what a rule is, the registry, `parse`), `pieces` (`direct`, `chain`, `backprop`:
+what rules are made of), `classic` (bp, fa, dfa, shallow), `propagation` (fp), `blocked` (bdfa).
+Adding a rule is one subclass of `Rule` (or `FeedbackRule`), anywhere: README, "Adding a rule".
+
+Shapes: ``N`` is the batch size, ``L`` a number of stacked layers.
+"""
+
+from __future__ import annotations
+
+from jdfa.rules.base import (
+    FEEDBACK_INITS,
+    RULES,
+    FeedbackLayout,
+    FeedbackRule,
+    Rule,
+    from_dict,
+    parse,
+)
+from jdfa.rules.blocked import BDFA, BOUNDARIES
+from jdfa.rules.classic import BP, DFA, FA, Shallow
+from jdfa.rules.pieces import backprop, chain, direct, stack
+from jdfa.rules.propagation import FP
+
+__all__ = [
+    "BDFA", "BOUNDARIES", "BP", "DFA", "FA", "FEEDBACK_INITS", "FP", "RULES", "FeedbackLayout",
+    "FeedbackRule", "Rule", "Shallow", "backprop", "bdfa", "bp", "chain", "dfa", "direct", "fa",
+    "fp", "from_dict", "parse", "shallow", "stack",
+]
+
+
+def bp() -> BP:
+    """Backpropagation: the exact gradient of the batch-mean loss."""
+    return BP()
+
+
+def fa(**options) -> FA:
+    """Feedback Alignment; options are `FeedbackRule`'s (``use_derivative``, ``feedback_init``,
+    ``feedback_scale``, ``shared_feedback``)."""
+    return FA(**options)
+
+
+def dfa(**options) -> DFA:
+    """Direct Feedback Alignment; options are `FeedbackRule`'s."""
+    return DFA(**options)
+
+
+def fp(bp_depth: int, **options) -> FP:
+    """Feedback Propagation with the top ``bp_depth`` hidden layers trained by BP."""
+    return FP(bp_depth, **options)
+
+
+def bdfa(block_size: int, boundary: str = "direct", **options) -> BDFA:
+    """Blocked DFA with blocks of ``block_size`` layers; see `BDFA` for ``boundary``."""
+    return BDFA(block_size, boundary, **options)
+
+
+def shallow() -> Shallow:
+    """Only the output layer learns (the control)."""
+    return Shallow()

@@ -1,0 +1,158 @@
+"""What a rule is: the `Rule` base class, the options of rules that read feedback, the registry of
+rules by name and the one spec parser (`parse`).
+
+A rule is a frozen dataclass (hashable, so a static argument of `jax.jit`) that carries what
+defines it: its `FeedbackLayout`, how it forms the hidden deltas (`Rule.deltas`) and its short spec
+(``"bdfa25-bp"``). Defining a subclass with a ``name`` registers it in `RULES`, so `parse`, the
+command line and the benchmarks know it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jdfa.model import MLP, Params, Trace
+from jdfa.validate import check_choice, check_positive
+
+RULES: dict[str, type[Rule]] = {}  # name -> class, filled as rule classes are defined
+FEEDBACK_INITS = ("uniform", "gaussian", "variance_scaling")
+
+
+class FeedbackLayout(NamedTuple):
+    """How many feedback matrices a rule needs on a net (`jdfa.feedback.Feedback`'s leading axes).
+
+    output: the ``B_i`` of shape (width, out_features) that read the output error ``e``.
+    hidden: the ``B_i`` of shape (width, width) that read a hidden layer's delta.
+    """
+
+    output: int
+    hidden: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """A learning rule. Subclasses set ``name`` (which registers them in `RULES` for `parse`) and
+    override `deltas`, and `feedback_layout` if they read fixed random feedback."""
+
+    name: ClassVar[str] = ""
+    needs_fprime: ClassVar[bool] = True  # whether the forward pass must keep f'(a)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            RULES[cls.name] = cls
+
+    def check(self, net: MLP) -> None:
+        """Raises ``ValueError`` if the rule does not fit ``net``."""
+
+    def feedback_layout(self, net: MLP) -> FeedbackLayout:
+        """How many feedback matrices of each kind the rule reads on ``net``."""
+        self.check(net)
+        return FeedbackLayout(0, 0)
+
+    def deltas(self, net: MLP, params: Params, feedback, trace: Trace,
+               e: jax.Array) -> jax.Array | None:
+        """The deltas of all hidden layers.
+
+        Args:
+          feedback: a `jdfa.feedback.Feedback` laid out as `feedback_layout` says.
+          trace: the forward pass of the batch (``fprime`` set when `needs_fprime`).
+          e: (N, out_features) the output error ``dLoss/da_y``.
+
+        Returns:
+          (depth, N, width), bottom-up; None when no hidden layer learns.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not define deltas")
+
+    @classmethod
+    def spec_fields(cls, number: int | None, suffix: str) -> dict:
+        """The fields named by a spec's number and ``-suffix`` (``"bdfa25-bp"``: 25, ``"-bp"``)."""
+        if number is not None or suffix:
+            raise ValueError(f"rule spec {cls.name!r} takes no number or suffix")
+        return {}
+
+    @property
+    def spec(self) -> str:
+        """The short name `parse` reads back (feedback options aside): ``"dfa"``, ``"bdfa25-bp"``."""
+        return self.name
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict that `from_dict` turns back into this rule."""
+        return {"name": self.name, **dataclasses.asdict(self)}
+
+    def __str__(self):
+        structure = [f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self)
+                     if not f.kw_only]
+        return self.name + (f"({', '.join(structure)})" if structure else "")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FeedbackRule(Rule):
+    """A rule that reads fixed random feedback matrices ``B``.
+
+    Attributes:
+      use_derivative: multiply feedback deltas by ``f'(a_i)`` (True) or not.
+      feedback_init: ``"uniform"`` ``U(-scale/sqrt(fan), scale/sqrt(fan))`` (Nøkland's code, with
+        ``fan`` the size of the signal ``B`` reads), ``"gaussian"`` ``N(0, scale^2)`` (the PyTorch
+        report's ``std``, which compares 1 and 1.9), or ``"variance_scaling"`` ``N(0, scale^2/fan)``.
+      feedback_scale: the ``scale`` above.
+      shared_feedback: one ``B`` drawn once and used by every layer of the same kind, instead of
+        independent per-layer matrices.
+    """
+
+    use_derivative: bool = True
+    feedback_init: str = "uniform"
+    feedback_scale: float = 1.0
+    shared_feedback: bool = False
+
+    def __post_init__(self):
+        check_choice("feedback_init", self.feedback_init, FEEDBACK_INITS)
+        check_positive("feedback_scale", self.feedback_scale)
+
+    def feedback_fprime(self, trace: Trace) -> jax.Array:
+        """``f'(a)`` (depth, N, width) for feedback deltas, or ones without ``use_derivative``
+        (shape (depth, 1, 1): it broadcasts inside the fused multiply, so dropping f' costs no pass)."""
+        fprime = trace.fprime
+        return fprime if self.use_derivative else jnp.ones((fprime.shape[0], 1, 1), fprime.dtype)
+
+
+_SPEC = re.compile(r"([a-z_]+)(\d*)((?:-[a-z]+)?)")
+
+
+def parse(spec: str, **fields) -> Rule:
+    """A rule from its spec and fields: ``parse("bdfa25-bp")``, ``parse("fp", bp_depth=3)``,
+    ``parse("dfa", feedback_scale=2.0)``. The one parser of the driver, the experiments and the
+    benchmarks; `Rule.spec` is its inverse (feedback options aside).
+
+    Raises ``ValueError`` naming the problem for an unknown rule, a malformed spec, a field the
+    rule does not have, or a field that contradicts the spec.
+    """
+    m = _SPEC.fullmatch(spec.strip().lower())
+    if m is None or m.group(1) not in RULES:
+        raise ValueError(f"unknown rule {spec!r}; expected one of {list(RULES)}, optionally with a "
+                         "number and suffix such as fp1, bdfa25 or bdfa25-bp")
+    cls = RULES[m.group(1)]
+    from_spec = cls.spec_fields(int(m.group(2)) if m.group(2) else None, m.group(3))
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key, value in fields.items():
+        if key not in names:
+            raise ValueError(f"rule {cls.name!r} has no option {key!r}; its options are "
+                             f"{sorted(names) or 'none'}")
+        if key in from_spec and from_spec[key] != value:
+            raise ValueError(f"rule spec {spec!r} says {key}={from_spec[key]!r} but {key}={value!r} "
+                             "was also given")
+    return cls(**{**from_spec, **fields})
+
+
+def from_dict(d: dict) -> Rule:
+    """The rule of `Rule.to_dict`'s dict."""
+    d = dict(d)
+    name = d.pop("name")
+    if name not in RULES:
+        raise ValueError(f"unknown rule {name!r}; expected one of {list(RULES)}")
+    return RULES[name](**d)

@@ -1,0 +1,65 @@
+"""Backpropagation, Feedback Alignment, Direct Feedback Alignment and the shallow control."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+from jdfa.rules.base import FeedbackLayout, FeedbackRule, Rule
+from jdfa.rules.pieces import backprop, chain, direct, stack
+
+
+@dataclasses.dataclass(frozen=True)
+class BP(Rule):
+    """Backpropagation: the exact gradient of the batch-mean loss."""
+
+    name: ClassVar[str] = "bp"
+
+    def deltas(self, net, params, feedback, trace, e):
+        return backprop(params, trace.fprime, e, net.depth)
+
+
+@dataclasses.dataclass(frozen=True)
+class FA(FeedbackRule):
+    """Feedback Alignment (Lillicrap et al.): BP's chain with fixed random ``B`` for ``W^T``.
+
+    Feedback: ``output`` holds ``B_depth`` (1 matrix), ``hidden`` the ``B_i`` of layers
+    ``1 .. depth-1``, bottom-up (``B_i`` maps layer ``i + 1``'s delta to layer ``i``).
+    """
+
+    name: ClassVar[str] = "fa"
+
+    def feedback_layout(self, net):
+        return FeedbackLayout(1, net.depth - 1)
+
+    def deltas(self, net, params, feedback, trace, e):
+        fprime = self.feedback_fprime(trace)
+        top = (e @ feedback.output[0].T) * fprime[-1]
+        return stack(chain(top, feedback.hidden, fprime[:-1]), top[None])
+
+
+@dataclasses.dataclass(frozen=True)
+class DFA(FeedbackRule):
+    """Direct Feedback Alignment (Nøkland 2016): every hidden layer gets ``(B_i e) * f'(a_i)``.
+
+    Feedback: ``output`` holds every layer's ``B_i``, bottom-up; ``hidden`` is empty.
+    """
+
+    name: ClassVar[str] = "dfa"
+
+    def feedback_layout(self, net):
+        return FeedbackLayout(net.depth, 0)
+
+    def deltas(self, net, params, feedback, trace, e):
+        return direct(feedback.output, e, self.feedback_fprime(trace))
+
+
+@dataclasses.dataclass(frozen=True)
+class Shallow(Rule):
+    """The control: hidden layers stay at their initial values, only the output layer learns."""
+
+    name: ClassVar[str] = "shallow"
+    needs_fprime: ClassVar[bool] = False
+
+    def deltas(self, net, params, feedback, trace, e):
+        return None
