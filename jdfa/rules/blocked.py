@@ -65,27 +65,28 @@ class BDFA(FeedbackRule):
         return FeedbackLayout(0, net.depth - (1 + n_mid + (r > 0)))
 
     def deltas(self, net, params, feedback, trace, e):
-        depth, fprime, fpd = net.depth, trace.fprime, self.feedback_fprime(trace)
+        # Feedback deltas use fprime_fb (ones without use_derivative); BP steps keep the true f'.
+        depth, fprime, fprime_fb = net.depth, trace.fprime, self.feedback_fprime(trace)
         k, n_mid, r = self.blocks(depth)
 
         def mid_blocks(a, size):  # (n_mid * k, ...) -> (n_mid, size, ...), each block's first `size`
             return a.reshape((n_mid, k) + a.shape[1:])[:, :size]
 
         if self.boundary == "direct":
-            top = (feedback.output, fpd[depth - k:])
+            top = (feedback.output, fprime_fb[depth - k:])
             mid = (feedback.hidden[r:].reshape((n_mid, k) + feedback.hidden.shape[1:]),
-                   mid_blocks(fpd[r:depth - k], k))
-            rem = (feedback.hidden[:r], fpd[:r])
+                   mid_blocks(fprime_fb[r:depth - k], k))
+            rem = (feedback.hidden[:r], fprime_fb[:r])
             block = _direct_block
         else:
             n_rem, hid, w = max(r - 1, 0), feedback.hidden, params.hidden.w
             top = (params.output.w, hid[hid.shape[0] - (k - 1):], fprime[depth - 1],
-                   fpd[depth - k:depth - 1])
+                   fprime_fb[depth - k:depth - 1])
             mid = (w[r + k - 1:depth - k:k],
                    hid[n_rem:n_rem + n_mid * (k - 1)].reshape((n_mid, k - 1) + hid.shape[1:]),
                    mid_blocks(fprime[r:depth - k], k)[:, k - 1],
-                   mid_blocks(fpd[r:depth - k], k - 1))
-            rem = (w[r - 1], hid[:n_rem], fprime[r - 1], fpd[:n_rem]) if r else None
+                   mid_blocks(fprime_fb[r:depth - k], k - 1))
+            rem = (w[r - 1], hid[:n_rem], fprime[r - 1], fprime_fb[:n_rem]) if r else None
             block = _backprop_block
         return _blocked(block, top, mid if n_mid else None, rem if r else None, e)
 
