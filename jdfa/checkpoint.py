@@ -1,19 +1,22 @@
-"""Checkpoints of a `jdfa.TrainState` with orbax-checkpoint.
+"""Checkpoints of a `jdfa.TrainState` (and a few named numbers beside it) with orbax-checkpoint.
 
 Orbax writes each checkpoint into a temporary folder and renames it into place when complete, so a
 crash while saving never leaves a half-written checkpoint under a step's name: the last good one
-stays readable. If the newest checkpoint is unreadable all the same (a disk fault, a hand edit),
-`Checkpoints.restore_latest` warns and falls back to the one before it.
+stays readable. A save cut short (a second Ctrl-C) removes its temporary folder. If the newest
+checkpoint is unreadable all the same (a disk fault, a hand edit), `Checkpoints.restore_latest`
+warns and falls back to the one before it.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
 import warnings
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -41,20 +44,33 @@ class Checkpoints:
                                                enable_async_checkpointing=False)
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 
-    def save(self, state) -> None:
-        """Saves ``state`` under its own step count (a no-op if that step is saved already)."""
+    def save(self, state, meta: dict[str, float] | None = None) -> None:
+        """Saves ``state`` and the numbers ``meta`` under the state's step count (a no-op if that
+        step is saved already). Interrupted (even by KeyboardInterrupt), it leaves no partial
+        folder behind and re-raises."""
         step = int(state.step)
         if step in self.manager.all_steps():
             return
-        self.manager.save(step, args=ocp.args.StandardSave(_drop_empty(state)))
-        self.manager.wait_until_finished()
+        meta = {k: np.float64(v) for k, v in (meta or {}).items()}
+        try:
+            self.manager.save(step, args=ocp.args.StandardSave({"state": _drop_empty(state), "meta": meta}))
+            self.manager.wait_until_finished()
+        except BaseException:
+            self.remove_partial()
+            raise
+
+    def remove_partial(self) -> None:
+        """Deletes the temporary folders of saves that did not complete."""
+        for tmp in self.directory.glob("*.orbax-checkpoint-tmp*"):
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
 
-    def restore_latest(self, like):
-        """The newest readable checkpoint as a state shaped and placed like ``like`` (a state or its
-        abstract shapes with shardings), or None if there is none.
+    def restore_latest(self, like, meta_keys=()):
+        """``(state, meta)`` of the newest readable checkpoint, the state shaped and placed like
+        ``like`` (a state or its abstract shapes with shardings) and ``meta`` the numbers saved
+        with it under ``meta_keys``; None if there is none.
 
         An unreadable checkpoint is skipped with a warning naming it and the error.
         """
@@ -63,9 +79,10 @@ class Checkpoints:
             like)
         for step in reversed(self.steps()):
             try:
-                restored = self.manager.restore(
-                    step, args=ocp.args.StandardRestore(_drop_empty(abstract)))
-                return _refill_empty(abstract, restored)
+                target = {"state": _drop_empty(abstract), "meta": dict.fromkeys(meta_keys, np.float64(0))}
+                restored = self.manager.restore(step, args=ocp.args.StandardRestore(target))
+                meta = {k: float(v) for k, v in restored["meta"].items()}
+                return _refill_empty(abstract, restored["state"]), meta
             except Exception as err:  # orbax raises many types for damaged files
                 warnings.warn(f"checkpoint of step {step} in {self.directory} is unreadable "
                               f"({type(err).__name__}: {err}); falling back to the previous one",

@@ -63,6 +63,14 @@ def targets(net: MLP, y: jax.Array) -> jax.Array:
     return y.astype(jnp.float32)
 
 
+def labels_valid(net: MLP, y: jax.Array) -> jax.Array:
+    """A bool scalar: every integer label lies in ``[0, classes)`` (one sigmoid unit holds two
+    classes), or every float target is finite. Traceable, for guards inside `jit`."""
+    if jnp.issubdtype(y.dtype, jnp.integer):
+        return jnp.all((y >= 0) & (y < max(net.out_features, 2)))
+    return jnp.all(jnp.isfinite(y))
+
+
 def output_loss(net: MLP, a_y: jax.Array, y: jax.Array) -> jax.Array:
     """Batch-mean loss from the output pre-activation ``a_y`` (N, out) and ``y``."""
     return jnp.mean(LOSSES[net.loss].per_example(a_y, targets(net, y)))

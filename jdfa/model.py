@@ -18,6 +18,7 @@ Everything stacked over layers is indexed bottom-up: index ``0`` is hidden layer
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -149,8 +150,10 @@ def _init_weight(key, net: MLP, shape):
 def check_inputs(net: MLP, x, y=None) -> None:
     """Raises a clear error for inputs that do not fit ``net``.
 
-    Shapes and ranks are checked always (they are static, also under `jit`); label values only
-    when ``y`` is concrete, so traced callers (`jit`, `vmap`, `make_jaxpr`) are not blocked.
+    Shapes and ranks are checked always (they are static, also under `jit`); values only when
+    concrete, so traced callers (`jit`, `vmap`, `make_jaxpr`) are not blocked: NaN or inf in ``x``
+    is an error, inputs outside [0, 1] (raw uint8 pixels?) a warning, labels out of range an
+    error. Under `jit`, `jdfa.train_step`'s guard skips such a step instead.
     """
     if jnp.ndim(x) != 2:
         raise ValueError(f"x must have rank 2 (batch, in_features={net.in_features}), "
@@ -158,6 +161,8 @@ def check_inputs(net: MLP, x, y=None) -> None:
     if jnp.shape(x)[1] != net.in_features:
         raise ValueError(f"x has {jnp.shape(x)[1]} features but the net expects "
                          f"in_features={net.in_features} (x shape {jnp.shape(x)})")
+    if not isinstance(x, jax.core.Tracer):
+        _check_values(np.asarray(x))
     if y is None:
         return
     batch = jnp.shape(x)[0]
@@ -179,6 +184,15 @@ def check_inputs(net: MLP, x, y=None) -> None:
         raise ValueError(f"float targets y must have shape (batch, out_features) = "
                          f"({batch}, {net.out_features}), got {y_shape}; pass integer class "
                          "labels of shape (batch,) for classification")
+
+
+def _check_values(x: np.ndarray) -> None:
+    if x.size and not np.isfinite(x).all():
+        rows = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
+        raise ValueError(f"x holds NaN or inf in {rows.size} row(s) (the first is row {rows[0]})")
+    if x.size and (x.min() < 0 or x.max() > 1):
+        warnings.warn(f"inputs lie in [{x.min():g}, {x.max():g}], outside [0, 1] (raw uint8 "
+                      "pixels?); jdfa.data.load scales images to [0, 1]", stacklevel=4)
 
 
 def check_params(net: MLP, params: Params) -> None:

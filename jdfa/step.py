@@ -11,6 +11,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax import lax
 
 from jdfa import batch_modes, losses, model, parallel, update
 from jdfa.feedback import Feedback, init_feedback
@@ -44,34 +45,51 @@ def init_train_state(key: jax.Array, net: MLP, rule: Rule,
 
 
 def train_step(net: MLP, rule: Rule, optimizer: optax.GradientTransformation, state: TrainState,
-               x: jax.Array, y: jax.Array, batch_mode: str = "mean",
-               remat: bool = False) -> tuple[TrainState, dict]:
+               x: jax.Array, y: jax.Array, batch_mode: str = "mean", remat: bool = False,
+               guard: bool = True) -> tuple[TrainState, dict]:
     """One un-jitted training step; `make_train_step` compiles it.
 
     Returns the new state and metrics: ``loss`` (batch-mean, before the step), ``accuracy`` (of the
     batch, before the step), ``layer_update_norms`` (depth + 1,) (the norm of each layer's update,
     hidden layers then output), ``update_norm`` (their global norm) and ``finite`` (False when the
     loss or any update is NaN or infinite; a layer whose norm is not finite is the culprit).
+
+    With ``guard`` (the default) a step on invalid data is skipped inside the jit: when a label lies
+    outside ``[0, classes)``, an input or target is not finite, or the update is not finite, the
+    state comes back unchanged (``step`` included) and ``skipped`` is True, with ``bad_labels`` /
+    ``bad_inputs`` saying which (neither: the update diverged). ``guard=False`` applies every
+    update as it is, for benchmarking the guard's cost.
     """
     g, (loss, a_y) = update.compute_update(net, rule, state.params, state.feedback, x, y,
                                            batch_mode, remat)
-    updates, opt_state = optimizer.update(g, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
     # One pass over the update gives the per-layer norms, the global norm and the NaN/inf check:
     # a NaN or inf anywhere in a layer makes its sum of squares non-finite.
     sq = layer_dots(g, g)
+    finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(sq))
     metrics = {
         "loss": loss,
         "accuracy": losses.accuracy(net, a_y, y),
         "layer_update_norms": jnp.sqrt(sq),
         "update_norm": jnp.sqrt(jnp.sum(sq)),
-        "finite": jnp.isfinite(loss) & jnp.all(jnp.isfinite(sq)),
+        "finite": finite,
     }
-    return TrainState(state.step + 1, params, state.feedback, opt_state), metrics
+
+    def apply(_):
+        updates, opt_state = optimizer.update(g, state.opt_state, state.params)
+        return TrainState(state.step + 1, optax.apply_updates(state.params, updates), state.feedback,
+                          opt_state)
+
+    if not guard:
+        return apply(None), metrics
+    labels_ok, inputs_ok = losses.labels_valid(net, y), jnp.all(jnp.isfinite(x))
+    ok = labels_ok & inputs_ok & finite
+    metrics.update(skipped=~ok, bad_labels=~labels_ok, bad_inputs=~inputs_ok)
+    # A branch, not a select: the good path pays nothing for the state it does not copy.
+    return lax.cond(ok, apply, lambda _: state, None), metrics
 
 
 def make_train_step(net: MLP, rule: Rule, optimizer: optax.GradientTransformation,
-                    batch_mode: str = "mean", mesh=None, remat: bool = False):
+                    batch_mode: str = "mean", mesh=None, remat: bool = False, guard: bool = True):
     """Returns the jitted step ``(state, x, y) -> (state, metrics)``; the state is donated, so the
     old one must not be used after the call. Inputs are checked when the step is traced.
 
@@ -79,6 +97,7 @@ def make_train_step(net: MLP, rule: Rule, optimizer: optax.GradientTransformatio
       its ``data`` axis and the stacked layers over its ``layers`` axis (`jdfa.parallel`). Place
       the state with `jdfa.parallel.shard_state` first.
     remat: DFA only: recompute activations instead of storing them (`jdfa.remat`).
+    guard: skip steps on invalid data or non-finite updates (`train_step`).
     """
     rule.check(net)
     batch_modes.check_batch_mode(batch_mode)
@@ -86,7 +105,7 @@ def make_train_step(net: MLP, rule: Rule, optimizer: optax.GradientTransformatio
         check_remat(net, rule, batch_mode)
 
     def step(state, x, y):
-        return train_step(net, rule, optimizer, state, x, y, batch_mode, remat)
+        return train_step(net, rule, optimizer, state, x, y, batch_mode, remat, guard)
 
     if mesh is None:
         return jax.jit(step, donate_argnums=0)

@@ -75,7 +75,7 @@ def load(
         f"{name} {split!r} split not found: looked for {stems[0]}[.gz] and "
         f"{stems[1]}[.gz] in:\n{''.join(looked)}{locate.search_notes(name, data_dir)}"
         f"{reason}\n"
-        f"To fix: set JDFA_DATA_DIR or pass data_dir= to a folder holding these "
-        f"files, directly or in a subfolder named {name!r}; or install jdfa[tfds] "
+        f"To fix: set JDFA_DATA_DIR or pass data_dir= (--data-dir on the command line) "
+        f"to a folder holding these files, directly or in a subfolder named {name!r}; or install jdfa[tfds] "
         f"on a machine with internet so that tensorflow-datasets downloads them."
     ) from cause

@@ -231,6 +231,6 @@ def load(
         f"{reason}\n"
         "To fix: on a machine with internet, download "
         f"{URL.format(variant='small')} (and/or _large), then put it in a folder "
-        "and set JDFA_DATA_DIR or pass data_dir= to that folder (or to its parent, "
-        "with the files in a subfolder named 'notmnist')."
+        "and set JDFA_DATA_DIR or pass data_dir= (--data-dir on the command line) to that "
+        "folder (or to its parent, with the files in a subfolder named 'notmnist')."
     ) from cause

@@ -8,7 +8,10 @@ seed gives the same numbers, also across a resume.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
+import jax.numpy as jnp
 from jax import lax
 
 from jdfa import parallel
@@ -36,18 +39,40 @@ def batch_indices(data_key, step, n_train: int, batch_size: int) -> jax.Array:
     return lax.dynamic_slice_in_dim(order, (step % steps_per_epoch) * batch_size, batch_size)
 
 
+class ChunkMetrics(NamedTuple):
+    """What a chunk of steps reports: sums over its good steps, the last good step's update norms,
+    and the first skipped step (`jdfa.train_step`'s guard), after which the chunk does nothing."""
+
+    steps: jax.Array  # () int32: good steps taken
+    loss_sum: jax.Array  # () batch-mean losses, summed over the good steps
+    accuracy_sum: jax.Array  # () batch accuracies, summed likewise
+    update_norm: jax.Array  # () of the last good step
+    layer_update_norms: jax.Array  # (depth + 1,) of the last good step
+    skipped_at: jax.Array  # () int32: the number (1-based) of the first skipped step; 0 for none
+    bad_labels: jax.Array  # () bool: the skipped step's labels were out of range
+    bad_inputs: jax.Array  # () bool: the skipped step's inputs were not finite
+    bad_layer_norms: jax.Array  # (depth + 1,) the skipped step's update norms (inf/NaN: the culprit)
+
+    @classmethod
+    def zeros(cls, n_layers: int) -> ChunkMetrics:
+        f, i = jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)
+        false, norms = jnp.zeros((), bool), jnp.zeros((n_layers,), jnp.float32)
+        return cls(i, f, f, f, norms, i, false, false, norms)
+
+
 def make_chunk(net: MLP, rule: Rule, optimizer, batch_size: int, batch_mode: str, remat: bool,
                n_train: int, data_key, mesh=None):
-    """Returns the jitted ``(state, x, y, n_steps) -> (state, metrics)`` that runs ``n_steps``
-    training steps in one `lax.scan`, drawing each batch on the device (as `batch_indices` says;
-    the epoch's permutation is drawn once per epoch and carried). Metrics are stacked per step.
-    With a ``mesh``, each batch is split over its ``data`` axis and the state laid out as
-    `jdfa.parallel.state_sharding` says."""
+    """Returns the jitted ``(state, x, y, n_steps) -> (state, ChunkMetrics)`` that runs up to
+    ``n_steps`` (a traced int: one compilation serves every length) guarded training steps in one
+    loop, drawing each batch on the device as `batch_indices` says (the epoch's permutation is
+    drawn once per epoch and carried). At the first skipped step it stops stepping, so the state
+    returned is the last good one. With a ``mesh``, each batch is split over its ``data`` axis and
+    the state laid out as `jdfa.parallel.state_sharding` says."""
     steps_per_epoch = n_train // batch_size
 
     def chunk(state, x, y, n_steps):
-        def body(carry, _):
-            state, order = carry
+        def step(carry):
+            state, order, acc = carry
             epoch, i = state.step // steps_per_epoch, state.step % steps_per_epoch
             order = lax.cond(i == 0, lambda: epoch_order(data_key, epoch, n_train), lambda: order)
             idx = lax.dynamic_slice_in_dim(order, i * batch_size, batch_size)
@@ -55,16 +80,26 @@ def make_chunk(net: MLP, rule: Rule, optimizer, batch_size: int, batch_mode: str
             if mesh is not None:
                 xb = lax.with_sharding_constraint(xb, parallel.batch_sharding(mesh))
                 yb = lax.with_sharding_constraint(yb, parallel.batch_sharding(mesh))
-            state, metrics = train_step(net, rule, optimizer, state, xb, yb, batch_mode, remat)
-            return (state, order), metrics
+            new, m = train_step(net, rule, optimizer, state, xb, yb, batch_mode, remat, guard=True)
+            bad = m["skipped"]
+            acc = ChunkMetrics(
+                steps=acc.steps + ~bad, loss_sum=acc.loss_sum + jnp.where(bad, 0.0, m["loss"]),
+                accuracy_sum=acc.accuracy_sum + jnp.where(bad, 0.0, m["accuracy"]),
+                update_norm=jnp.where(bad, acc.update_norm, m["update_norm"]),
+                layer_update_norms=jnp.where(bad, acc.layer_update_norms, m["layer_update_norms"]),
+                skipped_at=jnp.where(bad, state.step + 1, 0), bad_labels=m["bad_labels"],
+                bad_inputs=m["bad_inputs"], bad_layer_norms=m["layer_update_norms"])
+            return new, order, acc
+
+        def body(_, carry):  # after a skipped step, the rest of the chunk does nothing
+            return lax.cond(carry[2].skipped_at > 0, lambda c: c, step, carry)
 
         order = epoch_order(data_key, state.step // steps_per_epoch, n_train)
-        (state, _), metrics = lax.scan(body, (state, order), None, length=n_steps)
-        return state, metrics
+        state, _, acc = lax.fori_loop(0, n_steps, body, (state, order, ChunkMetrics.zeros(net.depth + 1)))
+        return state, acc
 
     if mesh is None:
-        return jax.jit(chunk, static_argnums=3)
+        return jax.jit(chunk)
     abstract = jax.eval_shape(lambda: init_train_state(jax.random.key(0), net, rule, optimizer))
     states, rep = parallel.state_sharding(mesh, abstract), parallel.replicated(mesh)
-    return jax.jit(chunk, static_argnums=3, in_shardings=(states, rep, rep),
-                   out_shardings=(states, rep))
+    return jax.jit(chunk, in_shardings=(states, rep, rep, rep), out_shardings=(states, rep))

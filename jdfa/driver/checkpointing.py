@@ -7,11 +7,12 @@ from jdfa.driver.periodic import Periodic
 
 
 class SaveCheckpoint(Periodic):
-    """Saves the state every ``every`` steps (0: only at the end) and after the last step."""
+    """Saves the state and the numbers ``meta()`` every ``every`` steps (0: only at the end) and
+    after the last step."""
 
-    def __init__(self, every: int, checkpoints: Checkpoints):
+    def __init__(self, every: int, checkpoints: Checkpoints, meta):
         super().__init__(every, at_end=True)
-        self.checkpoints = checkpoints
+        self.checkpoints, self.meta = checkpoints, meta
 
     def __call__(self, step, state, record):
-        self.checkpoints.save(state)
+        self.checkpoints.save(state, self.meta())

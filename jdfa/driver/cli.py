@@ -4,8 +4,13 @@
 Every flag of `jdfa.driver.flags` is an option (``--block-size`` for ``block_size``); booleans
 that default to True are switched off with ``--no-...`` (e.g. ``--no-use-derivative``).
 
-Exit status: 0 finished, 1 diverged, 2 bad arguments or data, 130 interrupted (SIGINT/SIGTERM; a
-checkpoint is saved first, and the same command plus ``--resume`` continues the run).
+The run's summary goes to stdout as one JSON line (``jdfa train ... | jq``); progress, warnings
+and messages go to stderr.
+
+Exit status: 0 finished, 1 diverged, 2 bad arguments, missing data or dependency, or invalid data
+met in training, 130 interrupted (SIGINT/SIGTERM: a checkpoint is saved first, and the same command
+plus ``--resume`` continues the run; a second Ctrl-C aborts without saving, keeping the last good
+checkpoint).
 """
 
 from __future__ import annotations
@@ -51,10 +56,11 @@ def parser() -> argparse.ArgumentParser:
         if kind is bool:
             t.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
             continue
+        kind = next((k for k in typing.get_args(kind) if k is not type(None)), kind)  # int | None
         convert = {int: int, float: float}.get(kind, str)
-        shown = "the rule's" if name in flags.RULE else default
+        shown = "" if name in flags.RULE or default is None else f" (default: {default})"
         t.add_argument(flag, type=convert, default=default, choices=CHOICES.get(name),
-                       help=f"{text} (default: {shown})")
+                       help=text + shown)
     return p
 
 
@@ -69,4 +75,5 @@ def main(argv=None) -> int:
         return 2
     summary.pop("state")
     print(json.dumps(summary))
-    return {"finished": 0, "diverged": 1, "interrupted": 130}[summary["status"]]
+    return {"finished": 0, "diverged": 1, "invalid_data": 2, "interrupted": 130,
+            "aborted": 130}[summary["status"]]

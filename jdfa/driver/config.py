@@ -32,10 +32,13 @@ class Config:
       eval_every: steps between evaluations of train and test accuracy.
       align_every: steps between alignment measurements (`jdfa.align`); 0 never.
       train_eval_size: training accuracy is measured on this many fixed examples.
-      out: the run folder (None: nothing written); tensorboard, progress: extra outputs.
-      checkpoint, checkpoint_every, keep_checkpoints, resume: orbax checkpoints in
-        ``out/checkpoints``, every N steps (0: only at the end), the last K kept; resume continues
-        from the newest readable one.
+      out: the run folder (None: nothing written); one that holds a run is never written over.
+      tensorboard, progress: extra outputs.
+      checkpoint, checkpoint_every, keep_checkpoints: orbax checkpoints in ``out/checkpoints``,
+        every N steps (None: at every evaluation; 0: only at the end), the last K kept.
+      resume: continue the run in ``out`` from its newest readable checkpoint (the same run:
+        only run-length settings may differ, `jdfa.driver.rundir.RESUMABLE`).
+      overwrite: replace the run in ``out``, whole.
       on_diverge, rollback_factor, max_rollbacks: on a non-finite step, ``"stop"``, or
         ``"rollback"`` to the last good checkpoint with the lr times the factor (at most N times).
       mesh_data, mesh_layers, distributed: devices on the mesh's ``data`` and ``layers`` axes
@@ -59,9 +62,10 @@ class Config:
     tensorboard: bool = False
     progress: bool = True
     checkpoint: bool = True
-    checkpoint_every: int = 0
+    checkpoint_every: int | None = None
     keep_checkpoints: int = 3
     resume: bool = False
+    overwrite: bool = False
     on_diverge: str = "stop"
     rollback_factor: float = 0.5
     max_rollbacks: int = 3
@@ -80,8 +84,12 @@ class Config:
         for name in ("steps", "batch_size", "eval_every", "train_eval_size", "keep_checkpoints",
                      "mesh_data", "mesh_layers"):
             check_int(name, getattr(self, name), 1)
-        for name in ("align_every", "checkpoint_every", "max_rollbacks", "seed"):
+        for name in ("align_every", "max_rollbacks", "seed"):
             check_int(name, getattr(self, name), 0)
+        if self.checkpoint_every is not None:
+            check_int("checkpoint_every", self.checkpoint_every, 0)
+        if self.resume and self.overwrite:
+            raise ValueError("resume and overwrite exclude each other: continue the run, or replace it")
         check_batch_mode(self.batch_mode)
         check_choice("on_diverge", self.on_diverge, ON_DIVERGE)
         check_positive("rollback_factor", self.rollback_factor)

@@ -54,9 +54,11 @@ HELP = {
     "tensorboard": "also write TensorBoard events (needs pip install 'jdfa[tensorboard]')",
     "progress": "show a progress bar",
     "checkpoint": "write checkpoints to OUT/checkpoints",
-    "checkpoint_every": "steps between checkpoints (0: only at the end)",
+    "checkpoint_every": "steps between checkpoints (default: at every evaluation; 0: only at the end)",
     "keep_checkpoints": "checkpoints kept",
-    "resume": "continue from the newest readable checkpoint in OUT/checkpoints",
+    "resume": "continue the run in OUT from its newest readable checkpoint (same flags; only "
+              "run-length ones such as --steps may change)",
+    "overwrite": "replace the run already in OUT (without it, an OUT holding a run is refused)",
     "on_diverge": "on a non-finite step: stop, or roll back to the last good checkpoint",
     "rollback_factor": "learning rate multiplier at each rollback",
     "max_rollbacks": "rollbacks before giving up",

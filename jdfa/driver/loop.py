@@ -1,16 +1,18 @@
 """The training loop: `train(config)`.
 
-Read top to bottom: load the data onto the device; build the state; then alternate between a
-jitted `lax.scan` of many training steps (batches drawn on the device, so Python is not in the
-inner loop; `jdfa.driver.batches`) and the periodic actions due at its last step -- evaluation,
-alignment, the run log, the checkpoint. A non-finite step is caught by the chunk's ``finite``
-metric: the run stops, or `rollback` returns to the last good checkpoint with a lower learning
-rate. SIGINT/SIGTERM end the run after the current chunk with a checkpoint.
+Read top to bottom: check the run folder (`rundir`) and the data; build or restore the state;
+evaluate step 0; then run the steps up to the next periodic action (evaluation, alignment, the run
+log, the checkpoint) as jitted chunks (`batches`: batches drawn on the device, so Python is not in
+the inner loop) of about half a second each, so the progress bar moves and a Ctrl-C is answered
+promptly. The guarded step skips a step on invalid data or a non-finite update; the run then stops
+naming the step, or `rollback` returns to the last good checkpoint with a lower learning rate.
 """
 
 from __future__ import annotations
 
+import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ import numpy as np
 
 from jdfa import parallel
 from jdfa.checkpoint import Checkpoints
+from jdfa.driver import rundir
 from jdfa.driver.angles import MeasureAlignment
 from jdfa.driver.batches import make_chunk, run_keys
 from jdfa.driver.checkpointing import SaveCheckpoint
@@ -32,6 +35,9 @@ from jdfa.driver.runlog import RunLog
 from jdfa.driver.signals import SignalFlag
 from jdfa.step import init_train_state
 
+SECONDS_PER_CHUNK = 0.5
+META = ("loss_sum", "accuracy_sum", "interval_steps", "wall_s")  # saved beside each checkpoint
+
 
 def train(config: Config, *, data=None) -> dict[str, Any]:
     """Trains ``config.net`` with ``config.rule`` as ``config`` says.
@@ -39,20 +45,23 @@ def train(config: Config, *, data=None) -> dict[str, Any]:
     Args:
       data: optional ``((x_train, y_train), (x_test, y_test))`` NumPy arrays to use instead of
         ``config.dataset`` (inputs flattened to (n, in_features), integer labels).
-    A SIGINT or SIGTERM during the run saves a checkpoint and returns with status
-    "interrupted" (it does not raise): a script looping over runs should check the status.
+    A first SIGINT or SIGTERM saves a checkpoint and returns with status "interrupted"; a second
+    SIGINT aborts without saving (status "aborted"; the last good checkpoint stays). Neither
+    raises: a script looping over runs should check the status.
 
     Returns:
-      a summary: ``status`` ("finished", "diverged" or "interrupted"), ``step``, the last
-      evaluation's ``train_accuracy`` / ``test_accuracy`` / ``test_loss``, ``steps_per_s``,
-      ``out``, ``rollbacks`` and the final ``state`` (a `jdfa.TrainState`; after a divergence,
-      the last state whose steps were all finite).
+      a summary: ``status`` ("finished", "diverged", "invalid_data", "interrupted" or "aborted"),
+      ``step``, the last evaluation's ``train_accuracy`` / ``test_accuracy`` / ``test_loss``, the
+      best test accuracy and its step, ``wall_s`` (across resumes), ``steps_per_s``, ``out``,
+      ``rollbacks`` and the final ``state`` (a `jdfa.TrainState`: the last state whose steps
+      were all valid).
     """
     cfg, net, rule = config, config.net, config.rule
+    saved_config = rundir.prepare(cfg)  # refuses a bad start before anything is created
     if cfg.distributed:
         parallel.initialize_distributed()
     (x_train, y_train), (x_test, y_test) = data if data is not None else load_data(cfg.dataset, cfg.data_dir)
-    _check_data(cfg, x_train, y_train, y_test)
+    _check_data(cfg, x_train, y_train, x_test, y_test)
     mesh = None
     if cfg.mesh_data * cfg.mesh_layers > 1:
         mesh = parallel.make_mesh(cfg.mesh_data, cfg.mesh_layers)
@@ -64,98 +73,166 @@ def train(config: Config, *, data=None) -> dict[str, Any]:
                                  replace=False)
     x_eval, y_eval = x[eval_idx], y[eval_idx]
 
-    optimizer = cfg.optimizer.build(cfg.steps)
-    state = init_train_state(k_init, net, rule, optimizer)
+    state = init_train_state(k_init, net, rule, cfg.optimizer.build(cfg.steps))
     if mesh is not None:
         state = parallel.shard_state(mesh, state)
     checkpoints = (Checkpoints(Path(cfg.out) / "checkpoints", cfg.keep_checkpoints)
                    if cfg.out and cfg.checkpoint else None)
+    meta = dict.fromkeys(META, 0.0)
     if cfg.resume:
-        state = checkpoints.restore_latest(state)
-        if state is None:
-            raise ValueError(f"resume: no readable checkpoint in {checkpoints.directory}")
-    elif checkpoints is not None and cfg.on_diverge == "rollback":
-        checkpoints.save(state)  # a rollback always has somewhere to go
-    log = RunLog(cfg, resumed_at=int(state.step) if cfg.resume else None)
+        checkpoints.remove_partial()
+        restored = checkpoints.restore_latest(state, META)
+        if restored is None:
+            raise ValueError(f"--resume: no readable checkpoint in {checkpoints.directory}")
+        state, meta = restored
+    log = RunLog(cfg, resumed_at=int(state.step) if cfg.resume else None, saved=saved_config)
+    interval = Interval(meta, wall_offset=meta["wall_s"])
     actions = [Evaluate(cfg.eval_every, net, (x_eval, y_eval), (jnp.asarray(x_test), jnp.asarray(y_test))),
                MeasureAlignment(cfg.align_every, net, rule, x_eval[:256], y_eval[:256], cfg.batch_mode),
                log]  # the log line of a step is written before its checkpoint
     if checkpoints is not None:
-        actions.append(SaveCheckpoint(cfg.checkpoint_every, checkpoints))
+        every = cfg.eval_every if cfg.checkpoint_every is None else cfg.checkpoint_every
+        actions.append(SaveCheckpoint(every, checkpoints, interval.meta))
+        if not cfg.resume:
+            checkpoints.save(state, interval.meta())  # a rollback or resume always has somewhere to go
+    if not cfg.resume:  # step 0: where the curves start
+        record = {"step": 0, "wall_s": 0.0}
+        for action in actions:
+            if action.due(0, last=False):
+                action(0, state, record)
 
-    def chunk_fn(optimizer):
-        return make_chunk(net, rule, optimizer, cfg.batch_size, cfg.batch_mode, cfg.remat,
-                          len(x_train), k_data, mesh)
+    def chunk_fn(lr_scale):
+        return make_chunk(net, rule, cfg.optimizer.build(cfg.steps, lr_scale), cfg.batch_size,
+                          cfg.batch_mode, cfg.remat, len(x_train), k_data, mesh)
 
-    chunk = chunk_fn(optimizer)
+    chunk, chunk_size = chunk_fn(1.0), 1
     progress = Progress(cfg.steps, int(state.step), cfg.progress)
-    start, start_step = time.perf_counter(), int(state.step)
     status, rollbacks, lr_scale = "finished", 0, 1.0
-    with SignalFlag() as interrupted:
-        while int(state.step) < cfg.steps:
-            before = int(state.step)
-            stop = next_stop(before, cfg.steps, actions)
-            new_state, m = chunk(state, x, y, stop - before)
-            m = jax.tree.map(np.asarray, m)
-            if not m["finite"].all():
-                bad = int(np.argmin(m["finite"]))
-                can_roll_back = bool(cfg.on_diverge == "rollback" and rollbacks < cfg.max_rollbacks
-                                     and checkpoints is not None and checkpoints.steps())
-                log.diverged(before, before + bad + 1, m["layer_update_norms"][bad],
-                             time.perf_counter() - start, rollback=can_roll_back)
-                if not can_roll_back:
-                    status = "diverged"
+    with SignalFlag(saves=checkpoints is not None) as signals:
+        try:
+            while int(state.step) < cfg.steps:
+                stop, cm = next_stop(int(state.step), cfg.steps, actions), None
+                while int(state.step) < stop and not signals.is_set:  # chunks of ~0.5 s
+                    start = time.perf_counter()
+                    state, cm = chunk(state, x, y, jnp.int32(min(chunk_size, stop - int(state.step))))
+                    cm = jax.device_get(cm)
+                    seconds = time.perf_counter() - start
+                    chunk_size = max(1, int(SECONDS_PER_CHUNK * int(cm.steps) / max(seconds, 1e-6)))
+                    interval.add(cm)
+                    progress.update(int(cm.steps), interval.loss(), log.last)
+                    if cm.skipped_at:
+                        break
+                if cm is not None and cm.skipped_at:
+                    status, can_roll_back = _report_skip(cfg, cm, log, interval, checkpoints, rollbacks)
+                    if not can_roll_back:
+                        break
+                    rollbacks, lr_scale = rollbacks + 1, lr_scale * cfg.rollback_factor
+                    state = rollback(cfg, state, checkpoints, log, interval, lr_scale, rollbacks)
+                    chunk, status = chunk_fn(lr_scale), "finished"
+                    progress.reset_to(int(state.step))
+                    continue
+                if int(state.step) == stop:
+                    record = interval.record(stop)
+                    for action in actions:
+                        if action.due(stop, last=stop == cfg.steps):
+                            action(stop, state, record)
+                if signals.is_set and int(state.step) < cfg.steps:
+                    status = "interrupted"
+                    _save_on_interrupt(state, checkpoints, interval, signals.name)
                     break
-                rollbacks, lr_scale = rollbacks + 1, lr_scale * cfg.rollback_factor
-                state, chunk = rollback(cfg, state, checkpoints, log, lr_scale, rollbacks, chunk_fn)
-                progress.reset_to(int(state.step))
-                continue
-            state = new_state
-            wall = round(time.perf_counter() - start, 3)
-            record = {"step": stop, "wall_s": wall, "steps_per_s": round((stop - start_step) / wall, 2),
-                      "loss": _round(m["loss"].mean()), "batch_accuracy": _round(m["accuracy"].mean()),
-                      "update_norm": _round(m["update_norm"][-1]),
-                      "layer_update_norms": [_round(v) for v in m["layer_update_norms"][-1]]}
-            for action in actions:
-                if action.due(stop, last=stop == cfg.steps):
-                    action(stop, state, record)
-            progress.update(stop - before, record, log.last)
-            if interrupted.is_set and int(state.step) < cfg.steps:
-                status = "interrupted"
-                _save_on_interrupt(state, checkpoints, interrupted.name)
-                break
+        except KeyboardInterrupt:  # the second Ctrl-C: leave at once, the last good checkpoint kept
+            status = "aborted"
+            print(f"aborted at step {int(state.step)} without saving; the last good checkpoint and "
+                  "the logs are kept", file=sys.stderr)
     progress.close()
     if checkpoints is not None:
         checkpoints.close()
     summary = {"status": status, "step": int(state.step), "rule": str(rule),
-               "steps_per_s": round((int(state.step) - start_step)
-                                    / max(time.perf_counter() - start, 1e-9), 2),
-               **log.last, "rollbacks": rollbacks, "out": cfg.out}
-    log.close(summary)
+               "steps_per_s": interval.steps_per_s(), **log.last, **log.best(),
+               "wall_s": round(interval.wall(), 3), "rollbacks": rollbacks, "out": cfg.out}
+    log.close(summary, cfg)
     return {**summary, "state": state}
 
 
-def rollback(cfg: Config, state, checkpoints: Checkpoints, log: RunLog, lr_scale: float,
-             rollbacks: int, chunk_fn):
-    """Returns to the last good checkpoint with the learning rate times ``lr_scale``: the restored
-    state, and the chunk compiled for the new optimizer. The log forgets the steps undone."""
-    optimizer = cfg.optimizer.build(cfg.steps, lr_scale)
-    state = checkpoints.restore_latest(state)
+class Interval:
+    """The running sums of the steps since the last record, and the run's wall time (continuing
+    across resumes). Saved beside each checkpoint (`meta`), so a resumed interval is whole."""
+
+    def __init__(self, meta: dict, wall_offset: float):
+        self.loss_sum, self.accuracy_sum = meta["loss_sum"], meta["accuracy_sum"]
+        self.steps, self.norms = int(meta["interval_steps"]), (0.0, [])
+        self.start, self.wall_offset, self.session_steps = time.perf_counter(), wall_offset, 0
+
+    def add(self, cm) -> None:
+        self.loss_sum += float(cm.loss_sum)
+        self.accuracy_sum += float(cm.accuracy_sum)
+        self.steps += int(cm.steps)
+        self.session_steps += int(cm.steps)
+        if int(cm.steps):
+            self.norms = (float(cm.update_norm), [float(v) for v in cm.layer_update_norms])
+
+    def loss(self) -> float:
+        return self.loss_sum / max(self.steps, 1)
+
+    def wall(self) -> float:
+        return self.wall_offset + time.perf_counter() - self.start
+
+    def steps_per_s(self) -> float:
+        return round(self.session_steps / max(time.perf_counter() - self.start, 1e-9), 2)
+
+    def meta(self) -> dict:
+        return {"loss_sum": self.loss_sum, "accuracy_sum": self.accuracy_sum,
+                "interval_steps": self.steps, "wall_s": self.wall()}
+
+    def record(self, step: int) -> dict:
+        """The record of the interval ending at ``step``; the sums start over."""
+        n = max(self.steps, 1)
+        record = {"step": step, "wall_s": round(self.wall(), 3), "steps_per_s": self.steps_per_s(),
+                  "loss": _round(self.loss_sum / n), "batch_accuracy": _round(self.accuracy_sum / n),
+                  "update_norm": _round(self.norms[0]),
+                  "layer_update_norms": [_round(v) for v in self.norms[1]]}
+        self.loss_sum = self.accuracy_sum = 0.0
+        self.steps = 0
+        return record
+
+
+def rollback(cfg: Config, state, checkpoints: Checkpoints, log: RunLog, interval: Interval,
+             lr_scale: float, rollbacks: int):
+    """Returns to the last good checkpoint (the log forgets the steps undone); the caller builds
+    the chunk for the learning rate times ``lr_scale``."""
+    state, meta = checkpoints.restore_latest(state, META)
+    interval.loss_sum, interval.accuracy_sum = meta["loss_sum"], meta["accuracy_sum"]
+    interval.steps = int(meta["interval_steps"])
     log.truncate(int(state.step))
     log.write({"step": int(state.step), "rollback": rollbacks, "lr": cfg.optimizer.lr * lr_scale})
-    return state, chunk_fn(optimizer)
+    return state
 
 
-def _save_on_interrupt(state, checkpoints: Checkpoints | None, signal_name: str) -> None:
+def _report_skip(cfg, cm, log: RunLog, interval: Interval, checkpoints, rollbacks: int):
+    """Reports a skipped step; returns ``(status, whether to roll back)``."""
+    step = int(cm.skipped_at)
+    if cm.bad_labels or cm.bad_inputs:
+        what = "labels outside [0, classes)" if cm.bad_labels else "non-finite inputs"
+        log.stopped(step, interval.wall(), f"the batch of step {step} has {what}; stopped with the "
+                    f"state after step {step - 1} and all logs kept. Check the data")
+        return "invalid_data", False
+    can = bool(cfg.on_diverge == "rollback" and rollbacks < cfg.max_rollbacks
+               and checkpoints is not None and checkpoints.steps())
+    log.diverged(step, cm.bad_layer_norms, interval.wall(), cfg, rollbacks, can,
+                 checkpoints.steps()[-1] if can else None)
+    return "diverged", can
+
+
+def _save_on_interrupt(state, checkpoints: Checkpoints | None, interval: Interval, name: str) -> None:
     if checkpoints is not None:
-        checkpoints.save(state)
-    print(f"interrupted by {signal_name} at step {int(state.step)}; "
-          + (f"checkpoint saved in {checkpoints.directory}, continue with --resume"
-             if checkpoints is not None else "no out folder, nothing saved"))
+        checkpoints.save(state, interval.meta())
+    print(f"interrupted by {name} at step {int(state.step)}; "
+          + (f"checkpoint saved in {checkpoints.directory}; the same command plus --resume continues"
+             if checkpoints is not None else "no --out, nothing saved"), file=sys.stderr)
 
 
-def _check_data(cfg: Config, x_train, y_train, y_test) -> None:
-    """Clear errors for data that does not fit the config's net or batch size."""
+def _check_data(cfg: Config, x_train, y_train, x_test, y_test) -> None:
+    """Clear errors for data that does not fit the run, and a warning for unscaled inputs."""
     if cfg.batch_size > len(x_train):
         raise ValueError(f"batch_size {cfg.batch_size} exceeds the {len(x_train)} training examples")
     if x_train.shape[1:] != (cfg.net.in_features,):
@@ -163,9 +240,18 @@ def _check_data(cfg: Config, x_train, y_train, y_test) -> None:
                          f"in_features={cfg.net.in_features}; build the net with "
                          "jdfa.driver.net_for_data(data, ...)")
     n_classes = int(max(y_train.max(), y_test.max())) + 1
-    if n_classes > max(cfg.net.out_features, 2):
-        raise ValueError(f"the data has {n_classes} classes but the net has out_features="
-                         f"{cfg.net.out_features}; build the net with jdfa.driver.net_for_data(data, ...)")
+    if n_classes > max(cfg.net.out_features, 2) or min(y_train.min(), y_test.min()) < 0:
+        raise ValueError(f"the labels lie in [{min(y_train.min(), y_test.min())}, {n_classes - 1}] but "
+                         f"the net has out_features={cfg.net.out_features}; labels must lie in "
+                         f"[0, {max(cfg.net.out_features, 2)})")
+    for name, xs in (("training", x_train), ("test", x_test)):
+        bad = np.flatnonzero(~np.isfinite(xs).all(axis=1))
+        if bad.size:
+            raise ValueError(f"{bad.size} {name} input(s) hold NaN or inf (the first is row {bad[0]})")
+    lo, hi = float(np.min(x_train)), float(np.max(x_train))
+    if lo < 0 or hi > 1:
+        warnings.warn(f"training inputs lie in [{lo:g}, {hi:g}], outside [0, 1] (raw uint8 pixels?); "
+                      "jdfa.data.load scales images to [0, 1]", stacklevel=3)
 
 
 def _round(value) -> float:

@@ -8,36 +8,58 @@ import numpy as np
 
 
 def plot_curves(records: list[dict], path: Path, title: str = "") -> None:
-    """Loss, accuracy and (if measured) per-layer alignment angle against step, as a PNG."""
+    """`curves_figure` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = curves_figure(records, title)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def curves_figure(records: list[dict], title: str = ""):
+    """Loss, accuracy and (if measured) per-layer alignment angle against step: a matplotlib figure.
+
+    Readable for any run: markers show single points (a run shorter than one evaluation), step 0
+    is the untrained net, and a run that stopped (divergence, invalid data) is marked where it
+    stopped, with the reason in the legend.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = [r for r in records if "loss" in r]
-    aligned = [r for r in records if "alignment_angle" in r]
-    fig, axes = plt.subplots(1, 3 if aligned else 2, figsize=(15 if aligned else 10, 4))
-    steps = [r["step"] for r in records]
-    axes[0].plot(steps, [r["loss"] for r in records], label="train loss (batch mean)")
+    train = [r for r in records if "loss" in r]
     ev = [r for r in records if "test_loss" in r]
-    axes[0].plot([r["step"] for r in ev], [r["test_loss"] for r in ev], label="test loss")
-    axes[0].set_yscale("log")
-    axes[0].set_xlabel("step")
-    axes[0].legend()
+    aligned = [r for r in records if "alignment_angle" in r]
+    stops = [r for r in records if r.get("stopped")]
+    fig, axes = plt.subplots(1, 3 if aligned else 2, figsize=(16 if aligned else 11, 4.5))
+    loss, acc = axes[0], axes[1]
+    loss.plot([r["step"] for r in train], [r["loss"] for r in train], marker=".",
+              label="train loss (mean over the steps since the last point)")
+    loss.plot([r["step"] for r in ev], [r["test_loss"] for r in ev], marker=".", label="test loss")
+    if all(r["loss"] > 0 for r in train) and all(r["test_loss"] > 0 for r in ev):
+        loss.set_yscale("log")
+    loss.set_ylabel("loss")
     for key in ("train_accuracy", "test_accuracy"):
-        axes[1].plot([r["step"] for r in ev], [r[key] for r in ev], marker=".", label=key)
-    axes[1].set_xlabel("step")
-    axes[1].set_ylabel("accuracy")
-    axes[1].legend()
+        acc.plot([r["step"] for r in ev], [r[key] for r in ev], marker=".", label=key.replace("_", " "))
+    acc.set_ylabel("accuracy")
     if aligned:
         angles = np.array([r["alignment_angle"] for r in aligned])
-        cmap = plt.get_cmap("viridis")
-        for i in range(angles.shape[1]):
-            color = cmap(i / max(angles.shape[1] - 1, 1))
-            axes[2].plot([r["step"] for r in aligned], angles[:, i], color=color, lw=1)
-        axes[2].set_xlabel("step")
-        axes[2].set_ylabel("angle to BP update (deg), layer 1 (dark) .. output (light)")
-    fig.suptitle(title)
+        cmap, n = plt.get_cmap("viridis"), angles.shape[1]
+        for i in range(n):
+            label = {0: "layer 1 (input side)", n - 2: f"layer {n - 1} (top hidden)",
+                     n - 1: "output layer"}.get(i) if n > 2 or i == n - 1 else None
+            axes[2].plot([r["step"] for r in aligned], angles[:, i], color=cmap(i / max(n - 1, 1)),
+                         lw=1, marker="." if len(aligned) == 1 else None, label=label)
+        axes[2].set_ylabel("angle to the BP update (degrees)")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        for r in stops:
+            ax.axvline(r["step"], color="red", ls="--", lw=1,
+                       label=f"stopped at step {r['step']}" + (" (diverged)" if r.get("diverged") else ""))
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig

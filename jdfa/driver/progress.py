@@ -1,4 +1,5 @@
-"""The progress bar (tqdm): steps done, the batch loss and the last accuracies."""
+"""The progress bar (tqdm, on stderr): steps done, steps/s, ETA, the running loss and the last
+accuracies. It moves after every chunk (about half a second), not only at evaluations."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ class Progress:
         self.bar = tqdm(total=total, initial=initial, disable=not enabled, unit="step",
                         dynamic_ncols=True)
 
-    def update(self, steps: int, record: dict, last: dict) -> None:
+    def update(self, steps: int, loss: float, last: dict) -> None:
         self.bar.update(steps)
-        self.bar.set_postfix(loss=f"{record['loss']:.4f}", **{
+        self.bar.set_postfix(loss=f"{loss:.4f}", **{
             k: f"{last[k]:.4f}" for k in ("train_accuracy", "test_accuracy") if k in last})
 
     def reset_to(self, step: int) -> None:

@@ -5,11 +5,14 @@ so the metrics file reads as one run."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
 import numpy as np
 
+import jdfa
 from jdfa.driver.config import Config
 from jdfa.driver.periodic import Periodic
 from jdfa.driver.plots import plot_curves
@@ -19,7 +22,7 @@ class RunLog(Periodic):
     """Keeps the records of the run (``last``: the latest value of each accuracy and the test
     loss) and, with ``config.out``, writes them. As an action it writes every record."""
 
-    def __init__(self, config: Config, resumed_at: int | None = None):
+    def __init__(self, config: Config, resumed_at: int | None = None, saved: dict | None = None):
         super().__init__(0)
         self.records: list[dict] = []
         self.last: dict[str, float] = {}
@@ -28,14 +31,16 @@ class RunLog(Periodic):
         if self.dir is None:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        meta = {"config": config.to_dict(), "rule": str(config.rule), "jax": jax.__version__,
-                "device": jax.devices()[0].device_kind, "device_count": jax.device_count()}
+        meta = {"config": config.to_dict(), "rule": str(config.rule), **provenance()}
+        if saved is not None:  # a resume: the run's first config stays, each resume is noted
+            meta = {**saved, "resumes": saved.get("resumes", []) + [
+                {"step": resumed_at, "config": config.to_dict(), **provenance()}]}
         (self.dir / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
         self.path = self.dir / "metrics.jsonl"
         if resumed_at is not None and self.path.exists():
             for line in self.path.read_text().splitlines():
                 record = json.loads(line)
-                if record["step"] <= resumed_at and not record.get("diverged"):
+                if record["step"] <= resumed_at and not record.get("stopped"):
                     self._remember(record)
         self._rewrite()
         if config.tensorboard:
@@ -64,7 +69,7 @@ class RunLog(Periodic):
 
     def truncate(self, step: int) -> None:
         """Forgets the records after ``step`` (a rollback), keeping divergence notes."""
-        self.records = [r for r in self.records if r["step"] <= step or r.get("diverged")]
+        self.records = [r for r in self.records if r["step"] <= step or r.get("stopped")]
         if self.dir is not None:
             self.metrics.close()
             self._rewrite()
@@ -82,20 +87,43 @@ class RunLog(Periodic):
             for i, angle in enumerate(record.get("alignment_angle", [])):
                 self.tb.add_scalar(f"alignment_angle/layer_{i + 1}", angle, record["step"])
 
-    def diverged(self, kept: int, step: int, norms: np.ndarray, wall: float, rollback: bool) -> None:
-        """Reports and records a non-finite step, naming the layers whose update went bad."""
+    def stopped(self, step: int, wall: float, message: str) -> None:
+        """Reports (on stderr) and records why the run stopped at ``step``."""
+        print(message, file=sys.stderr)
+        self.write({"step": step, "wall_s": round(wall, 3), "stopped": True, "message": message})
+
+    def diverged(self, step: int, norms: np.ndarray, wall: float, config: Config, rollbacks: int,
+                 rollback: bool, checkpoint_step: int | None) -> None:
+        """Reports and records a non-finite update at ``step``, naming the layers it came from,
+        and what happens next."""
         layers = [int(i) + 1 for i in np.flatnonzero(~np.isfinite(norms))]
         where = (f"update of layer(s) {layers} (layer {len(norms)} is the output layer)"
                  if layers else "loss")
-        then = ("rolling back to the last good checkpoint with a lower learning rate" if rollback
-                else f"stopped; the state after step {kept} and all logs are kept. Lower the "
-                     "learning rate or the feedback scale, or pass --on-diverge rollback")
-        message = f"training diverged: non-finite {where} at step {step}; {then}."
-        print(message)
-        self.write({"step": step, "wall_s": round(wall, 3), "diverged": True,
-                    "nonfinite_layers": layers, "message": message})
+        lr = config.optimizer.lr * config.rollback_factor ** rollbacks
+        if rollback:
+            then = (f"rolling back to the checkpoint of step {checkpoint_step} with lr "
+                    f"{lr * config.rollback_factor:g} (rollback {rollbacks + 1} of {config.max_rollbacks})")
+        else:
+            then = f"stopped; the state after step {step - 1} and all logs are kept. "
+            if config.on_diverge == "rollback" and rollbacks >= config.max_rollbacks:
+                then += (f"{rollbacks} rollback(s) did not help (lr now {lr:g}): lower --lr or the "
+                         "feedback scale, or raise --max-rollbacks")
+            elif config.on_diverge == "rollback":
+                then += "No checkpoint to roll back to (rollback needs --out and checkpoints)"
+            else:
+                then += "Lower the learning rate or the feedback scale, or pass --on-diverge rollback"
+        self.stopped(step, wall, f"training diverged: non-finite {where} at step {step}; {then}.")
+        self.records[-1].update(diverged=True, nonfinite_layers=layers)
 
-    def close(self, summary: dict) -> None:
+    def best(self) -> dict:
+        """The best test accuracy so far and its step (empty before any evaluation)."""
+        evaluated = [r for r in self.records if "test_accuracy" in r]
+        if not evaluated:
+            return {}
+        top = max(evaluated, key=lambda r: r["test_accuracy"])
+        return {"best_test_accuracy": top["test_accuracy"], "best_step": top["step"]}
+
+    def close(self, summary: dict, config: Config) -> None:
         """Writes ``summary.json`` and ``curves.png``."""
         if self.dir is None:
             return
@@ -103,4 +131,34 @@ class RunLog(Periodic):
         (self.dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         if self.tb is not None:
             self.tb.close()
-        plot_curves(self.records, self.dir / "curves.png", title=summary["rule"])
+        plot_curves(self.records, self.dir / "curves.png", title=title(config))
+
+
+def title(config: Config) -> str:
+    """The run in one line: rule, net, optimizer, batch, seed."""
+    net, opt = config.net, config.optimizer
+    decay = f", wd {opt.weight_decay:g}" if opt.weight_decay else ""
+    return (f"{config.rule}  |  depth {net.depth}, width {net.width}, {net.activation}, "
+            f"{net.weight_init} init  |  {opt.name} lr {opt.lr:g} {opt.schedule}{decay}, "
+            f"batch {config.batch_size}, seed {config.seed}")
+
+
+def provenance() -> dict:
+    """The jdfa version, its git commit (with a ``-dirty`` mark) when jdfa runs from a checkout,
+    the jax version and the device."""
+    where = Path(jdfa.__file__).resolve().parent
+
+    def git(*args):
+        try:
+            done = subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True,
+                                  timeout=10)
+            return done.stdout.strip() if done.returncode == 0 else None
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    top = git("rev-parse", "--show-toplevel")  # only jdfa's own checkout, not a repo around a venv
+    commit = git("rev-parse", "HEAD") if top and Path(top, "jdfa") == where else None
+    if commit and git("status", "--porcelain", "--untracked-files=no"):
+        commit += "-dirty"
+    return {"jdfa": jdfa.__version__, "commit": commit, "jax": jax.__version__,
+            "device": jax.devices()[0].device_kind, "device_count": jax.device_count()}

@@ -1,23 +1,27 @@
-"""SIGINT and SIGTERM as a flag the loop checks between chunks, so that a Ctrl-C or a preemption
-saves a checkpoint and ends the run cleanly; a second Ctrl-C interrupts at once."""
+"""SIGINT and SIGTERM as a flag the loop checks between chunks (each about half a second), so a
+Ctrl-C or a preemption saves a checkpoint and ends the run cleanly; a second Ctrl-C aborts at once
+without saving (the last good checkpoint stays: an interrupted save leaves nothing half-written)."""
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 
 
 class SignalFlag:
     """A context manager: ``is_set`` and ``name`` tell whether and which signal arrived."""
 
-    def __init__(self):
-        self.is_set, self.name, self._old = False, None, {}
+    def __init__(self, saves: bool):
+        self.saves, self.is_set, self.name, self._old = saves, False, None, {}
 
     def _handle(self, signum, frame):
         if self.is_set and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.is_set, self.name = True, signal.Signals(signum).name
-        print(f"{self.name} received: stopping after the current chunk of steps")
+        then = "saving a checkpoint" if self.saves else "stopping (no --out: nothing to save)"
+        print(f"{self.name} received: {then}; press Ctrl-C again to abort without saving",
+              file=sys.stderr, flush=True)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():

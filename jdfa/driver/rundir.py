@@ -1,0 +1,80 @@
+"""The run folder before a run starts: what may be done with it, decided before anything is
+created, so a refused start leaves no trace.
+
+* A folder that holds a run is never written over: starting there is refused (continue it with
+  ``resume``, or replace it whole with ``overwrite``).
+* ``resume`` continues only the same run: the config saved in ``config.json`` must equal the given
+  one except for run-length settings (`RESUMABLE`); the refusal lists every difference.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from jdfa.driver.config import Config
+
+RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "checkpoints")
+# Settings that say how long, how often or where a run goes, not what it computes.
+RESUMABLE = ("steps", "eval_every", "align_every", "train_eval_size", "progress", "tensorboard",
+             "checkpoint_every", "keep_checkpoints", "resume", "overwrite", "out", "data_dir",
+             "mesh_data", "mesh_layers", "distributed")
+
+
+def prepare(config: Config) -> dict | None:
+    """Checks ``config.out`` and the optional dependencies; with ``overwrite``, empties the folder.
+
+    Returns the saved ``config.json`` of the run to resume (None when not resuming). Raises
+    ``ValueError`` naming the problem and the fix; nothing is created or changed then.
+    """
+    if config.tensorboard:
+        try:
+            import tensorboardX  # noqa: F401
+        except ImportError:
+            raise ValueError("--tensorboard needs tensorboardX: pip install 'jdfa[tensorboard]'") from None
+    if not config.out:
+        return None
+    out = Path(config.out)
+    if config.resume:
+        return _resumable(config, out)
+    held = [name for name in RUN_FILES if (out / name).exists()]
+    if held and not config.overwrite:
+        raise ValueError(f"{out} already holds a run ({', '.join(held)}); continue it with --resume, "
+                         "replace it with --overwrite, or choose another --out")
+    if held:
+        shutil.rmtree(out)
+    return None
+
+
+def _resumable(config: Config, out: Path) -> dict:
+    if not (out / "checkpoints").is_dir() or not (out / "config.json").is_file():
+        what = "does not exist" if not out.exists() else "holds no checkpoints or no config.json"
+        raise ValueError(f"--resume: {out} {what}, so there is no run to continue; start it without "
+                         "--resume")
+    saved = json.loads((out / "config.json").read_text())
+    diffs = differences(saved["config"], config.to_dict())
+    if diffs:
+        raise ValueError(f"--resume: the run in {out} was trained with other settings: "
+                         + "; ".join(f"{k}: saved {a!r}, given {b!r}" for k, a, b in diffs)
+                         + f". Only run-length settings ({', '.join(RESUMABLE)}) may change on "
+                         "resume; repeat the run's flags, or start a new run with another --out")
+    if config.optimizer.schedule == "cosine" and saved["config"]["steps"] != config.steps:
+        raise ValueError(f"--resume: --steps {config.steps} differs from the run's "
+                         f"{saved['config']['steps']}, and its cosine schedule is laid over its "
+                         "steps; keep --steps, or start a new run")
+    return saved
+
+
+def differences(saved: dict, given: dict) -> list[tuple[str, object, object]]:
+    """``(dotted key, saved, given)`` for every setting that differs, run-length ones aside."""
+    def flat(d, prefix=""):
+        for key, value in d.items():
+            if isinstance(value, dict):
+                yield from flat(value, f"{prefix}{key}.")
+            else:
+                yield prefix + key, value
+
+    a, b = dict(flat(saved)), dict(flat(given))
+    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
+            if k not in RESUMABLE and a.get(k) != b.get(k)]
