@@ -22,12 +22,13 @@ import statistics
 import sys
 import time
 
-import common  # this folder is on sys.path when the script runs
 import jax
 import jax.numpy as jnp
 
 import jdfa
 from jdfa import parallel
+
+import common  # this folder is on sys.path when the script runs
 
 
 def bytes_on_device0(tree) -> int:

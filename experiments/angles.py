@@ -18,8 +18,9 @@ Time on the 2-core CPU: full (50 epochs each) about 3 min; --quick (3 epochs) ab
     python experiments/angles.py --quick
 """
 
-import common
 import numpy as np
+
+import common
 
 
 def main(argv=None):

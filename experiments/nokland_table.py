@@ -20,8 +20,9 @@ Time: the default (18 runs x 20,000 steps) took 14 min on one H100 with ``--jobs
     python experiments/nokland_table.py --quick
 """
 
-import common
 import numpy as np
+
+import common
 
 
 def flags(p):

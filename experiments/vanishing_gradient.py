@@ -22,9 +22,10 @@ Time: seconds when experiment 1's runs exist (what was run); otherwise three 10,
     python experiments/vanishing_gradient.py --quick
 """
 
-import common
 import numpy as np
 from matplotlib.colors import LogNorm
+
+import common
 
 
 def flags(p):

@@ -18,11 +18,12 @@ Time on the 2-core CPU: full about 30 s, --quick (250 epochs, 2 seeds) about 15 
     python experiments/xor.py --quick    # smoke version
 """
 
-import common
 import jax.numpy as jnp
 import numpy as np
 
 import jdfa
+
+import common
 
 PAPER = {(0, 0): 0.0057, (0, 1): 0.9882, (1, 0): 0.9894, (1, 1): 0.0103}  # report, Table 2
 
