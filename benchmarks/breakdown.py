@@ -26,8 +26,8 @@ Pieces, on inputs of the same shapes (each alone):
                       `jdfa.update_direction` before it is timed.
 
 The stage differences tell where the step's time goes; the pieces show what the contractions
-cost against the forward's arithmetic. Uses jdfa internals (`jdfa.model.forward`,
-`jdfa.model.output_error`, `jdfa.rules.hidden_deltas`); a diagnostic, not an API.
+cost against the forward's arithmetic. Uses jdfa's pieces (`jdfa.model.forward`,
+`jdfa.losses.output_error`, `jdfa.rules.Rule.deltas`); a diagnostic, not an API.
 
     python benchmarks/breakdown.py --rule dfa --malloc tuned
 """
@@ -35,12 +35,10 @@ cost against the forward's arithmetic. Uses jdfa internals (`jdfa.model.forward`
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+import common  # this folder is on sys.path when the script runs
 
 
 def build(net, rule, optimizer, x, y, key):
@@ -50,7 +48,7 @@ def build(net, rule, optimizer, x, y, key):
     from jax import lax
 
     import jdfa
-    from jdfa import model, rules
+    from jdfa import losses, model
 
     params, feedback = jdfa.init(key, net, rule)
     width, depth, batch = net.width, net.depth, x.shape[0]
@@ -60,8 +58,8 @@ def build(net, rule, optimizer, x, y, key):
 
     def deltas(p, fb, xb, yb):
         t = model.forward(net, p, xb)
-        _, e = model.output_error(net, t.a_y, yb)
-        return rules.hidden_deltas(net, rule, p, fb, t, e), e
+        _, e = losses.output_error(net, t.a_y, yb)
+        return rule.deltas(net, p, fb, t, e), e
 
     def upd(p, fb, xb, yb):
         return jdfa.update_direction(net, rule, p, fb, xb, yb)
@@ -175,14 +173,12 @@ def main(argv=None):
     p.add_argument("--append", action="store_true")
     args = p.parse_args(argv)
     common.apply_malloc(args.malloc)
-    common.ensure_repo_on_path()
 
     import jax
     import jax.numpy as jnp
-    import optax
+    import step_time  # its parse_rule: the same rule specs
 
     import jdfa
-    import step_time
 
     spec, rule = step_time.parse_rule(args.rule)
     if rule is None:
@@ -192,7 +188,8 @@ def main(argv=None):
     x = jax.random.normal(kx, (args.batch, 784), jnp.float32)
     y = jax.random.randint(ky, (args.batch,), 0, 10)
     only = set(common.str_list(args.only)) if args.only else None
-    runners = [Runner(n, f, a, feed) for n, f, a, feed in build(net, rule, optax.sgd(1e-3), x, y, kp)
+    sgd = jdfa.Optimizer("sgd", 1e-3).build(1)
+    runners = [Runner(n, f, a, feed) for n, f, a, feed in build(net, rule, sgd, x, y, kp)
                if only is None or n in only]
     if args.wait_quiet > 0:
         common.wait_for_quiet(args.wait_quiet)

@@ -1,6 +1,6 @@
 """Shared helpers of the benchmark scripts: the machine record, the allocator setting, timing
 statistics and JSON-lines output. Imported by the scripts beside it (they run as files, so this
-directory is on ``sys.path``)."""
+directory is on ``sys.path``); they import jdfa as installed (``pip install -e .``)."""
 
 from __future__ import annotations
 
@@ -22,12 +22,6 @@ TUNED_MALLOC = {
     "MALLOC_TOP_PAD_": "536870912",
 }
 _REEXEC_FLAG = "JDFA_BENCH_REEXECED"
-
-
-def ensure_repo_on_path() -> None:
-    """Lets ``import jdfa`` work from a plain checkout (the package need not be installed)."""
-    if REPO_ROOT not in sys.path:
-        sys.path.insert(0, REPO_ROOT)
 
 
 def malloc_setting() -> str:

@@ -2,43 +2,32 @@
 
     JDFA_DATA_DIR=../shared/data python benchmarks/epoch_time.py --out benchmarks/results/cpu/epoch_time.jsonl
 
-This is `jdfa.train.make_chunk`, the jitted `lax.scan` over steps that `jdfa.train` runs between
-evaluations, with the data on the device and every batch drawn there: one epoch is one call. The
-compile is done and timed first, then the epoch is timed (``--repeats`` times, the median kept).
-One JSON object per rule. Default: depth 100, width 200, batch 64, Adam; BP vs DFA vs BDFA.
-(About 4 minutes on a 2-core CPU.)
+This is `jdfa.driver.batches.make_chunk`, the jitted `lax.scan` over steps that ``jdfa train`` runs
+between evaluations, with the data on the device and every batch drawn there: one epoch is one
+call. The compile is done and timed first, then the epoch is timed (``--repeats`` times, the median
+kept). One JSON object per rule. Default: depth 100, width 200, batch 64, Adam (lr 1e-3, the
+driver's default `jdfa.Optimizer`); BP vs DFA vs BDFA. (About 4 minutes on a 2-core CPU.)
+``--steps`` times fewer steps than an epoch (a quick check).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
-
-common.ensure_repo_on_path()
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-
-from jdfa import data, init_train_state  # noqa: E402
-from jdfa.model import MLP  # noqa: E402
-from jdfa.train import Config, make_chunk, make_optimizer, make_rule, run_keys  # noqa: E402
-
-RULES = {"bp": dict(rule="bp"), "dfa": dict(rule="dfa"), "bdfa25": dict(rule="bdfa", block_size=25),
-         "bdfa25-bp": dict(rule="bdfa", block_size=25, boundary="backprop"),
-         "fp1": dict(rule="fp", bp_depth=1)}
+import common  # this folder is on sys.path when the script runs
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rules", default="bp,dfa,bdfa25", help=f"comma-separated, from {list(RULES)}")
+    p.add_argument("--rules", default="bp,dfa,bdfa25",
+                   help="comma-separated jdfa.rules.parse specs (bp, fa, dfa, fpK, bdfaK, bdfaK-bp, ...)")
     p.add_argument("--depth", type=int, default=100)
     p.add_argument("--width", type=int, default=200)
     p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--steps", type=int, default=None,
+                   help="steps to time (default: one epoch, 60000 // batch)")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--malloc", choices=["tuned", "default", "inherit"], default="tuned",
@@ -47,20 +36,26 @@ def main(argv=None):
     args = p.parse_args(argv)
     common.apply_malloc(args.malloc)
 
-    x_np, y_np = data.load("mnist", "train", args.data_dir)
+    import jax
+    import jax.numpy as jnp
+
+    import jdfa
+    from jdfa.driver.batches import make_chunk, run_keys
+
+    rules = [jdfa.rules.parse(spec) for spec in common.str_list(args.rules)]  # bad specs fail first
+    x_np, y_np = jdfa.data.load("mnist", "train", args.data_dir)
     x, y = jnp.asarray(x_np), jnp.asarray(y_np)
-    steps = len(x_np) // args.batch
+    steps = args.steps or len(x_np) // args.batch
     out = common.Emitter(args.out)
-    for name in args.rules.split(","):
-        cfg = Config(depth=args.depth, width=args.width, batch_size=args.batch, steps=steps,
-                     **RULES[name])
-        net = MLP(x.shape[1], cfg.width, cfg.depth, 10)
-        rule, optimizer = make_rule(cfg), make_optimizer(cfg)
+    for rule in rules:
+        cfg = jdfa.Config(net=jdfa.MLP(x.shape[1], args.width, args.depth, 10), rule=rule,
+                          batch_size=args.batch, steps=steps)
+        optimizer = cfg.optimizer.build(cfg.steps)
         k_init, k_data, _ = run_keys(cfg.seed)
-        state = init_train_state(k_init, net, rule, optimizer)
+        state = jdfa.init_train_state(k_init, cfg.net, rule, optimizer)
         t0 = time.perf_counter()
-        chunk = make_chunk(net, rule, optimizer, cfg, len(x_np), k_data).lower(
-            state, x, y, steps).compile()
+        chunk = make_chunk(cfg.net, rule, optimizer, cfg.batch_size, cfg.batch_mode, cfg.remat,
+                           len(x_np), k_data).lower(state, x, y, steps).compile()
         compile_s = time.perf_counter() - t0
         times = []
         for _ in range(args.repeats):
@@ -69,8 +64,8 @@ def main(argv=None):
             jax.block_until_ready(state)
             times.append(time.perf_counter() - t0)
         epoch_s = statistics.median(times)
-        row = {"rule": str(rule), "depth": cfg.depth, "width": cfg.width, "batch": cfg.batch_size,
-               "steps": steps, "examples": steps * cfg.batch_size, "optimizer": cfg.optimizer,
+        row = {"rule": str(rule), "depth": cfg.net.depth, "width": cfg.net.width, "batch": cfg.batch_size,
+               "steps": steps, "examples": steps * cfg.batch_size, "optimizer": cfg.optimizer.name,
                "device_kind": jax.devices()[0].device_kind, "platform": jax.devices()[0].platform,
                "jax": jax.__version__, "compile_s": round(compile_s, 3),
                "epoch_s": round(epoch_s, 3), "step_ms": round(1e3 * epoch_s / steps, 3),

@@ -1,4 +1,4 @@
-"""Step time and per-device memory of sharded training over 1, 2, 4 and 8 devices.
+r"""Step time and per-device memory of sharded training over 1, 2, 4 and 8 devices.
 
     XLA_FLAGS=--xla_force_host_platform_device_count=8 python benchmarks/scaling.py \
         --out benchmarks/results/cpu/scaling.jsonl
@@ -18,21 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+import jax
+import jax.numpy as jnp
 
-common.ensure_repo_on_path()
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import optax  # noqa: E402
+import jdfa
+from jdfa import parallel
 
-import jdfa  # noqa: E402
-from jdfa import parallel  # noqa: E402
+import common  # this folder is on sys.path when the script runs
 
 
 def bytes_on_device0(tree) -> int:
@@ -44,7 +40,7 @@ def bytes_on_device0(tree) -> int:
 
 def measure(rule, net, batch, data, layers, steps):
     mesh = parallel.make_mesh(data, layers)
-    opt = optax.sgd(1e-3)
+    opt = jdfa.Optimizer("sgd", 1e-3).build(1)
     state = parallel.shard_state(mesh, jdfa.init_train_state(jax.random.key(0), net, rule, opt))
     x = jax.device_put(jax.random.normal(jax.random.key(1), (batch, net.in_features)),
                        parallel.batch_sharding(mesh))
@@ -102,15 +98,18 @@ def plot(rows: list[dict], path: str) -> None:
         ax.set_xlabel("devices")
         ax.set_ylabel(label)
         ax.legend(fontsize=8)
-    fig.suptitle(f"sharded train step, depth {rows[0]['depth']}, width {rows[0]['width']}, batch "
-                 f"{rows[0]['batch']} on {rows[0]['platform']} ({'simulated' if rows[0]['platform'] == 'cpu' else 'real'} devices)")
+    r = rows[0]
+    kind = "simulated" if r["platform"] == "cpu" else "real"
+    fig.suptitle(f"sharded train step, depth {r['depth']}, width {r['width']}, batch {r['batch']} on "
+                 f"{r['platform']} ({kind} devices)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rules", default="dfa,bp", help="comma-separated: dfa, bp, bdfa25, fp1")
+    p.add_argument("--rules", default="dfa,bp",
+                   help="comma-separated jdfa.rules.parse specs (dfa, bp, bdfa25, fp1, ...)")
     p.add_argument("--depth", type=int, default=65, help="65: 64 hidden-to-hidden layers, divisible by 8")
     p.add_argument("--width", type=int, default=200)
     p.add_argument("--batch", type=int, default=128)
@@ -131,13 +130,13 @@ def main(argv=None):
     if max(counts) > jax.device_count():
         sys.exit(f"needs {max(counts)} devices, {jax.device_count()} visible: set "
                  "XLA_FLAGS=--xla_force_host_platform_device_count=8 before starting")
-    named = {"dfa": jdfa.dfa(), "bp": jdfa.bp(), "bdfa25": jdfa.bdfa(25), "fp1": jdfa.fp(1)}
+    rules = [jdfa.rules.parse(spec) for spec in common.str_list(args.rules)]
     net = jdfa.MLP(784, args.width, args.depth, 10)
     out, rows = common.Emitter(args.out), []
-    for name in args.rules.split(","):
+    for rule in rules:
         for n in counts:
             for data, layers in sorted({(n, 1), (1, n)}):
-                row = measure(named[name], net, args.batch, data, layers, args.steps)
+                row = measure(rule, net, args.batch, data, layers, args.steps)
                 rows.append({**row, "malloc": common.malloc_setting(), **common.jdfa_revision()})
                 out.emit(rows[-1])
     out.close()

@@ -1,4 +1,4 @@
-"""Step time of jdfa's compiled train step, per learning rule, over depth, width and batch.
+r"""Step time of jdfa's compiled train step, per learning rule, over depth, width and batch.
 
 For every configuration (depth, width, batch) it builds, for each rule, the jitted train step of
 `jdfa.make_train_step` (update + optax optimizer), times ``lower`` and ``compile`` separately, warms
@@ -15,14 +15,17 @@ One JSON object per (configuration, rule) goes to stdout (and to ``--out``); whe
 depth 100 width 200, a last ``"kind": "summary"`` line gives the ratios of that headline
 configuration, all measured in this run. Progress and the summary table go to stderr.
 
-Rule specs (``--rules``, comma separated): ``forward``, ``bp``, ``fa``, ``dfa``, ``fpK`` (FP with
-the top K layers trained by BP, e.g. ``fp1``), ``bdfaK`` (blocked DFA, blocks of K, the ``direct``
-boundary), ``bdfaK-bp`` (the ``backprop`` boundary), ``shallow``.
+Rule specs (``--rules``, comma separated): any `jdfa.rules.parse` spec -- ``bp``, ``fa``, ``dfa``,
+``shallow``, ``fpK`` (FP with the top K layers trained by BP, e.g. ``fp1``), ``bdfaK`` (blocked DFA,
+blocks of K, the ``direct`` boundary), ``bdfaK-bp`` (the ``backprop`` boundary) -- recorded under
+the rule's canonical spec (`jdfa.rules.Rule.spec`: ``bdfa25-backprop`` is recorded as
+``bdfa25-bp``), and the benchmark's own pseudo-rules ``forward`` (above) and ``dfa-remat`` (DFA
+recomputing its activations, ``make_train_step(..., remat=True)``).
 
 Examples::
 
     python benchmarks/step_time.py --quick
-    python benchmarks/step_time.py --rules forward,bp,dfa,bdfa25 --depths 100 --width 200 \\
+    python benchmarks/step_time.py --rules forward,bp,dfa,bdfa25 --depths 100 --width 200 \
         --batch 128 --malloc tuned --out benchmarks/results/cpu/headline.jsonl
 """
 
@@ -30,12 +33,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+import common  # this folder is on sys.path when the script runs (tests add it to import it)
 
 DEFAULT_RULES = "forward,bp,fa,dfa,fp1,fp3,bdfa25,bdfa25-bp,bdfa10,bdfa10-bp"
 DEFAULT_DEPTHS = "1,2,5,10,25,50,100,200"
@@ -45,40 +46,34 @@ QUICK = dict(rules="forward,bp,dfa,bdfa25", depths="2,10,50", widths="200", batc
              steps=10, warmup=2, rounds=2)
 HEADLINE = dict(depth=100, width=200, batch=128)
 
-_RULE_RE = re.compile(
-    r"^(forward|bp|fa|dfa|dfa-remat|shallow|fp(\d+)|bdfa(\d+)(-bp|-backprop|-direct)?)$")
+PSEUDO_RULES = ("forward", "dfa-remat")  # the benchmark's own specs on top of jdfa.rules.parse
 
 
 def parse_rule(spec: str):
-    """``spec`` -> ``(canonical spec, jdfa.Rule or None for forward)``."""
+    """``spec`` -> ``(canonical spec, jdfa rule or None for forward)``.
+
+    Learning rules go through `jdfa.rules.parse` (the canonical spec is the rule's `spec`, so
+    ``bdfa25-backprop`` becomes ``bdfa25-bp``); ``forward`` and ``dfa-remat`` are this benchmark's
+    pseudo-rules. Raises ``ValueError`` for anything else.
+    """
     import jdfa
 
-    m = _RULE_RE.match(spec.strip().lower())
-    if not m:
-        raise ValueError(f"unknown rule spec {spec!r}; expected forward, bp, fa, dfa, dfa-remat, "
-                         "shallow, fpK, bdfaK or bdfaK-bp (K an integer)")
-    name = m.group(1)
+    name = spec.strip().lower()
     if name == "forward":
         return "forward", None
     if name == "dfa-remat":  # DFA recomputing its activations (make_train_step(..., remat=True))
         return name, jdfa.dfa()
-    if name in ("bp", "fa", "dfa", "shallow"):
-        return name, getattr(jdfa, name)()
-    if m.group(2) is not None:
-        return f"fp{int(m.group(2))}", jdfa.fp(int(m.group(2)))
-    k = int(m.group(3))
-    boundary = "backprop" if m.group(4) in ("-bp", "-backprop") else "direct"
-    return (f"bdfa{k}-bp" if boundary == "backprop" else f"bdfa{k}"), jdfa.bdfa(k, boundary)
+    try:
+        rule = jdfa.rules.parse(name)
+    except ValueError as e:
+        raise ValueError(f"{e} (or one of the benchmark's pseudo-rules: "
+                         f"{', '.join(PSEUDO_RULES)})") from e
+    return rule.spec, rule
 
 
-def make_optimizer(name: str, lr: float):
-    import optax
-
-    if name == "sgd":
-        return optax.sgd(lr), f"sgd(lr={lr:g})"
-    if name == "adam":
-        return optax.adam(lr), f"adam(lr={lr:g})"
-    raise ValueError(f"unknown optimizer {name!r}")
+def optimizer_label(opt) -> str:
+    """The ``"optimizer"`` field of a record: ``"sgd(lr=0.001)"``."""
+    return f"{opt.name}(lr={opt.lr:g})"
 
 
 def memory_fields(compiled) -> dict:
@@ -156,9 +151,12 @@ def run_config(depth, width, batch, specs, args, optimizer, opt_name, env, emit)
 
     benches = []
     for spec, rule in specs:
-        if rule is not None and rule.name == "fp" and rule.bp_depth > depth:
-            common.log(f"  skip {spec} at depth {depth} (bp_depth > depth)")
-            continue
+        if rule is not None:
+            try:
+                rule.check(net)
+            except ValueError as e:  # e.g. fp3 at depth 2
+                common.log(f"  skip {spec} at depth {depth} ({e})")
+                continue
         b = Bench(spec, rule, net, batch, optimizer, kp, x, y)
         common.log(f"  d={depth} w={width} b={batch} {spec:<10} lower {b.lower_s:6.2f}s "
                    f"compile {b.compile_s:6.2f}s temp {_mb(b.memory['temp_bytes'])}")
@@ -345,7 +343,6 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     common.apply_malloc(args.malloc)
-    common.ensure_repo_on_path()
     base = dict(rules=DEFAULT_RULES, depths=DEFAULT_DEPTHS, widths=DEFAULT_WIDTHS,
                 batches=DEFAULT_BATCHES, steps=20, warmup=3, rounds=5)
     if args.quick:
@@ -358,8 +355,11 @@ def main(argv=None):
 
     import jax
 
+    import jdfa
+
     specs = [parse_rule(s) for s in common.str_list(args.rules)]
-    optimizer, opt_name = make_optimizer(args.optimizer, args.lr)
+    opt = jdfa.Optimizer(args.optimizer, args.lr)
+    optimizer, opt_name = opt.build(1), optimizer_label(opt)  # constant lr: the step count is moot
     dev = jax.devices()[0]
     env = {
         "device_kind": dev.device_kind,

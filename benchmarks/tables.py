@@ -1,5 +1,7 @@
 """Markdown tables from the benchmark JSON lines (the tables of benchmarks/README.md).
 
+Examples::
+
     python benchmarks/tables.py benchmarks/results/cpu/headline_w200.jsonl        # per-rule table
     python benchmarks/tables.py --sweep benchmarks/results/cpu/depth_sweep_w200.jsonl
     python benchmarks/tables.py --breakdown benchmarks/results/cpu/breakdown_dfa.jsonl

@@ -1,4 +1,4 @@
-"""PyTorch baselines for the step-time benchmark: plain BP and an explicit, batched DFA.
+r"""PyTorch baselines for the step-time benchmark: plain BP and an explicit, batched DFA.
 
 Same net as ``step_time.py`` (``in -> width``, ``depth - 1`` times ``width -> width``, ``width ->
 out``; tanh; softmax cross-entropy, batch mean; plain SGD) and the same JSON-lines format, with
@@ -18,19 +18,17 @@ XLA memory fields are null (eager PyTorch compiles nothing).
 
 Example::
 
-    python benchmarks/torch_baseline.py --depth 100 --width 200 --batch 128 --malloc tuned \\
+    python benchmarks/torch_baseline.py --depth 100 --width 200 --batch 128 --malloc tuned \
         --out benchmarks/results/cpu/torch.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+import common  # this folder is on sys.path when the script runs (tests add it to import it)
 
 RULES = ("torch_forward", "torch_bp", "torch_dfa")
 INSTALL_HINT = ("PyTorch is not installed. It is a benchmark-only extra; install the CPU build "
@@ -156,17 +154,19 @@ def run_config(torch, depth, width, batch, args, env, emit):
             raise SystemExit(f"unknown rule {rule!r}; expected some of {', '.join(RULES)}")
         fn = nets[rule].forward if rule == "torch_forward" else nets[rule].step
         runs.append((rule, fn, []))
+    torch_opt_label = f"sgd(lr={args.lr:g})"  # torch.optim.SGD, labelled as step_time.py labels jdfa's
     jdfa_benches = {}
     if args.jdfa_rules:  # jdfa's compiled steps, timed in the same rounds: fair cross-framework ratios
         import jax
         import jax.numpy as jnp
+        import step_time
 
         import jdfa
-        import step_time
 
         net = jdfa.MLP(args.in_features, width, depth, args.out_features)
         xj, yj = jnp.asarray(x.cpu().numpy()), jnp.asarray(y.cpu().numpy().astype("int32"))
-        optimizer, _ = step_time.make_optimizer("sgd", args.lr)
+        opt = jdfa.Optimizer("sgd", args.lr)
+        optimizer, jdfa_opt_label = opt.build(1), step_time.optimizer_label(opt)
         for spec in common.str_list(args.jdfa_rules):
             spec, rule = step_time.parse_rule(spec)
             b = step_time.Bench(spec, rule, net, batch, optimizer, jax.random.key(args.seed), xj, yj)
@@ -199,7 +199,7 @@ def run_config(torch, depth, width, batch, args, env, emit):
                    if b.rule is None else str(b.rule)) + ", timed beside the PyTorch runs",
                    "depth": depth, "width": width, "batch": batch,
                    "in_features": args.in_features, "out_features": args.out_features,
-                   "activation": "tanh", "optimizer": None if b.rule is None else f"sgd(lr={args.lr:g})",
+                   "activation": "tanh", "optimizer": None if b.rule is None else jdfa_opt_label,
                    **env, "jax_version": jax.__version__, "lower_s": b.lower_s,
                    "compile_s": b.compile_s,
                    **common.timing_fields(times, batch), **b.memory, "other_load_cores": other_load}
@@ -212,7 +212,7 @@ def run_config(torch, depth, width, batch, args, env, emit):
             "kind": "step", "rule": rule, "rule_repr": reprs[rule],
             "depth": depth, "width": width, "batch": batch,
             "in_features": args.in_features, "out_features": args.out_features,
-            "activation": "tanh", "optimizer": None if rule == "torch_forward" else f"sgd(lr={args.lr:g})",
+            "activation": "tanh", "optimizer": None if rule == "torch_forward" else torch_opt_label,
             **env,
             "lower_s": None, "compile_s": None,
             **common.timing_fields(times, batch),
@@ -250,7 +250,6 @@ def main(argv=None):
     args = p.parse_args(argv)
     common.apply_malloc(args.malloc)
     torch = _import_torch()
-    common.ensure_repo_on_path()
     threads = args.threads or common.cpu_count()
     torch.set_num_threads(threads)
     if args.device == "cuda" and not torch.cuda.is_available():

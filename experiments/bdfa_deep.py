@@ -41,48 +41,50 @@ def flags(p):
     p.add_argument("--blocks", type=int, nargs="+", default=[50, 25, 10, 5])
 
 
-args = common.parse_args(__doc__, "bdfa_deep", extra=flags)
-data = common.load_data(args)
-
 PAPER = {200: {"BP": "does not converge", "DFA (block 100)": 89.2, "BDFA 50": 90.8, "BDFA 25": 93.2},
          300: {"BP": "—", "DFA (block 100)": 89.0, "BDFA 50": 90.0, "BDFA 25": 93.1}}
-if args.quick:
-    widths, steps, blocks, boundaries = [200], 100, [25], ["direct", "backprop"]
-else:
-    widths, steps, blocks, boundaries = args.widths, args.steps, args.blocks, ["direct", "backprop"]
-base = dict(depth=100, activation="tanh", loss="softmax_cross_entropy", weight_init="uniform",
-            optimizer="adam", lr=1e-3, batch_size=64, steps=steps, seed=0,
-            eval_every=max(steps // 20, 50), align_every=100 if steps >= 200 else 50,
-            train_eval_size=2000 if args.quick else 10000)
-
-# The rules: name -> config overrides.
-rules = {"BP": dict(rule="bp"), "DFA (block 100)": dict(rule="dfa")}
-for k in blocks:
-    for boundary in boundaries:
-        rules[f"BDFA {k}" + ("" if boundary == "direct" else " (backprop boundary)")] = dict(
-            rule="bdfa", block_size=k, boundary=boundary)
 
 
 def tag(width, name):
+    """The run folder's name: ``w200_bdfa25_bp``."""
     return f"w{width}_" + name.lower().replace(" (block 100)", "").replace(" (backprop boundary)", "_bp") \
         .replace(" ", "")
 
 
-done = common.run_all(args, {tag(w, name): dict(width=w, **base, **cfg) for w in widths
-                             for name, cfg in rules.items()}, data=data)
-runs = {w: {name: done[tag(w, name)] for name in rules} for w in widths}
+def main(argv=None):
+    args = common.parse_args(__doc__, "bdfa_deep", extra=flags, argv=argv)
+    data = common.load_data(args)
+    if args.quick:
+        widths, steps, blocks, boundaries = [200], 100, [25], ["direct", "backprop"]
+    else:
+        widths, steps, blocks, boundaries = args.widths, args.steps, args.blocks, ["direct", "backprop"]
+    base = dict(depth=100, activation="tanh", loss="softmax_cross_entropy", weight_init="uniform",
+                optimizer="adam", lr=1e-3, batch_size=64, steps=steps, seed=0,
+                eval_every=max(steps // 20, 50), align_every=100 if steps >= 200 else 50,
+                train_eval_size=2000 if args.quick else 10000)
 
-# Tables 1-2: paper vs jdfa (final and best test accuracy over the evaluations).
-rows = []
-for w in widths:
-    for name, r in runs[w].items():
-        paper = "—" if "backprop" in name else PAPER.get(w, {}).get(name, "—")
-        rows.append((w, name, paper if isinstance(paper, str) else f"{paper:.1f}",
-                     common.pct(common.final(r)), common.pct(common.best(r)),
-                     common.pct(common.final(r, "train_accuracy")), r["status"], r["steps_per_s"]))
-table = common.markdown_table(["width", "rule", "paper test %", "jdfa test % (final)", "jdfa test % (best)",
-                               "jdfa train %", "status", "steps/s"], rows)
-notes = f"""
+    # The rules: name -> config overrides.
+    rules = {"BP": dict(rule="bp"), "DFA (block 100)": dict(rule="dfa")}
+    for k in blocks:
+        for boundary in boundaries:
+            rules[f"BDFA {k}" + ("" if boundary == "direct" else " (backprop boundary)")] = dict(
+                rule="bdfa", block_size=k, boundary=boundary)
+
+    done = common.run_all(args, {tag(w, name): dict(width=w, **base, **cfg) for w in widths
+                                 for name, cfg in rules.items()}, data=data)
+    runs = {w: {name: done[tag(w, name)] for name in rules} for w in widths}
+
+    # Tables 1-2: paper vs jdfa (final and best test accuracy over the evaluations).
+    rows = []
+    for w in widths:
+        for name, r in runs[w].items():
+            paper = "—" if "backprop" in name else PAPER.get(w, {}).get(name, "—")
+            rows.append((w, name, paper if isinstance(paper, str) else f"{paper:.1f}",
+                         common.pct(common.final(r)), common.pct(common.best(r)),
+                         common.pct(common.final(r, "train_accuracy")), r["status"], r["steps_per_s"]))
+    table = common.markdown_table(["width", "rule", "paper test %", "jdfa test % (final)",
+                                   "jdfa test % (best)", "jdfa train %", "status", "steps/s"], rows)
+    notes = f"""
 Budget: {steps} steps of batch 64 ({steps * 64 / 60000:.1f} epochs) per run, Adam lr 1e-3, seed 0,
 weights and feedback U(+-1/sqrt(fan)). The paper states none of optimizer, learning rate, batch
 size, steps or initialisation; its budget is unknown and very likely larger (its figures run far
@@ -90,22 +92,29 @@ longer), so the gap to its numbers is first of all a budget gap. "paper" is give
 own reading (its text: `boundary="direct"`); the `backprop`-boundary rows and blocks 10 and 5 are
 ours. BDFA 100 = DFA at depth 100 (the blocks cover the whole net).
 """
-missing = [k for k in (50, 25, 10, 5) if k not in blocks]
-if missing:
-    notes += f"\nNot run in this invocation (time): BDFA blocks {missing}, both readings (`--blocks ...`).\n"
-if [w for w in (200, 300) if w not in widths]:
-    notes += f"Not run in this invocation (time): width(s) {[w for w in (200, 300) if w not in widths]} (`--widths ...`).\n"
-common.write_results(args, {"config": base, "rules": rules, "paper": PAPER,
-                            "runs": {str(w): {k: common.slim(v) for k, v in rs.items()} for w, rs in runs.items()}},
-                     table, "Blocked DFA on 100-layer nets (BDFA paper, Tables 1-2, Figures 8-9)", notes)
+    missing = [k for k in (50, 25, 10, 5) if k not in blocks]
+    if missing:
+        notes += (f"\nNot run in this invocation (time): BDFA blocks {missing}, both readings "
+                  "(`--blocks ...`).\n")
+    missing_widths = [w for w in (200, 300) if w not in widths]
+    if missing_widths:
+        notes += f"Not run in this invocation (time): width(s) {missing_widths} (`--widths ...`).\n"
+    common.write_results(args, {"config": base, "rules": rules, "paper": PAPER,
+                                "runs": {str(w): {k: common.slim(v) for k, v in rs.items()}
+                                         for w, rs in runs.items()}},
+                         table, "Blocked DFA on 100-layer nets (BDFA paper, Tables 1-2, Figures 8-9)", notes)
 
-# Figures 8-9: test accuracy against step, one figure per width.
-for w in widths:
-    fig, axes = common.plt.subplots(1, 2, figsize=(12, 4.2))
-    direct = {k: v for k, v in runs[w].items() if "backprop" not in k}
-    other = {k: v for k, v in runs[w].items() if "backprop" in k or k in ("BP", "DFA (block 100)")}
-    common.plot_metric(axes[0], direct, "test_accuracy", marker=".")
-    common.plot_metric(axes[1], other, "test_accuracy", marker=".")
-    axes[0].set_title(f"depth 100, width {w}: BP, DFA, BDFA (paper's reading)")
-    axes[1].set_title(f"depth 100, width {w}: BDFA, backprop boundary")
-    common.savefig(args, fig, f"accuracy_w{w}.png")
+    # Figures 8-9: test accuracy against step, one figure per width.
+    for w in widths:
+        fig, axes = common.plt.subplots(1, 2, figsize=(12, 4.2))
+        direct = {k: v for k, v in runs[w].items() if "backprop" not in k}
+        other = {k: v for k, v in runs[w].items() if "backprop" in k or k in ("BP", "DFA (block 100)")}
+        common.plot_metric(axes[0], direct, "test_accuracy", marker=".")
+        common.plot_metric(axes[1], other, "test_accuracy", marker=".")
+        axes[0].set_title(f"depth 100, width {w}: BP, DFA, BDFA (paper's reading)")
+        axes[1].set_title(f"depth 100, width {w}: BDFA, backprop boundary")
+        common.savefig(args, fig, f"accuracy_w{w}.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,18 +1,21 @@
 """Helpers shared by the experiment scripts: flags, data, running `jdfa.train`, tables and plots.
 
-Every script does the same four things, in order:
+Every script's ``main(argv=None)`` does the same four things, in order (nothing runs on import):
 
-1. ``args = common.parse_args(__doc__, "name")`` -- ``--quick``, ``--dataset``, ``--out``;
+1. ``args = common.parse_args(__doc__, "name", argv=argv)`` -- ``--quick``, ``--dataset``, ``--out``;
 2. ``data = common.load_data(args)`` -- exits with a clear message if the dataset is missing;
-3. ``common.run(args, "tag", data=data, **config)`` for each run -- a thin call of `jdfa.train`
-   that keeps the run's ``metrics.jsonl``, ``config.json`` and ``summary.json`` under
-   ``<out>/runs/<tag>/`` and returns the summary plus the metric records -- or
+3. ``common.run(args, "tag", data=data, **config)`` for each run -- ``config`` is flat flags
+   (`jdfa.driver.from_flags`'s names), turned into a `jdfa.Config` and trained with `jdfa.train`;
+   the run's ``metrics.jsonl``, ``config.json`` and ``summary.json`` stay under
+   ``<out>/runs/<tag>/``, and it returns the summary plus the metric records -- or
    ``common.run_all(args, {tag: config}, data=data)`` for a group of independent runs, which
    ``--jobs N`` trains N at a time in separate processes;
 4. ``common.write_results(args, results, table)`` and ``common.savefig(args, fig, "name.png")``.
 
 Results go to ``experiments/results/<name>/`` unless ``--out`` says otherwise (the tests write to a
-temporary folder so they never overwrite the committed results).
+temporary folder so they never overwrite the committed results). Importing this module changes
+neither the environment nor ``sys.path``; `load_data` sets this checkout's data and cache folders
+as defaults of ``JDFA_DATA_DIR`` / ``JDFA_CACHE_DIR`` when a script runs.
 """
 
 from __future__ import annotations
@@ -21,32 +24,23 @@ import argparse
 import dataclasses
 import json
 import math
-import shutil
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import matplotlib.pyplot as plt  # re-exported for the scripts (`common.plt`)
+import numpy as np
+
+import jdfa
+from jdfa.data import DataError
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-
-# Defaults for this checkout: the shared MNIST folder next to the repository and a cache in /tmp.
-# Both are only defaults; an exported JDFA_DATA_DIR / JDFA_CACHE_DIR wins.
-if (REPO.parent / "shared" / "data").is_dir():
-    os.environ.setdefault("JDFA_DATA_DIR", str(REPO.parent / "shared" / "data"))
-os.environ.setdefault("JDFA_CACHE_DIR", "/tmp/jdfa_cache")
-if str(REPO) not in sys.path:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(REPO))
-
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402,F401  (re-exported for the scripts)
-import numpy as np  # noqa: E402
-
-import jdfa  # noqa: E402
-from jdfa.data import DataError  # noqa: E402
+SHARED_DATA = REPO.parent / "shared" / "data"  # this checkout's MNIST folder, when it exists
+CACHE_DIR = "/tmp/jdfa_cache"
 
 
 # ----------------------------------------------------------------------------------------- flags
@@ -58,6 +52,7 @@ def parse_args(doc: str, name: str, datasets=("mnist", "notmnist"), extra=None,
     ``--fresh`` (retrain runs whose folder already holds a finished run of the same config) and
     ``--jobs`` (runs trained at once by `run_all`).
     ``extra(parser)`` adds a script's own flags."""
+    plt.switch_backend("Agg")  # files only, never a window
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a short smoke version (minutes)")
     p.add_argument("--dataset", default=datasets[0], choices=datasets)
@@ -82,6 +77,16 @@ def parse_args(doc: str, name: str, datasets=("mnist", "notmnist"), extra=None,
 
 # ------------------------------------------------------------------------------------------ data
 
+def data_defaults() -> None:
+    """This checkout's defaults for `jdfa.data`, set when a script loads its data (never on
+    import): ``JDFA_DATA_DIR`` the shared MNIST folder next to the repository (when it exists) and
+    ``JDFA_CACHE_DIR`` a cache in /tmp. Only defaults: an exported value wins. Set in the
+    environment so that `run_all`'s child processes inherit them."""
+    if SHARED_DATA.is_dir():
+        os.environ.setdefault("JDFA_DATA_DIR", str(SHARED_DATA))
+    os.environ.setdefault("JDFA_CACHE_DIR", CACHE_DIR)
+
+
 def load_data(args):
     """``((x_train, y_train), (x_test, y_test))`` for ``args.dataset``, loaded once per script.
 
@@ -90,6 +95,7 @@ def load_data(args):
     if args.dataset == "xor":
         x, y = jdfa.data.xor()
         return (x, y), (x, y)
+    data_defaults()
     try:
         return (jdfa.data.load(args.dataset, "train", download=False),
                 jdfa.data.load(args.dataset, "test", download=False))
@@ -102,19 +108,22 @@ def load_data(args):
 # ------------------------------------------------------------------------------------------ runs
 
 def run(args, tag: str, *, data, **config) -> dict:
-    """One `jdfa.train` run into ``<out>/runs/<tag>``. Returns the summary (without the state
+    """One `jdfa.train` run into ``<out>/runs/<tag>``. ``config`` holds flat flags (the names of
+    `jdfa.driver.from_flags`: ``rule``, ``depth``, ``lr``, ...; rule fields the rule does not have
+    are dropped, see `for_rule`), plus ``keep_state``. Returns the summary (without the state
     unless ``keep_state``) with ``records`` (the metrics.jsonl lines) added."""
     keep_state = config.pop("keep_state", False)
     out = args.out / "runs" / tag
-    config.setdefault("progress", False)
+    flags = for_rule(config)
     if not keep_state and not args.fresh:
-        done = _finished(args, tag, config)
+        done = _finished(args, tag, flags, data)
         if done is not None:
             print(f"[{args.name}] {tag}: reusing the finished run in {out} (same config; --fresh retrains)")
             return done
-    print(f"[{args.name}] {tag}: " + ", ".join(f"{k}={v}" for k, v in config.items() if k != "progress"),
+    print(f"[{args.name}] {tag}: " + ", ".join(f"{k}={v}" for k, v in flags.items() if k != "progress"),
           flush=True)
-    summary = jdfa.train(data=data, out=str(out), dataset=args.dataset, **config)
+    cfg, data = _config(args, tag, flags, data)
+    summary = jdfa.train(cfg, data=data)
     state = summary.pop("state")
     (out / "curves.png").unlink(missing_ok=True)  # the experiment's own figures replace these
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # large for deep nets; not needed here
@@ -134,22 +143,41 @@ def run_all(args, runs: dict, *, data) -> dict:
     (its output in ``runs/<tag>.log``), and are then read back like any finished run. The numbers
     are those of the same runs trained one after the other: each run is a function of its config."""
     if args.jobs > 1:
-        todo = {tag: cfg for tag, cfg in runs.items() if args.fresh or _finished(args, tag, cfg) is None}
+        todo = {tag: cfg for tag, cfg in runs.items()
+                if args.fresh or _finished(args, tag, for_rule(cfg), data) is None}
         _train_concurrently(args, todo)
         args = argparse.Namespace(**{**vars(args), "fresh": False})  # keep what just trained
     return {tag: run(args, tag, data=data, **cfg) for tag, cfg in runs.items()}
 
 
-def _finished(args, tag: str, config: dict) -> dict | None:
-    """The finished run in ``runs/<tag>`` if it was trained with ``config``, else None."""
-    out = args.out / "runs" / tag
-    done = load_run(out)
-    config = {k: v for k, v in config.items() if k != "keep_state"}
-    config.setdefault("progress", False)
-    wanted = dataclasses.asdict(jdfa.Config(**config, dataset=args.dataset, out=str(out)))
-    if done is not None and done["status"] in ("finished", "diverged") and _same(done["config"], wanted):
-        return done
-    return None
+# Every rule field of any rule (``block_size``, ``bp_depth``, ``feedback_init``, ...).
+_RULE_FIELDS = {f.name for cls in jdfa.rules.RULES.values() for f in dataclasses.fields(cls)}
+
+
+def for_rule(config: dict) -> dict:
+    """``config`` (flat flags) without ``keep_state`` and without the rule fields that its rule
+    does not have (``feedback_init`` for ``bp``, ``block_size`` for ``dfa``), so that one recipe
+    can be passed to every rule: such a field never changed what the rule does, and
+    `jdfa.driver.from_flags` refuses it."""
+    rule = config.get("rule", jdfa.driver.flags.defaults()["rule"])
+    own = {f.name for f in dataclasses.fields(rule if isinstance(rule, jdfa.rules.Rule)
+                                              else jdfa.rules.parse(rule))}
+    return {k: v for k, v in config.items() if k != "keep_state" and (k not in _RULE_FIELDS or k in own)}
+
+
+def _config(args, tag: str, flags: dict, data):
+    """``(config, data)``: the `jdfa.Config` of a run of ``flags`` into ``runs/<tag>``."""
+    flags = {"progress": False, **flags, "dataset": args.dataset, "out": str(args.out / "runs" / tag)}
+    return jdfa.driver.from_flags(flags, data)
+
+
+def _finished(args, tag: str, flags: dict, data) -> dict | None:
+    """The finished run in ``runs/<tag>`` if it was trained with the config of ``flags``, else None."""
+    done = load_run(args.out / "runs" / tag)
+    if done is None or done["status"] not in ("finished", "diverged"):
+        return None
+    wanted, _ = _config(args, tag, flags, data)
+    return done if _same(done["config"], wanted.to_dict()) else None
 
 
 # A child process trains one run through `run` itself, so its folder ends up as a serial run's.
@@ -192,10 +220,10 @@ def _train_concurrently(args, runs: dict) -> None:
 
 
 def _same(saved: dict, wanted: dict) -> bool:
-    """Same config, ignoring where it was written and fields a run saved before they existed
-    (when the wanted value is the default)."""
+    """Same config (both `jdfa.Config.to_dict`'s nested dicts), ignoring where it was written and
+    run fields a run saved before they existed (when the wanted value is the default)."""
     ignore = {"out", "progress", "data_dir", "tensorboard", "resume"}
-    defaults = dataclasses.asdict(jdfa.Config())
+    defaults = jdfa.Config().to_dict()
     return all(saved.get(k, defaults.get(k)) == v for k, v in wanted.items() if k not in ignore)
 
 

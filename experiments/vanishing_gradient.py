@@ -32,71 +32,84 @@ def flags(p):
     p.add_argument("--steps", type=int, default=10000, help="must match bdfa_deep.py's to reuse its runs")
 
 
-args = common.parse_args(__doc__, "vanishing_gradient", extra=flags)
-steps = 200 if args.quick else args.steps
-# The config of experiment 1 (bdfa_deep.py) at width 200.
-base = dict(depth=100, width=200, activation="tanh", loss="softmax_cross_entropy", weight_init="uniform",
-            optimizer="adam", lr=1e-3, batch_size=64, steps=steps, seed=0,
-            eval_every=max(steps // 20, 50), align_every=100 if steps >= 200 else 50,
-            train_eval_size=2000 if args.quick else 10000)
-
+# name -> (the tag of its run here and in experiment 1, at width 200; the rule's config).
 RULES = {"BP": ("bp", dict(rule="bp")), "DFA": ("dfa", dict(rule="dfa")),
          "BDFA 25": ("bdfa25", dict(rule="bdfa", block_size=25))}
-runs, source, data = {}, {}, None
-for name, (tag, rule) in RULES.items():
-    shared = common.HERE / "results" / "bdfa_deep" / "runs" / f"w200_{tag}"
-    r = None if args.quick else common.load_run(shared)
-    if r is not None and r["config"]["steps"] == steps and r["config"]["lr"] == base["lr"]:
-        runs[name], source[name] = r, f"reused {shared.relative_to(common.REPO)}"
-    else:
-        data = data if data is not None else common.load_data(args)
-        runs[name], source[name] = common.run(args, tag, data=data, **rule, **base), "trained here"
 
-# Per-layer update norms: records x (depth + 1) -- hidden layers 1..100, then the output layer.
-norms = {}
-for name, r in runs.items():
-    recs = [rec for rec in r["records"] if "layer_update_norms" in rec]
-    norms[name] = (np.array([rec["step"] for rec in recs]), np.array([rec["layer_update_norms"] for rec in recs]))
 
-fig, axes = common.plt.subplots(1, len(runs), figsize=(6 * len(runs), 4.5), sharey=True)
-positive = np.concatenate([n[n > 0].ravel() for _, n in norms.values()])
-scale = LogNorm(vmin=max(positive.min(), 1e-12), vmax=positive.max())
-cmap = common.plt.get_cmap("magma").copy()
-cmap.set_bad("white")  # an update that is exactly 0 (it underflowed float32 on the way down)
-for ax, (name, (s, n)) in zip(axes, norms.items()):
-    im = ax.imshow(np.where(n.T > 0, n.T, np.nan), aspect="auto", origin="lower", norm=scale,
-                   extent=(s[0], s[-1], 0.5, n.shape[1] + 0.5), interpolation="nearest", cmap=cmap)
-    ax.set(title=name, xlabel="step", ylabel="layer (1 = input side, 101 = output layer)")
-fig.colorbar(im, ax=axes, label="Frobenius norm of the layer's update (weights + bias)")
-fig.suptitle("|update| per layer and step, depth 100, width 200 (log colour; white = exactly 0)")
-fig.savefig(args.out / "update_norms.png", dpi=90)
-common.plt.close(fig)
+def same_recipe(r, base) -> bool:
+    """Whether experiment 1's finished run ``r`` was trained with ``base``'s steps and learning rate."""
+    config = r["config"]
+    optimizer = config.get("optimizer")
+    return (config.get("steps") == base["steps"] and isinstance(optimizer, dict)
+            and optimizer.get("lr") == base["lr"])
 
-fig, ax = common.plt.subplots(figsize=(7, 4))
-for name, (s, n) in norms.items():
-    for i, ls in ((0, ":"), (-1, "-")):
-        ax.semilogy(np.arange(1, n.shape[1] + 1), n[i], ls, label=f"{name}, step {s[i]}")
-ax.set(xlabel="layer (1 = input side, 101 = output)", ylabel="|update|")
-ax.grid(alpha=0.3, which="both")
-ax.legend()
-common.savefig(args, fig, "update_norms_by_layer.png")
 
-rows = []
-for name, (s, n) in norms.items():
-    for i in (0, -1):
-        rows.append((name, s[i], f"{n[i, 0]:.2e}", f"{n[i, 49]:.2e}", f"{n[i, 99]:.2e}", f"{n[i, 100]:.2e}",
-                     f"{n[i, 0] / n[i, 99]:.1e}", int((n[i] == 0).sum())))
-table = common.markdown_table(["rule", "step", "layer 1", "layer 50", "layer 100", "output", "layer 1 / layer 100",
-                               "layers with update exactly 0"], rows)
-blocks = [(0, 25), (25, 50), (50, 75), (75, 100)]
-table += "\nMean update norm per block of 25 layers (BDFA 25's blocks):\n\n" + common.markdown_table(
-    ["rule", "step", *[f"layers {a + 1}-{b}" for a, b in blocks]],
-    [(name, s[i], *[f"{n[i, a:b].mean():.1e}" for a, b in blocks])
-     for name, (s, n) in norms.items() for i in (0, len(s) // 2, -1)])
-table += "\n" + common.markdown_table(
-    ["rule", "final test acc. %", "runs"],
-    [(name, common.pct(common.final(r)), source[name]) for name, r in runs.items()])
-notes = """
+def main(argv=None):
+    args = common.parse_args(__doc__, "vanishing_gradient", extra=flags, argv=argv)
+    steps = 200 if args.quick else args.steps
+    # The config of experiment 1 (bdfa_deep.py) at width 200.
+    base = dict(depth=100, width=200, activation="tanh", loss="softmax_cross_entropy", weight_init="uniform",
+                optimizer="adam", lr=1e-3, batch_size=64, steps=steps, seed=0,
+                eval_every=max(steps // 20, 50), align_every=100 if steps >= 200 else 50,
+                train_eval_size=2000 if args.quick else 10000)
+
+    runs, source, data = {}, {}, None
+    for name, (tag, rule) in RULES.items():
+        shared = common.HERE / "results" / "bdfa_deep" / "runs" / f"w200_{tag}"
+        r = None if args.quick else common.load_run(shared)
+        if r is not None and same_recipe(r, base):
+            runs[name], source[name] = r, f"reused {shared.relative_to(common.REPO)}"
+        else:
+            data = data if data is not None else common.load_data(args)
+            runs[name], source[name] = common.run(args, tag, data=data, **rule, **base), "trained here"
+
+    # Per-layer update norms: records x (depth + 1) -- hidden layers 1..100, then the output layer.
+    norms = {}
+    for name, r in runs.items():
+        recs = [rec for rec in r["records"] if "layer_update_norms" in rec]
+        norms[name] = (np.array([rec["step"] for rec in recs]),
+                       np.array([rec["layer_update_norms"] for rec in recs]))
+
+    fig, axes = common.plt.subplots(1, len(runs), figsize=(6 * len(runs), 4.5), sharey=True)
+    positive = np.concatenate([n[n > 0].ravel() for _, n in norms.values()])
+    scale = LogNorm(vmin=max(positive.min(), 1e-12), vmax=positive.max())
+    cmap = common.plt.get_cmap("magma").copy()
+    cmap.set_bad("white")  # an update that is exactly 0 (it underflowed float32 on the way down)
+    for ax, (name, (s, n)) in zip(axes, norms.items()):
+        im = ax.imshow(np.where(n.T > 0, n.T, np.nan), aspect="auto", origin="lower", norm=scale,
+                       extent=(s[0], s[-1], 0.5, n.shape[1] + 0.5), interpolation="nearest", cmap=cmap)
+        ax.set(title=name, xlabel="step", ylabel="layer (1 = input side, 101 = output layer)")
+    fig.colorbar(im, ax=axes, label="Frobenius norm of the layer's update (weights + bias)")
+    fig.suptitle("|update| per layer and step, depth 100, width 200 (log colour; white = exactly 0)")
+    fig.savefig(args.out / "update_norms.png", dpi=90)
+    common.plt.close(fig)
+
+    fig, ax = common.plt.subplots(figsize=(7, 4))
+    for name, (s, n) in norms.items():
+        for i, ls in ((0, ":"), (-1, "-")):
+            ax.semilogy(np.arange(1, n.shape[1] + 1), n[i], ls, label=f"{name}, step {s[i]}")
+    ax.set(xlabel="layer (1 = input side, 101 = output)", ylabel="|update|")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    common.savefig(args, fig, "update_norms_by_layer.png")
+
+    rows = []
+    for name, (s, n) in norms.items():
+        for i in (0, -1):
+            rows.append((name, s[i], f"{n[i, 0]:.2e}", f"{n[i, 49]:.2e}", f"{n[i, 99]:.2e}",
+                         f"{n[i, 100]:.2e}", f"{n[i, 0] / n[i, 99]:.1e}", int((n[i] == 0).sum())))
+    table = common.markdown_table(["rule", "step", "layer 1", "layer 50", "layer 100", "output",
+                                   "layer 1 / layer 100", "layers with update exactly 0"], rows)
+    blocks = [(0, 25), (25, 50), (50, 75), (75, 100)]
+    table += "\nMean update norm per block of 25 layers (BDFA 25's blocks):\n\n" + common.markdown_table(
+        ["rule", "step", *[f"layers {a + 1}-{b}" for a, b in blocks]],
+        [(name, s[i], *[f"{n[i, a:b].mean():.1e}" for a, b in blocks])
+         for name, (s, n) in norms.items() for i in (0, len(s) // 2, -1)])
+    table += "\n" + common.markdown_table(
+        ["rule", "final test acc. %", "runs"],
+        [(name, common.pct(common.final(r)), source[name]) for name, r in runs.items()])
+    notes = """
 The paper shows this only through accuracy curves (BP does not converge); the norms here are the
 per-layer norms of the update direction (before Adam), recorded at the last step of every
 100-step interval. Under BP the input-side layers get updates many orders of magnitude smaller
@@ -116,8 +129,13 @@ layer reads e through its own B and its own f' only, keeps every layer's update 
 goes with BDFA's plateau in experiment 1 but is not all of it: without the f' factors in the
 feedback nothing vanishes and BDFA 25 still stays on the plateau (experiment 1's notes).
 """
-common.write_results(args, {"config": base, "source": source,
-                            "norm_steps": {k: s for k, (s, _) in norms.items()},
-                            "layer_update_norms": {k: n for k, (_, n) in norms.items()}},
-                     table, "Vanishing gradient of BP (and BDFA's vanishing feedback) vs DFA at depth 100 (BDFA paper, "
-                     "section 6.2.1)", notes)
+    title = ("Vanishing gradient of BP (and BDFA's vanishing feedback) vs DFA at depth 100 "
+             "(BDFA paper, section 6.2.1)")
+    common.write_results(args, {"config": base, "source": source,
+                                "norm_steps": {k: s for k, (s, _) in norms.items()},
+                                "layer_update_norms": {k: n for k, (_, n) in norms.items()}},
+                         table, title, notes)
+
+
+if __name__ == "__main__":
+    main()

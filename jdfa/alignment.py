@@ -31,7 +31,7 @@ class Alignment(NamedTuple):
 
 
 def align(net: MLP, rule: rules.Rule, params: Params, feedback: Feedback, x: jax.Array,
-              y: jax.Array, batch_mode: str = "mean") -> Alignment:
+          y: jax.Array, batch_mode: str = "mean") -> Alignment:
     """Compares ``rule``'s update with the BP gradient on the same params and batch.
 
     One forward pass serves both; the cost is about one BP step, so it can run every N steps

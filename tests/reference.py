@@ -24,7 +24,7 @@ def layers(params):
 
 
 def softmax_xent_error(a_y, labels):
-    """e = dL/da_y of the batch-mean softmax cross-entropy, per example as columns (out, B)."""
+    """The error e = dL/da_y of the batch-mean softmax cross-entropy, per example as columns (out, N)."""
     z = a_y - a_y.max(axis=0)
     p = np.exp(z) / np.exp(z).sum(axis=0)
     onehot = np.eye(a_y.shape[0])[:, labels]

@@ -1,5 +1,7 @@
-"""The step-time benchmark runs end to end on a tiny configuration and writes well-formed records."""
+"""The benchmark scripts: the step-time benchmark runs end to end on a tiny configuration and
+writes well-formed records; rule specs, the optimizer label, the epoch benchmark, PyTorch baselines."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -9,6 +11,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "benchmarks", "step_time.py")
+MNIST = os.environ.get("JDFA_DATA_DIR", os.path.join(os.path.dirname(ROOT), "shared", "data"))
 
 INT_OR_NONE = (int, type(None))
 FIELDS = {
@@ -66,12 +69,24 @@ def test_every_field_and_type(run):
     assert [json.loads(line) for line in out.read_text().splitlines()] == lines
 
 
-def test_summary_from_records():
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+def _bench_module(name):
+    """Imports a script of benchmarks/ as its sibling scripts do (that folder on ``sys.path``), then
+    takes benchmarks/' generic module names (``common``, ``plot``, ...) out of ``sys.modules`` again,
+    so that they cannot shadow another folder's ``common`` later in this process."""
+    here = os.path.join(ROOT, "benchmarks")
+    before = set(sys.modules)
+    sys.path.insert(0, here)
     try:
-        import step_time
+        return importlib.import_module(name)
     finally:
-        sys.path.pop(0)
+        sys.path.remove(here)
+        for mod in set(sys.modules) - before:
+            if os.path.dirname(getattr(sys.modules[mod], "__file__", None) or "") == here:
+                del sys.modules[mod]
+
+
+def test_summary_from_records():
+    step_time = _bench_module("step_time")
     env = {"malloc": "tuned"}
     recs = [{"kind": "step", "rule": r, "depth": d, "width": w, "batch": 128,
              "step_ms_median": ms, "step_ms_min": ms / 2, "temp_bytes": tb, "compile_s": c}
@@ -92,30 +107,63 @@ def test_summary_from_records():
 
 
 def test_rule_specs():
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-    sys.path.insert(0, ROOT)
-    try:
-        import step_time
-    finally:
-        sys.path.pop(0)
-        sys.path.pop(0)
+    """Real rules go through jdfa.rules.parse, recorded under the canonical names of the committed
+    results; forward and dfa-remat are the benchmark's own."""
+    import jdfa
+
+    step_time = _bench_module("step_time")
     assert step_time.parse_rule("forward") == ("forward", None)
-    assert step_time.parse_rule("fp3")[0] == "fp3" and step_time.parse_rule("fp3")[1].bp_depth == 3
+    assert step_time.parse_rule("dfa-remat") == ("dfa-remat", jdfa.dfa())
+    assert step_time.parse_rule("fp3") == ("fp3", jdfa.fp(3))
     spec, rule = step_time.parse_rule("bdfa25-backprop")
-    assert spec == "bdfa25-bp" and rule.block_size == 25 and rule.boundary == "backprop"
-    assert step_time.parse_rule("bdfa10")[1].boundary == "direct"
-    with pytest.raises(ValueError):
-        step_time.parse_rule("dfa2")
+    assert spec == "bdfa25-bp" and rule == jdfa.bdfa(25, "backprop")
+    assert step_time.parse_rule("bdfa10") == ("bdfa10", jdfa.bdfa(10, "direct"))
+    assert step_time.parse_rule("bdfa10-direct")[0] == "bdfa10"
+    # Every spec of the committed results reads back as itself.
+    for name in step_time.DEFAULT_RULES.split(",") + ["shallow", "dfa-remat"]:
+        assert step_time.parse_rule(name)[0] == name
+    assert step_time.parse_rule(" BDFA25-BP ")[0] == "bdfa25-bp"
+    for bad in ("dfa2", "bp-bp", "fp-bp", "bdfa25-x", "bdfa0", "forward2", "sgd", ""):
+        with pytest.raises(ValueError):
+            step_time.parse_rule(bad)
+
+
+def test_optimizer_label():
+    import jdfa
+
+    step_time = _bench_module("step_time")
+    assert step_time.optimizer_label(jdfa.Optimizer("sgd", 0.1)) == "sgd(lr=0.1)"
+    assert step_time.optimizer_label(jdfa.Optimizer("adam", 1e-3)) == "adam(lr=0.001)"
+
+
+def test_scripts_import_without_running():
+    """Importing a script runs nothing: each has a main() behind a __main__ guard."""
+    for name in ("step_time", "breakdown", "epoch_time", "scaling", "torch_baseline", "plot", "tables"):
+        assert callable(_bench_module(name).main), name
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(MNIST, "mnist", "train-images-idx3-ubyte.gz")),
+                    reason="the real MNIST is not on this machine")
+def test_epoch_time_runs(tmp_path):
+    out = tmp_path / "epoch.jsonl"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "epoch_time.py"), "--rules", "dfa,bdfa1-bp",
+         "--depth", "2", "--width", "8", "--batch", "32", "--steps", "3", "--data-dir", MNIST,
+         "--malloc", "inherit", "--out", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        env=dict(os.environ, JDFA_CACHE_DIR=str(tmp_path / "cache")),
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["rule"] for r in rows] == ["dfa", "bdfa(block_size=1, boundary='backprop')"]
+    for r in rows:
+        assert (r["depth"], r["width"], r["batch"], r["steps"], r["examples"]) == (2, 8, 32, 3, 96)
+        assert r["optimizer"] == "adam" and r["epoch_s"] > 0 and r["final_batch_loss"] > 0
 
 
 def _torch_baseline():
     pytest.importorskip("torch")
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-    try:
-        import torch_baseline
-    finally:
-        sys.path.pop(0)
-    return torch_baseline
+    return _bench_module("torch_baseline")
 
 
 def _tiny():
@@ -178,6 +226,7 @@ def test_torch_bp_matches_jax_grad():
 
 def test_torch_baseline_without_torch_says_how_to_install():
     code = ("import runpy, sys; sys.modules['torch'] = None; sys.argv = ['torch_baseline.py']; "
+            f"sys.path.insert(0, {os.path.join(ROOT, 'benchmarks')!r}); "  # as `python FILE` does
             f"runpy.run_path({os.path.join(ROOT, 'benchmarks', 'torch_baseline.py')!r}, "
             "run_name='__main__')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -79,16 +79,16 @@ def test_idx_reads_images_and_labels(tmp_path, gz):
     np.testing.assert_array_equal(got_labels, labels)
 
 
-def test_load_converts_idx_to_flat_float32_and_int32(tmp_path):
+@pytest.mark.parametrize("split", data.SPLITS)
+def test_load_converts_idx_to_flat_float32_and_int32(tmp_path, split):
     arrays = make_idx_dataset(tmp_path / "d")
-    for split in data.SPLITS:
-        images, labels = data.load("mnist", split, tmp_path / "d")
-        raw_images, raw_labels = arrays[split]
-        assert images.dtype == np.float32 and labels.dtype == np.int32
-        assert images.shape == (len(raw_images), 12) and labels.shape == (len(raw_labels),)
-        expected = raw_images.reshape(len(raw_images), -1) / np.float32(255)
-        np.testing.assert_array_equal(images, expected)
-        np.testing.assert_array_equal(labels, raw_labels)
+    images, labels = data.load("mnist", split, tmp_path / "d")
+    raw_images, raw_labels = arrays[split]
+    assert images.dtype == np.float32 and labels.dtype == np.int32
+    assert images.shape == (len(raw_images), 12) and labels.shape == (len(raw_labels),)
+    expected = raw_images.reshape(len(raw_images), -1) / np.float32(255)
+    np.testing.assert_array_equal(images, expected)
+    np.testing.assert_array_equal(labels, raw_labels)
 
 
 def test_load_reads_plain_idx_files(tmp_path):

@@ -28,7 +28,7 @@ def test_bad_net(kwargs, error, match):
 
 
 @pytest.mark.parametrize("make, error, match", [
-    (lambda: jdfa.Rule("sgd"), ValueError, "unknown rule 'sgd'.*'dfa'"),
+    (lambda: jdfa.rules.parse("sgd"), ValueError, r"unknown rule 'sgd'; expected one of \[.*'dfa'"),
     (lambda: jdfa.bdfa(0), ValueError, "block_size must be >= 1, got 0"),
     (lambda: jdfa.bdfa(2.0), TypeError, "block_size must be an int"),
     (lambda: jdfa.bdfa(4, boundary="skip"), ValueError, "unknown boundary 'skip'.*'backprop'"),
@@ -80,7 +80,7 @@ def test_bad_batch(x, y, match):
     with pytest.raises(ValueError, match=match):
         jdfa.loss(NET, params, x, y)
     with pytest.raises(ValueError, match=match):
-        jdfa.alignment(NET, rule, params, feedback, x, y)
+        jdfa.align(NET, rule, params, feedback, x, y)
 
 
 def test_bad_batch_in_the_jitted_step():

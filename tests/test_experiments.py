@@ -1,5 +1,6 @@
 """The experiment scripts run end to end: XOR's --quick version as a subprocess, into tmp_path."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -38,12 +39,14 @@ def test_xor_quick_writes_results(tmp_path):
 
 
 def test_missing_dataset_is_reported(tmp_path):
-    """notMNIST is not shipped: the script says so and exits 3 instead of crashing or downloading."""
+    """A missing notMNIST archive (not shipped): the script says so and exits 3 instead of crashing
+    or downloading."""
     env_dir = tmp_path / "empty"
     env_dir.mkdir()
     env = dict(os.environ, JDFA_DATA_DIR=str(env_dir), JDFA_CACHE_DIR=str(tmp_path / "cache"))
-    proc = subprocess.run([sys.executable, str(EXPERIMENTS / "fp_depth15.py"), "--quick", "--dataset", "notmnist",
-                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=60, env=env)
+    proc = subprocess.run([sys.executable, str(EXPERIMENTS / "fp_depth15.py"), "--quick", "--dataset",
+                           "notmnist", "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=60, env=env)
     if proc.returncode == 0:
         pytest.skip("a notMNIST archive is present on this machine")
     assert proc.returncode == 3, proc.stderr[-3000:]
@@ -64,8 +67,8 @@ for jobs in (2, 1):
     args = common.parse_args("", "t", datasets=("xor",), argv=["--out", {str(tmp_path)!r} + f"/jobs{{jobs}}",
                                                              "--jobs", str(jobs)])
     done = common.run_all(args, runs, data=common.load_data(args))
-    print(json.dumps({{tag: [{{k: v for k, v in rec.items() if k not in ("wall_s", "steps_per_s")}} for rec in r["records"]]
-                      for tag, r in done.items()}}))
+    print(json.dumps({{tag: [{{k: v for k, v in rec.items() if k not in ("wall_s", "steps_per_s")}}
+                            for rec in r["records"]] for tag, r in done.items()}}))
 """
     env = dict(os.environ)
     env.setdefault("JDFA_CACHE_DIR", str(tmp_path / "cache"))
@@ -97,3 +100,87 @@ print(common.load_run({str(tmp_path / "runs" / "r")!r}))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "None"
+
+
+def run_code(code, tmp_path, timeout=120):
+    env = dict(os.environ)
+    env.setdefault("JDFA_CACHE_DIR", str(tmp_path / "cache"))
+    env.pop("XLA_FLAGS", None)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                          env=env, cwd=tmp_path)
+
+
+def test_importing_the_scripts_runs_nothing(tmp_path):
+    """Every script only defines ``main`` on import: no flags parsed, no data loaded, nothing
+    trained or written, and neither the environment nor ``sys.path`` changed."""
+    names = sorted(p.stem for p in EXPERIMENTS.glob("*.py"))
+    code = f"""
+import importlib, os, sys
+import jdfa  # what jax itself sets on import is not the scripts' doing
+env, path = dict(os.environ), list(sys.path)
+sys.argv = ["x", "--no-such-flag"]  # a script that parsed its flags on import would exit 2
+sys.path.insert(0, {str(EXPERIMENTS)!r})
+for name in {names!r}:
+    module = importlib.import_module(name)
+    assert name == "common" or callable(module.main), name
+assert dict(os.environ) == env, set(os.environ.items()) ^ set(env.items())
+assert sys.path[1:] == path
+print("ok")
+"""
+    proc = run_code(code, tmp_path, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout == "ok\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert "xor" in names and "beat_paper" in names
+
+
+def _experiments_common():
+    """experiments/common.py as a module of its own name, so that it never shadows another folder's
+    ``common`` (benchmarks/ has one) in this process."""
+    spec = importlib.util.spec_from_file_location("experiments_common", EXPERIMENTS / "common.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_for_rule_drops_only_the_fields_the_rule_lacks():
+    common = _experiments_common()
+    recipe = dict(depth=3, lr=0.1, feedback_init="gaussian", block_size=5, bp_depth=2, keep_state=True)
+    assert common.for_rule(dict(recipe, rule="bp")) == dict(rule="bp", depth=3, lr=0.1)
+    assert common.for_rule(dict(recipe, rule="dfa")) == dict(rule="dfa", depth=3, lr=0.1,
+                                                             feedback_init="gaussian")
+    assert common.for_rule(dict(recipe, rule="bdfa")) == dict(rule="bdfa", depth=3, lr=0.1,
+                                                              feedback_init="gaussian", block_size=5)
+    assert common.for_rule(dict(recipe, rule="fp3")) == dict(rule="fp3", depth=3, lr=0.1,
+                                                             feedback_init="gaussian", bp_depth=2)
+    assert common.for_rule(dict(depth=3)) == dict(depth=3)  # the default rule, dfa, has no block_size
+
+
+def test_a_finished_run_is_reused_only_for_the_same_config(tmp_path):
+    """`common.run` builds the run with `jdfa.driver.from_flags`; a second call with the same flat
+    config reads the finished run back (its config.json holds the nested `Config.to_dict`), a
+    changed one retrains. A common recipe's feedback fields are dropped for BP."""
+    code = f"""
+import json, sys
+sys.path.insert(0, {str(EXPERIMENTS)!r})
+import common
+args = common.parse_args("", "t", datasets=("xor",), argv=["--out", {str(tmp_path / "out")!r}])
+data = common.load_data(args)
+config = dict(rule="bp", depth=1, width=4, activation="sigmoid", loss="sigmoid_binary_cross_entropy",
+              feedback_init="gaussian", optimizer="sgd", lr=0.5, batch_size=1, steps=20, eval_every=10)
+first = common.run(args, "r", data=data, **config)
+again = common.run(args, "r", data=data, **config)
+changed = common.run(args, "r", data=data, **dict(config, lr=0.25))
+saved = json.loads((args.out / "runs" / "r" / "config.json").read_text())["config"]
+print(json.dumps(dict(steps=[first["step"], again["step"], changed["step"]], saved=saved,
+                      same=first["records"] == again["records"])))
+"""
+    proc = run_code(code, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("reusing the finished run") == 1
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert result["steps"] == [20, 20, 20] and result["same"]
+    saved = result["saved"]
+    assert saved["rule"] == {"name": "bp"}
+    assert saved["optimizer"]["lr"] == 0.25 and saved["net"]["in_features"] == 2
+    assert saved["net"]["out_features"] == 1 and saved["dataset"] == "xor"

@@ -11,11 +11,13 @@ from pathlib import Path
 import chex
 import jax
 import numpy as np
+import optax
 import pytest
 
 import jdfa
 from jdfa.checkpoint import Checkpoints
-from jdfa.train import batch_indices, run_keys
+from jdfa.driver import from_flags
+from jdfa.driver.batches import batch_indices, run_keys
 
 MNIST = Path(os.environ.get("JDFA_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 RUN = ["--dataset", "mnist", "--data-dir", str(MNIST), "--rule", "bdfa", "--block-size", "2",
@@ -31,8 +33,13 @@ def env(tmp_path_factory):
 
 
 def _cli(args, env, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "jdfa.train", *args], env=env, text=True,
+    return subprocess.Popen([sys.executable, "-m", "jdfa", "train", *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+def _train(data, **flags):
+    config, data = from_flags(flags, data)
+    return jdfa.train(config, data=data)
 
 
 def _wait_for(path, proc, timeout=300):
@@ -51,8 +58,6 @@ def _final(out):
 
 
 def _abstract_state():
-    import optax
-
     net = jdfa.MLP(784, 512, 4, 10)
     return jax.eval_shape(lambda: jdfa.init_train_state(jax.random.key(0), net, jdfa.bdfa(2),
                                                         optax.adam(1e-3)))
@@ -98,10 +103,11 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(128, 8)).astype(np.float32)
     y = rng.integers(0, 3, 128).astype(np.int32)
-    kwargs = dict(data=((x, y), (x, y)), rule="dfa", depth=3, width=16, batch_size=32,
-                  eval_every=10, checkpoint_every=10, out=str(tmp_path), progress=False)
-    at_10 = jdfa.train(steps=10, **kwargs)["state"]
-    jdfa.train(steps=20, resume=True, **kwargs)
+    data = ((x, y), (x, y))
+    flags = dict(rule="dfa", depth=3, width=16, batch_size=32, eval_every=10, checkpoint_every=10,
+                 out=str(tmp_path), progress=False)
+    at_10 = _train(data, steps=10, **flags)["state"]
+    _train(data, steps=20, resume=True, **flags)
     newest = tmp_path / "checkpoints" / "20"
     for f in newest.rglob("*"):
         if f.is_file():
@@ -114,7 +120,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous(tmp_path):
     chex.assert_trees_all_equal(jax.device_get(restored.params), jax.device_get(at_10.params))
     # and a resumed run goes on from there
     with pytest.warns(RuntimeWarning, match="unreadable"):
-        result = jdfa.train(steps=30, resume=True, **kwargs)
+        result = _train(data, steps=30, resume=True, **flags)
     assert result["step"] == 30
 
 
@@ -125,9 +131,8 @@ def test_planted_nan_stops_the_run_naming_the_step(tmp_path, capsys):
     _, data_key, _ = run_keys(0)
     poisoned = int(batch_indices(data_key, 22, len(x), 32)[5])  # drawn by step 23, not before
     x[poisoned, 3] = np.nan
-    result = jdfa.train(data=((x, y), (x[:10], y[:10])), rule="bdfa", block_size=2, depth=4,
-                        width=16, batch_size=32, steps=100, eval_every=50, seed=0,
-                        out=str(tmp_path), progress=False)
+    result = _train(((x, y), (x[:10], y[:10])), rule="bdfa", block_size=2, depth=4, width=16,
+                    batch_size=32, steps=100, eval_every=50, seed=0, out=str(tmp_path), progress=False)
     assert result["status"] == "diverged"
     assert result["state"].step == 0  # the last state whose steps were all finite
     last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
@@ -140,14 +145,15 @@ def test_rollback_lowers_the_learning_rate_and_recovers(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(256, 8)).astype(np.float32)
     y = rng.integers(0, 3, 256).astype(np.int32)
-    kwargs = dict(data=((x, y), (x, y)), rule="dfa", depth=3, width=16, steps=60, batch_size=32,
-                  optimizer="sgd", loss="mse", activation="relu", eval_every=20,
-                  checkpoint_every=20, on_diverge="rollback", progress=False)
-    saved = jdfa.train(lr=1e4, rollback_factor=1e-5, out=str(tmp_path / "a"), **kwargs)
+    data = ((x, y), (x, y))
+    flags = dict(rule="dfa", depth=3, width=16, steps=60, batch_size=32, optimizer="sgd", loss="mse",
+                 activation="relu", eval_every=20, checkpoint_every=20, on_diverge="rollback",
+                 progress=False)
+    saved = _train(data, lr=1e4, rollback_factor=1e-5, out=str(tmp_path / "a"), **flags)
     assert saved["status"] == "finished" and saved["rollbacks"] == 1
-    records = [json.loads(l) for l in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     assert any(r.get("diverged") for r in records)
     assert any(r.get("rollback") == 1 and r["lr"] == pytest.approx(0.1) for r in records)
-    hopeless = jdfa.train(lr=1e12, rollback_factor=0.5, max_rollbacks=2, out=str(tmp_path / "b"),
-                          **kwargs)
+    hopeless = _train(data, lr=1e12, rollback_factor=0.5, max_rollbacks=2, out=str(tmp_path / "b"),
+                      **flags)
     assert hopeless["status"] == "diverged" and hopeless["rollbacks"] == 2

@@ -4,6 +4,8 @@ Needs ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` set before JAX star
 test command does; real XLA SPMD partitioning runs over the simulated devices.
 """
 
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -14,6 +16,7 @@ from jax.sharding import PartitionSpec as P
 
 import jdfa
 from jdfa import parallel
+from jdfa.driver import from_flags
 
 pytestmark = pytest.mark.skipif(
     jax.device_count() < 8,
@@ -30,8 +33,9 @@ def _batch(n=32):
     return x, jnp.arange(n) % NET.out_features
 
 
-@pytest.mark.parametrize("rule", RULES, ids=str)
-def test_sharded_step_equals_unsharded(rule):
+@pytest.mark.parametrize("data, layers", MESHES, ids=[f"data{d}-layers{n}" for d, n in MESHES])
+@pytest.mark.parametrize("rule", RULES, ids=lambda rule: rule.spec)
+def test_sharded_step_equals_unsharded(rule, data, layers):
     opt = optax.sgd(0.1)
     x, y = _batch()
     state = jdfa.init_train_state(jax.random.key(0), NET, rule, opt)
@@ -39,19 +43,18 @@ def test_sharded_step_equals_unsharded(rule):
     for _ in range(3):
         state, metrics = step(state, x, y)
     want = jax.device_get(state.params)
-    for data, layers in MESHES:
-        mesh = parallel.make_mesh(data, layers)
-        sharded = parallel.shard_state(mesh, jdfa.init_train_state(jax.random.key(0), NET, rule, opt))
-        sharded_step = jdfa.make_train_step(NET, rule, opt, mesh=mesh)
-        for _ in range(3):
-            sharded, sharded_metrics = sharded_step(sharded, x, y)
-        chex.assert_trees_all_close(jax.device_get(sharded.params), want, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(sharded_metrics["loss"], metrics["loss"], rtol=1e-5)
-        # the layout is what was asked for
-        spec = sharded.params.hidden.w.sharding.spec
-        assert spec == (P("layers") if layers > 1 else P())
-        assert sharded.params.input.w.sharding.spec == P()
-        assert len(sharded.params.hidden.w.sharding.device_set) == data * layers
+    mesh = parallel.make_mesh(data, layers)
+    sharded = parallel.shard_state(mesh, jdfa.init_train_state(jax.random.key(0), NET, rule, opt))
+    sharded_step = jdfa.make_train_step(NET, rule, opt, mesh=mesh)
+    for _ in range(3):
+        sharded, sharded_metrics = sharded_step(sharded, x, y)
+    chex.assert_trees_all_close(jax.device_get(sharded.params), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(sharded_metrics["loss"], metrics["loss"], rtol=1e-5)
+    # the layout is what was asked for
+    spec = sharded.params.hidden.w.sharding.spec
+    assert spec == (P("layers") if layers > 1 else P())
+    assert sharded.params.input.w.sharding.spec == P()
+    assert len(sharded.params.hidden.w.sharding.device_set) == data * layers
 
 
 def test_layer_axis_splits_hidden_stack_feedback_and_optimizer_state():
@@ -71,10 +74,11 @@ def test_driver_with_a_mesh_matches_single_device():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(256, 12)).astype(np.float32)
     y = rng.integers(0, 4, 256).astype(np.int32)
-    kwargs = dict(data=((x, y), (x, y)), rule="dfa", depth=9, width=16, steps=40, batch_size=32,
-                  optimizer="sgd", lr=0.05, eval_every=20, progress=False)
-    single = jdfa.train(**kwargs)
-    sharded = jdfa.train(mesh_data=2, mesh_layers=4, **kwargs)
+    config, data = from_flags(dict(rule="dfa", depth=9, width=16, steps=40, batch_size=32,
+                                   optimizer="sgd", lr=0.05, eval_every=20, progress=False),
+                              ((x, y), (x, y)))
+    single = jdfa.train(config, data=data)
+    sharded = jdfa.train(dataclasses.replace(config, mesh_data=2, mesh_layers=4), data=data)
     chex.assert_trees_all_close(jax.device_get(sharded["state"].params),
                                 jax.device_get(single["state"].params), rtol=1e-5, atol=1e-6)
     assert sharded["test_accuracy"] == pytest.approx(single["test_accuracy"], abs=1e-6)

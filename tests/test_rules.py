@@ -1,5 +1,7 @@
 """Equivalences between rules, against jax.grad, against a per-layer reference and by hand."""
 
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -26,35 +28,39 @@ def setup(rule, net=NET, seed=0):
     return params, feedback
 
 
+@pytest.fixture(params=[True, False], ids=["with_jit", "without_jit"])
+def variant(request):
+    """Like chex's ``self.variant``: the function under `jax.jit`, or as it is."""
+    return jax.jit if request.param else (lambda fn: fn)
+
+
 ALL_RULES = [jdfa.bp(), jdfa.fa(), jdfa.dfa(), jdfa.fp(0), jdfa.fp(1), jdfa.fp(3), jdfa.fp(DEPTH),
              jdfa.bdfa(1), jdfa.bdfa(2), jdfa.bdfa(3), jdfa.bdfa(DEPTH), jdfa.bdfa(100),
              jdfa.bdfa(1, "backprop"), jdfa.bdfa(2, "backprop"), jdfa.bdfa(3, "backprop"),
              jdfa.bdfa(DEPTH, "backprop"), jdfa.shallow()]
 
 
-class TestBackpropIsTheGradient(chex.TestCase):
-    @chex.variants(with_jit=True, without_jit=True)
-    @pytest.mark.filterwarnings("ignore")
-    def test_bp_equals_jax_grad(self):
-        for activation in ("tanh", "sigmoid", "relu"):
-            for loss in ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mse",
-                         "sigmoid_mse"):
-                net = jdfa.MLP(13, 11, DEPTH, 5, activation=activation, loss=loss)
-                params, feedback = setup(jdfa.bp(), net)
-                x, y = batch(net)
-                g = self.variant(lambda p, x, y: jdfa.update_direction(
-                    net, jdfa.bp(), p, feedback, x, y))(params, x, y)
-                want = jax.grad(lambda p: jdfa.loss(net, p, x, y))(params)
-                chex.assert_trees_all_close(g, want, rtol=1e-5, atol=1e-7)
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("loss", ["softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mse",
+                                  "sigmoid_mse"])
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu"])
+def test_bp_equals_jax_grad(activation, loss, variant):
+    net = jdfa.MLP(13, 11, DEPTH, 5, activation=activation, loss=loss)
+    params, feedback = setup(jdfa.bp(), net)
+    x, y = batch(net)
+    g = variant(lambda p, x, y: jdfa.update_direction(net, jdfa.bp(), p, feedback, x, y))(params, x, y)
+    want = jax.grad(lambda p: jdfa.loss(net, p, x, y))(params)
+    chex.assert_trees_all_close(g, want, rtol=1e-5, atol=1e-7)
 
-    def test_bp_equals_jax_grad_with_float_targets(self):
-        net = jdfa.MLP(13, 11, 3, 5, loss="mse")
-        params, feedback = setup(jdfa.bp(), net)
-        x, _ = batch(net)
-        t = jax.random.normal(jax.random.key(5), (x.shape[0], 5))
-        g = jdfa.update_direction(net, jdfa.bp(), params, feedback, x, t)
-        want = jax.grad(lambda p: jdfa.loss(net, p, x, t))(params)
-        chex.assert_trees_all_close(g, want, rtol=1e-5, atol=1e-7)
+
+def test_bp_equals_jax_grad_with_float_targets():
+    net = jdfa.MLP(13, 11, 3, 5, loss="mse")
+    params, feedback = setup(jdfa.bp(), net)
+    x, _ = batch(net)
+    t = jax.random.normal(jax.random.key(5), (x.shape[0], 5))
+    g = jdfa.update_direction(net, jdfa.bp(), params, feedback, x, t)
+    want = jax.grad(lambda p: jdfa.loss(net, p, x, t))(params)
+    chex.assert_trees_all_close(g, want, rtol=1e-5, atol=1e-7)
 
 
 IDENTITIES = [
@@ -69,31 +75,31 @@ IDENTITIES = [
 ]
 
 
-class TestIdentities(chex.TestCase):
-    @chex.variants(with_jit=True, without_jit=True)
-    def test_identities(self):
-        x, y = batch()
-        for a, b in IDENTITIES:
-            params, feedback = setup(a)
-            _, feedback_b = setup(b)
-            chex.assert_trees_all_equal_shapes(feedback, feedback_b)
-            ga = self.variant(lambda p, f: jdfa.update_direction(NET, a, p, f, x, y))(params, feedback)
-            gb = self.variant(lambda p, f: jdfa.update_direction(NET, b, p, f, x, y))(params, feedback)
-            chex.assert_trees_all_close(ga, gb, rtol=1e-5, atol=1e-7)
+@pytest.mark.parametrize("a, b", IDENTITIES, ids=[f"{a.spec}={b.spec}" for a, b in IDENTITIES])
+def test_identities(a, b, variant):
+    x, y = batch()
+    params, feedback = setup(a)
+    _, feedback_b = setup(b)
+    chex.assert_trees_all_equal_shapes(feedback, feedback_b)
+    ga = variant(lambda p, f: jdfa.update_direction(NET, a, p, f, x, y))(params, feedback)
+    gb = variant(lambda p, f: jdfa.update_direction(NET, b, p, f, x, y))(params, feedback)
+    chex.assert_trees_all_close(ga, gb, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("rule", ALL_RULES, ids=str)
-@pytest.mark.parametrize("use_derivative", [True, False])
-@pytest.mark.parametrize("jit", [True, False])
-def test_matches_per_layer_reference(rule, use_derivative, jit):
+@pytest.mark.parametrize("rule", ALL_RULES, ids=lambda rule: rule.spec)
+@pytest.mark.parametrize("use_derivative", [True, False], ids=["with_derivative", "without_derivative"])
+def test_matches_per_layer_reference(rule, use_derivative, variant):
     if not use_derivative:
         if rule.name in ("bp", "shallow"):
             pytest.skip("use_derivative is an option of the feedback rules")
-        rule = jdfa.Rule(**{**rule.__dict__, "use_derivative": False})
+        rule = dataclasses.replace(rule, use_derivative=False)
     params, feedback = setup(rule)
     x, y = batch()
-    fn = lambda p, f, x, y: jdfa.update_direction(NET, rule, p, f, x, y)
-    g = (jax.jit(fn) if jit else fn)(params, feedback, x, y)
+
+    def fn(p, f, x, y):
+        return jdfa.update_direction(NET, rule, p, f, x, y)
+
+    g = variant(fn)(params, feedback, x, y)
     want_w, want_b = reference.deltas(rule, params, feedback, x, y, use_derivative=use_derivative)
     got_w, got_b = reference.as_lists(g)
     for i, (gw, ww, gb, wb) in enumerate(zip(got_w, want_w, got_b, want_b)):
@@ -113,7 +119,7 @@ def test_one_hidden_layer_dfa_by_hand():
     a1 = x @ w1 + b1
     h1 = np.tanh(a1)
     y_hat = h1 @ w2 + b2
-    e = (y_hat - t) / len(x)  # e = y_hat - y, with the batch mean's 1/B
+    e = (y_hat - t) / len(x)  # e = y_hat - y, with the batch mean's 1/N
     d1 = (e @ B1.T) * (1 - np.tanh(a1) ** 2)  # (B1 e) * f'(a1), row form
     g = jdfa.update_direction(net, jdfa.dfa(), params, feedback, jnp.asarray(x), jnp.asarray(t))
     np.testing.assert_allclose(g.input.w, x.T @ d1, rtol=1e-5, atol=1e-7)
@@ -122,14 +128,14 @@ def test_one_hidden_layer_dfa_by_hand():
     np.testing.assert_allclose(g.output.b, e.sum(0), rtol=1e-5, atol=1e-7)
 
 
-def test_output_layer_update_is_bps_under_every_rule():
+@pytest.mark.parametrize("rule", ALL_RULES, ids=lambda rule: rule.spec)
+def test_output_layer_update_is_bps_under_every_rule(rule):
     x, y = batch()
     params, _ = setup(jdfa.bp())
     want = jax.grad(lambda p: jdfa.loss(NET, p, x, y))(params).output
-    for rule in ALL_RULES:
-        _, feedback = setup(rule)
-        g = jdfa.update_direction(NET, rule, params, feedback, x, y)
-        chex.assert_trees_all_close(g.output, want, rtol=1e-6, atol=1e-8)
+    _, feedback = setup(rule)
+    g = jdfa.update_direction(NET, rule, params, feedback, x, y)
+    chex.assert_trees_all_close(g.output, want, rtol=1e-6, atol=1e-8)
 
 
 def test_shallow_leaves_hidden_layers_alone():
@@ -151,12 +157,12 @@ def test_dfa_updates_differ_from_bp_but_descend():
     from the gradient, yet (with f' kept) make a positive inner product with it on average."""
     x, y = batch(n=64)
     params, feedback = setup(jdfa.dfa())
-    al = jdfa.alignment(NET, jdfa.dfa(), params, feedback, x, y)
+    al = jdfa.align(NET, jdfa.dfa(), params, feedback, x, y)
     chex.assert_shape((al.cosine, al.angle, al.norm_ratio), [(DEPTH + 1,)] * 3)
     assert np.all(np.asarray(al.cosine[:-1]) < 0.999)
     np.testing.assert_allclose(al.cosine[-1], 1.0, rtol=1e-5)
     np.testing.assert_allclose(al.norm_ratio[-1], 1.0, rtol=1e-5)
-    bp_al = jdfa.alignment(NET, jdfa.bp(), params, jdfa.Feedback(*setup(jdfa.bp())[1]), x, y)
+    bp_al = jdfa.align(NET, jdfa.bp(), params, jdfa.Feedback(*setup(jdfa.bp())[1]), x, y)
     np.testing.assert_allclose(bp_al.cosine, 1.0, rtol=1e-5)
     np.testing.assert_allclose(bp_al.angle, 0.0, atol=0.5)
 
@@ -165,7 +171,7 @@ def test_alignment_matches_direct_computation():
     x, y = batch(n=32)
     rule = jdfa.bdfa(3)
     params, feedback = setup(rule)
-    al = jax.jit(lambda p, f: jdfa.alignment(NET, rule, p, f, x, y))(params, feedback)
+    al = jax.jit(lambda p, f: jdfa.align(NET, rule, p, f, x, y))(params, feedback)
     u = jdfa.update_direction(NET, rule, params, feedback, x, y)
     g = jax.grad(lambda p: jdfa.loss(NET, p, x, y))(params)
     uw, ub = reference.as_lists(u)
@@ -179,72 +185,82 @@ def test_alignment_matches_direct_computation():
         np.testing.assert_allclose(al.angle[i], np.degrees(np.arccos(np.clip(cos, -1, 1))), atol=0.05)
 
 
-class TestBatchModes(chex.TestCase):
-    def _reference(self, rule, params, feedback, x, y, groups):
-        """The update of master examples: per group, average x and every h and a, average the
-        per-example errors, form the deltas from those, and average the groups' updates."""
-        net = NET
-        p = reference.layers(params)
-        f, df = reference.ACT["tanh"]
-        xs = np.asarray(x, np.float64)
-        # per-example forward, column form
-        h = [xs.T]
-        a = [None]
-        for w, b in p[:-1]:
-            a.append(w @ h[-1] + b[:, None])
-            h.append(f(a[-1]))
-        a_y = p[-1][0] @ h[-1] + p[-1][1][:, None]
-        e = reference.softmax_xent_error(a_y, np.asarray(y)) * len(xs)  # per-example errors
-        B = reference.b_of(rule, net.depth, feedback)
-        total = [np.zeros_like(w) for w, _ in p], [np.zeros_like(b) for _, b in p]
-        for idx in groups:
-            hm = [hh[:, idx].mean(1, keepdims=True) for hh in h]
-            am = [None] + [aa[:, idx].mean(1, keepdims=True) for aa in a[1:]]
-            em = e[:, idx].mean(1, keepdims=True)
-            d = {net.depth + 1: em}
-            for i in range(net.depth, 0, -1):
-                d[i] = (B[i] @ em) * df(am[i]) if rule.name == "dfa" else (p[i][0].T @ d[i + 1]) * df(am[i])
-            for i in range(1, net.depth + 2):
-                total[0][i - 1] += d[i] @ hm[i - 1].T / len(groups)
-                total[1][i - 1] += d[i][:, 0] / len(groups)
-        return total
-
-    @chex.variants(with_jit=True, without_jit=True)
-    def test_batch_and_class_average(self):
-        x, y = batch(n=12)
-        y = jnp.asarray([0, 0, 3, 3, 3, 1, 0, 1, 1, 3, 0, 0])  # classes 2 and 4 absent
-        for rule in (jdfa.dfa(), jdfa.bp()):
-            params, feedback = setup(rule)
-            for mode, groups in (("batch_average", [np.arange(12)]),
-                                 ("class_average", [np.flatnonzero(np.asarray(y) == c) for c in (0, 1, 3)])):
-                g = self.variant(lambda p, f, x, y: jdfa.update_direction(
-                    NET, rule, p, f, x, y, batch_mode=mode))(params, feedback, x, y)
-                want_w, want_b = self._reference(rule, params, feedback, x, y, groups)
-                got_w, got_b = reference.as_lists(g)
-                for gw, ww, gb, wb in zip(got_w, want_w, got_b, want_b):
-                    np.testing.assert_allclose(gw, ww, rtol=2e-4, atol=1e-6)
-                    np.testing.assert_allclose(gb, wb, rtol=2e-4, atol=1e-6)
-
-    def test_batch_average_of_one_example_is_mean_mode(self):
-        x, y = batch(n=1)
-        params, feedback = setup(jdfa.dfa())
-        a = jdfa.update_direction(NET, jdfa.dfa(), params, feedback, x, y, batch_mode="batch_average")
-        b = jdfa.update_direction(NET, jdfa.dfa(), params, feedback, x, y, batch_mode="class_average")
-        c = jdfa.update_direction(NET, jdfa.dfa(), params, feedback, x, y)
-        chex.assert_trees_all_close(a, c, rtol=1e-5, atol=1e-7)
-        chex.assert_trees_all_close(b, c, rtol=1e-5, atol=1e-7)
+def master_example_reference(rule, params, feedback, x, y, groups):
+    """The update of master examples: per group, average x and every h and a, average the
+    per-example errors, form the deltas from those, and average the groups' updates."""
+    net = NET
+    p = reference.layers(params)
+    f, df = reference.ACT["tanh"]
+    xs = np.asarray(x, np.float64)
+    # per-example forward, column form
+    h = [xs.T]
+    a = [None]
+    for w, b in p[:-1]:
+        a.append(w @ h[-1] + b[:, None])
+        h.append(f(a[-1]))
+    a_y = p[-1][0] @ h[-1] + p[-1][1][:, None]
+    e = reference.softmax_xent_error(a_y, np.asarray(y)) * len(xs)  # per-example errors
+    B = reference.b_of(rule, net.depth, feedback)
+    total = [np.zeros_like(w) for w, _ in p], [np.zeros_like(b) for _, b in p]
+    for idx in groups:
+        hm = [hh[:, idx].mean(1, keepdims=True) for hh in h]
+        am = [None] + [aa[:, idx].mean(1, keepdims=True) for aa in a[1:]]
+        em = e[:, idx].mean(1, keepdims=True)
+        d = {net.depth + 1: em}
+        for i in range(net.depth, 0, -1):
+            d[i] = (B[i] @ em) * df(am[i]) if rule.name == "dfa" else (p[i][0].T @ d[i + 1]) * df(am[i])
+        for i in range(1, net.depth + 2):
+            total[0][i - 1] += d[i] @ hm[i - 1].T / len(groups)
+            total[1][i - 1] += d[i][:, 0] / len(groups)
+    return total
 
 
-def test_feedback_init_schemes():
+@pytest.mark.parametrize("mode", ["batch_average", "class_average"])
+@pytest.mark.parametrize("rule", [jdfa.dfa(), jdfa.bp()], ids=lambda rule: rule.spec)
+def test_batch_and_class_average(rule, mode, variant):
+    x, y = batch(n=12)
+    y = jnp.asarray([0, 0, 3, 3, 3, 1, 0, 1, 1, 3, 0, 0])  # classes 2 and 4 absent
+    groups = {"batch_average": [np.arange(12)],
+              "class_average": [np.flatnonzero(np.asarray(y) == c) for c in (0, 1, 3)]}[mode]
+    params, feedback = setup(rule)
+    g = variant(lambda p, f, x, y: jdfa.update_direction(
+        NET, rule, p, f, x, y, batch_mode=mode))(params, feedback, x, y)
+    want_w, want_b = master_example_reference(rule, params, feedback, x, y, groups)
+    got_w, got_b = reference.as_lists(g)
+    for gw, ww, gb, wb in zip(got_w, want_w, got_b, want_b):
+        np.testing.assert_allclose(gw, ww, rtol=2e-4, atol=1e-6)
+        np.testing.assert_allclose(gb, wb, rtol=2e-4, atol=1e-6)
+
+
+def test_batch_average_of_one_example_is_mean_mode():
+    x, y = batch(n=1)
+    params, feedback = setup(jdfa.dfa())
+    a = jdfa.update_direction(NET, jdfa.dfa(), params, feedback, x, y, batch_mode="batch_average")
+    b = jdfa.update_direction(NET, jdfa.dfa(), params, feedback, x, y, batch_mode="class_average")
+    c = jdfa.update_direction(NET, jdfa.dfa(), params, feedback, x, y)
+    chex.assert_trees_all_close(a, c, rtol=1e-5, atol=1e-7)
+    chex.assert_trees_all_close(b, c, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("scheme, scale, want_std", [
+    ("gaussian", 1.9, 1.9),
+    ("gaussian", 1.0, 1.0),
+    ("variance_scaling", 2.0, 2.0 / np.sqrt(10)),
+    ("uniform", 1.0, 1.0 / np.sqrt(10) / np.sqrt(3)),
+], ids=["gaussian-1.9", "gaussian-1.0", "variance_scaling-2.0", "uniform-1.0"])
+def test_feedback_init_scheme_std(scheme, scale, want_std):
     net = jdfa.MLP(20, 300, 3, 10)
-    for scheme, scale, want_std in (("gaussian", 1.9, 1.9), ("gaussian", 1.0, 1.0),
-                                    ("variance_scaling", 2.0, 2.0 / np.sqrt(10)),
-                                    ("uniform", 1.0, 1.0 / np.sqrt(10) / np.sqrt(3))):
-        rule = jdfa.dfa(feedback_init=scheme, feedback_scale=scale)
-        _, fb = setup(rule, net)
-        np.testing.assert_allclose(np.std(fb.output), want_std, rtol=0.03)
-    _, fb = setup(jdfa.dfa(feedback_init="uniform"), net)
+    rule = jdfa.dfa(feedback_init=scheme, feedback_scale=scale)
+    _, fb = setup(rule, net)
+    np.testing.assert_allclose(np.std(fb.output), want_std, rtol=0.03)
+
+
+def test_uniform_feedback_stays_within_its_limit():
+    _, fb = setup(jdfa.dfa(feedback_init="uniform"), jdfa.MLP(20, 300, 3, 10))
     assert np.abs(fb.output).max() <= 1 / np.sqrt(10)
+
+
+def test_shared_feedback_is_one_matrix_for_every_layer():
     _, fb = setup(jdfa.fa(shared_feedback=True), jdfa.MLP(20, 30, 4, 10))
     chex.assert_shape(fb.hidden, (3, 30, 30))
     np.testing.assert_array_equal(fb.hidden[0], fb.hidden[2])
@@ -252,19 +268,20 @@ def test_feedback_init_schemes():
     assert not np.allclose(fb.hidden[0], fb.hidden[2])
 
 
-def test_feedback_unchanged_after_ten_steps():
-    for rule in (jdfa.dfa(), jdfa.bdfa(3), jdfa.fa(), jdfa.fp(2)):
-        step = jdfa.make_train_step(NET, rule, optax.adam(1e-2))
-        state = jdfa.init_train_state(jax.random.key(0), NET, rule, optax.adam(1e-2))
-        feedback0 = jax.tree.map(np.array, state.feedback)
-        params0 = jax.tree.map(np.array, state.params)
-        x, y = batch(n=32)
-        for _ in range(10):
-            state, metrics = step(state, x, y)
-            assert bool(metrics["finite"])
-        chex.assert_trees_all_equal(state.feedback, feedback0)
-        assert int(state.step) == 10
-        assert not np.allclose(state.params.input.w, params0.input.w)  # the params did move
+@pytest.mark.parametrize("rule", [jdfa.dfa(), jdfa.bdfa(3), jdfa.fa(), jdfa.fp(2)],
+                         ids=lambda rule: rule.spec)
+def test_feedback_unchanged_after_ten_steps(rule):
+    step = jdfa.make_train_step(NET, rule, optax.adam(1e-2))
+    state = jdfa.init_train_state(jax.random.key(0), NET, rule, optax.adam(1e-2))
+    feedback0 = jax.tree.map(np.array, state.feedback)
+    params0 = jax.tree.map(np.array, state.params)
+    x, y = batch(n=32)
+    for _ in range(10):
+        state, metrics = step(state, x, y)
+        assert bool(metrics["finite"])
+    chex.assert_trees_all_equal(state.feedback, feedback0)
+    assert int(state.step) == 10
+    assert not np.allclose(state.params.input.w, params0.input.w)  # the params did move
 
 
 def test_same_seed_bit_identical():
@@ -322,23 +339,26 @@ def test_traceable_under_vmap_and_make_jaxpr():
     chex.assert_shape(logits, (2, 8, NET.out_features))
 
 
-class TestRemat(chex.TestCase):
-    @chex.variants(with_jit=True, without_jit=True)
-    def test_remat_dfa_equals_stored_dfa(self):
-        x, y = batch()
-        for rule in (jdfa.dfa(), jdfa.dfa(use_derivative=False), jdfa.bdfa(DEPTH), jdfa.fp(0)):
-            params, feedback = setup(rule)
-            want = jdfa.update_direction(NET, rule, params, feedback, x, y)
-            got = self.variant(lambda p, f: jdfa.update_direction(
-                NET, rule, p, f, x, y, remat=True))(params, feedback)
-            chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-7)
+@pytest.mark.parametrize("rule", [
+    jdfa.dfa(), jdfa.dfa(use_derivative=False), jdfa.bdfa(DEPTH), jdfa.fp(0),
+], ids=["dfa", "dfa-without-derivative", f"bdfa{DEPTH}", "fp0"])
+def test_remat_dfa_equals_stored_dfa(rule, variant):
+    x, y = batch()
+    params, feedback = setup(rule)
+    want = jdfa.update_direction(NET, rule, params, feedback, x, y)
+    got = variant(lambda p, f: jdfa.update_direction(NET, rule, p, f, x, y, remat=True))(params, feedback)
+    chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-7)
 
-    def test_remat_is_refused_for_other_rules(self):
-        x, y = batch()
-        for rule in (jdfa.bp(), jdfa.bdfa(2), jdfa.fp(1)):
-            params, feedback = setup(rule)
-            with pytest.raises(ValueError, match="remat is implemented for DFA"):
-                jdfa.update_direction(NET, rule, params, feedback, x, y, remat=True)
-        with pytest.raises(ValueError, match="batch_mode='class_average'"):
-            jdfa.make_train_step(NET, jdfa.dfa(), optax.sgd(0.1), batch_mode="class_average",
-                                 remat=True)
+
+@pytest.mark.parametrize("rule", [jdfa.bp(), jdfa.bdfa(2), jdfa.fp(1)], ids=lambda rule: rule.spec)
+def test_remat_is_refused_for_other_rules(rule):
+    x, y = batch()
+    params, feedback = setup(rule)
+    with pytest.raises(ValueError, match="remat is implemented for DFA"):
+        jdfa.update_direction(NET, rule, params, feedback, x, y, remat=True)
+
+
+def test_remat_is_refused_for_class_average():
+    with pytest.raises(ValueError, match="batch_mode='class_average'"):
+        jdfa.make_train_step(NET, jdfa.dfa(), optax.sgd(0.1), batch_mode="class_average",
+                             remat=True)

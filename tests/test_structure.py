@@ -54,17 +54,17 @@ def test_dfa_deltas_and_weight_updates_are_single_batched_ops():
 
 
 @pytest.mark.parametrize("rule", [jdfa.bp(), jdfa.fa(), jdfa.dfa(), jdfa.fp(2), jdfa.bdfa(3),
-                                  jdfa.bdfa(3, "backprop"), jdfa.shallow()], ids=str)
+                                  jdfa.bdfa(3, "backprop"), jdfa.shallow()], ids=lambda rule: rule.spec)
 def test_equation_count_is_flat_in_depth(rule):
     small, large = _update_jaxpr(rule, 10), _update_jaxpr(rule, 100)
     assert len(list(_eqns(small))) == len(list(_eqns(large)))
 
 
+@pytest.mark.parametrize("block_size, lower_blocks", [(25, 3), (10, 9)], ids=["blocks25", "blocks10"])
 @pytest.mark.parametrize("boundary", ["direct", "backprop"])
-def test_bdfa_is_sequential_over_blocks_not_layers(boundary):
+def test_bdfa_is_sequential_over_blocks_not_layers(boundary, block_size, lower_blocks):
     # depth 100, blocks of 25: the forward scan (99 steps) and one scan over the 3 lower blocks.
-    assert _scan_lengths(_update_jaxpr(jdfa.bdfa(25, boundary), 100)) == [3, 99]
-    assert _scan_lengths(_update_jaxpr(jdfa.bdfa(10, boundary), 100)) == [9, 99]
+    assert _scan_lengths(_update_jaxpr(jdfa.bdfa(block_size, boundary), 100)) == [lower_blocks, 99]
 
 
 def test_bdfa_direct_sequential_path_has_no_forward_weights():

@@ -1,5 +1,6 @@
 """The training driver: a real short run, its out folder, determinism, divergence, the CLI."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ import optax
 import pytest
 
 import jdfa
+from jdfa.driver import from_flags
 
 MNIST = Path(os.environ.get("JDFA_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -34,11 +36,11 @@ def _strip(records):
 
 
 def test_short_real_run_writes_its_folder_and_repeats_exactly(tmp_path, cache):
-    kwargs = dict(dataset="mnist", data_dir=str(MNIST), rule="bdfa", block_size=2, depth=3,
-                  width=64, steps=300, batch_size=64, lr=1e-3, eval_every=100, align_every=150,
-                  progress=False)
-    a = jdfa.train(out=str(tmp_path / "a"), **kwargs)
-    b = jdfa.train(out=str(tmp_path / "b"), **kwargs)
+    cfg, data = from_flags(dict(dataset="mnist", data_dir=str(MNIST), rule="bdfa", block_size=2,
+                                depth=3, width=64, steps=300, batch_size=64, lr=1e-3, eval_every=100,
+                                align_every=150, progress=False))
+    a = jdfa.train(dataclasses.replace(cfg, out=str(tmp_path / "a")))  # loads cfg.dataset itself
+    b = jdfa.train(dataclasses.replace(cfg, out=str(tmp_path / "b")), data=data)
     for run in ("a", "b"):
         for name in ("config.json", "metrics.jsonl", "curves.png", "summary.json"):
             assert (tmp_path / run / name).stat().st_size > 0, name
@@ -51,16 +53,17 @@ def test_short_real_run_writes_its_folder_and_repeats_exactly(tmp_path, cache):
     assert len(ra[1]["alignment_angle"]) == 4  # 3 hidden layers + output
     assert ra[-1]["train_accuracy"] > ra[0]["train_accuracy"] - 0.05
     config = json.loads((tmp_path / "a" / "config.json").read_text())
-    assert config["config"]["block_size"] == 2 and config["rule"].startswith("bdfa")
+    assert config["config"]["rule"]["block_size"] == 2 and config["rule"].startswith("bdfa")
 
 
 def test_divergence_stops_and_keeps_the_logs(tmp_path, capsys):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(256, 8)).astype(np.float32)
     y = rng.integers(0, 3, 256).astype(np.int32)
-    result = jdfa.train(data=((x, y), (x, y)), rule="dfa", depth=3, width=16, steps=400,
-                        batch_size=32, optimizer="sgd", lr=1e12, loss="mse", activation="relu",
-                        eval_every=100, out=str(tmp_path), progress=False)
+    config, data = from_flags(dict(rule="dfa", depth=3, width=16, steps=400, batch_size=32,
+                                   optimizer="sgd", lr=1e12, loss="mse", activation="relu",
+                                   eval_every=100, out=str(tmp_path), progress=False), ((x, y), (x, y)))
+    result = jdfa.train(config, data=data)
     assert result["status"] == "diverged"
     records = _lines(tmp_path / "metrics.jsonl")
     assert records[-1]["diverged"] is True
@@ -73,7 +76,7 @@ def test_divergence_stops_and_keeps_the_logs(tmp_path, capsys):
 
 def test_cli_xor_and_bad_flags(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    cmd = [sys.executable, "-m", "jdfa.train", "--dataset", "xor", "--rule", "dfa", "--depth", "1",
+    cmd = [sys.executable, "-m", "jdfa", "train", "--dataset", "xor", "--rule", "dfa", "--depth", "1",
            "--width", "4", "--activation", "sigmoid", "--loss", "sigmoid_mse", "--batch-size", "1",
            "--optimizer", "sgd", "--lr", "0.5", "--steps", "4000", "--eval-every", "2000",
            "--out", str(tmp_path / "xor"), "--no-progress"]
@@ -81,12 +84,12 @@ def test_cli_xor_and_bad_flags(tmp_path):
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["status"] == "finished" and summary["test_accuracy"] == 1.0
-    bad = subprocess.run([sys.executable, "-m", "jdfa.train", "--rule", "bdfa", "--block-size", "0",
+    bad = subprocess.run([sys.executable, "-m", "jdfa", "train", "--rule", "bdfa", "--block-size", "0",
                           "--dataset", "xor", "--no-progress"], capture_output=True, text=True,
                          env=env, timeout=120)
     assert bad.returncode == 2
     assert "block_size must be >= 1" in bad.stderr
-    missing = subprocess.run([sys.executable, "-m", "jdfa.train", "--dataset", "mnist", "--data-dir",
+    missing = subprocess.run([sys.executable, "-m", "jdfa", "train", "--dataset", "mnist", "--data-dir",
                               str(tmp_path / "nowhere"), "--no-progress"], capture_output=True,
                              text=True, env={**env, "JDFA_DATA_DIR": str(tmp_path / "nowhere")},
                              timeout=120)
@@ -97,13 +100,11 @@ def test_cli_xor_and_bad_flags(tmp_path):
 def test_weight_decay_is_adamw_decay_on_the_weights_only():
     """``weight_decay`` with Adam is optax's AdamW restricted to the weight matrices; with a cosine
     schedule the decay follows the learning rate, and it leaves the biases alone."""
-    from jdfa.train import Config, make_optimizer
-
     net = jdfa.MLP(5, 4, 3, 2)
     params, _ = jdfa.init(jax.random.key(0), net, jdfa.dfa())
     grads = jax.tree.map(lambda p: jax.random.normal(jax.random.key(1), p.shape), params)
     weights = jdfa.Params(*(jdfa.model.Dense(w=True, b=False) for _ in range(3)))
-    ours = make_optimizer(Config(optimizer="adam", lr=0.01, weight_decay=0.3))
+    ours = jdfa.Optimizer("adam", lr=0.01, weight_decay=0.3).build(steps=1000)
     adamw = optax.adamw(0.01, weight_decay=0.3, mask=weights)
     state, ref_state = ours.init(params), adamw.init(params)
     for update in (jax.jit(ours.update), ours.update):
@@ -112,7 +113,7 @@ def test_weight_decay_is_adamw_decay_on_the_weights_only():
         chex.assert_trees_all_close(got, want, rtol=1e-6, atol=1e-7)
 
     zero = jax.tree.map(jnp.zeros_like, params)
-    sgd = make_optimizer(Config(optimizer="sgd", lr=0.1, steps=4, schedule="cosine", weight_decay=0.5))
+    sgd = jdfa.Optimizer("sgd", lr=0.1, schedule="cosine", weight_decay=0.5).build(steps=4)
     state = sgd.init(params)
     for step in range(5):
         rate = 0.1 * 0.5 * (1 + np.cos(np.pi * min(step, 4) / 4))
@@ -120,4 +121,6 @@ def test_weight_decay_is_adamw_decay_on_the_weights_only():
         chex.assert_trees_all_close(got.hidden.w, -rate * 0.5 * params.hidden.w, atol=1e-7)
         assert not np.any(got.hidden.b) and not np.any(got.output.b)
     with pytest.raises(ValueError, match="weight_decay"):
-        Config(weight_decay=-1.0)
+        jdfa.Optimizer(weight_decay=-1.0)
+    with pytest.raises(ValueError, match="weight_decay"):
+        from_flags(dict(weight_decay=-1.0), data=((np.zeros((4, 5)), np.arange(4)),) * 2)

@@ -97,8 +97,10 @@ def from_flags(flags: dict, data=None) -> tuple[Config, tuple]:
     flags = {**defaults(), **flags}
     rule_fields = {k: flags[k] for k in RULE if flags[k] is not None}
     rule = flags["rule"]
-    if not (isinstance(rule, rules.Rule) and not rule_fields):
-        rule = rules.parse(rule if isinstance(rule, str) else rule.spec, **rule_fields)
+    if isinstance(rule, rules.Rule):  # a rule object, with any fields changed
+        rule = rules.parse(rule.name, **{**dataclasses.asdict(rule), **rule_fields})
+    else:
+        rule = rules.parse(rule, **rule_fields)
     optimizer = Optimizer(**{field: flags[flag] for flag, field in OPTIMIZER.items()})
     if data is None:
         data = load_data(flags["dataset"], flags["data_dir"])
