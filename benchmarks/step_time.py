@@ -19,8 +19,13 @@ Rule specs (``--rules``, comma separated): any `jdfa.rules.parse` spec -- ``bp``
 ``shallow``, ``fpK`` (FP with the top K layers trained by BP, e.g. ``fp1``), ``bdfaK`` (blocked DFA,
 blocks of K, the ``direct`` boundary), ``bdfaK-bp`` (the ``backprop`` boundary) -- recorded under
 the rule's canonical spec (`jdfa.rules.Rule.spec`: ``bdfa25-backprop`` is recorded as
-``bdfa25-bp``), and the benchmark's own pseudo-rules ``forward`` (above) and ``dfa-remat`` (DFA
-recomputing its activations, ``make_train_step(..., remat=True)``).
+``bdfa25-bp``), and the benchmark's own pseudo-rules ``forward`` (above), ``dfa-remat`` (DFA
+recomputing its activations, ``make_train_step(..., remat=True)``) and ``dfa-noguard`` (DFA without
+the guard that skips steps on invalid data, ``make_train_step(..., guard=False)``: the summary's
+``dfa/dfa-noguard`` is the guard's cost).
+
+``--quick`` runs the headline configuration too (depth 100, width 200, batch 128), with few steps:
+its summary is a smoke check of the same ratios, noisier than a full run.
 
 Examples::
 
@@ -42,26 +47,26 @@ DEFAULT_RULES = "forward,bp,fa,dfa,fp1,fp3,bdfa25,bdfa25-bp,bdfa10,bdfa10-bp"
 DEFAULT_DEPTHS = "1,2,5,10,25,50,100,200"
 DEFAULT_WIDTHS = "200,800"
 DEFAULT_BATCHES = "64,256"
-QUICK = dict(rules="forward,bp,dfa,bdfa25", depths="2,10,50", widths="200", batches="128",
+QUICK = dict(rules="forward,bp,dfa,dfa-noguard,bdfa25", depths="2,10,100", widths="200", batches="128",
              steps=10, warmup=2, rounds=2)
 HEADLINE = dict(depth=100, width=200, batch=128)
 
-PSEUDO_RULES = ("forward", "dfa-remat")  # the benchmark's own specs on top of jdfa.rules.parse
+PSEUDO_RULES = ("forward", "dfa-remat", "dfa-noguard")  # the benchmark's own specs on top of jdfa.rules.parse
 
 
 def parse_rule(spec: str):
     """``spec`` -> ``(canonical spec, jdfa rule or None for forward)``.
 
     Learning rules go through `jdfa.rules.parse` (the canonical spec is the rule's `spec`, so
-    ``bdfa25-backprop`` becomes ``bdfa25-bp``); ``forward`` and ``dfa-remat`` are this benchmark's
-    pseudo-rules. Raises ``ValueError`` for anything else.
+    ``bdfa25-backprop`` becomes ``bdfa25-bp``); ``forward``, ``dfa-remat`` and ``dfa-noguard`` are
+    this benchmark's pseudo-rules. Raises ``ValueError`` for anything else.
     """
     import jdfa
 
     name = spec.strip().lower()
     if name == "forward":
         return "forward", None
-    if name == "dfa-remat":  # DFA recomputing its activations (make_train_step(..., remat=True))
+    if name in ("dfa-remat", "dfa-noguard"):  # DFA built with remat=True / guard=False
         return name, jdfa.dfa()
     try:
         rule = jdfa.rules.parse(name)
@@ -106,7 +111,8 @@ class Bench:
             fn = jax.jit(lambda p, xb: jdfa.apply(net, p, xb))
             args = (params, x)
         else:
-            fn = jdfa.make_train_step(net, rule, optimizer, remat=spec == "dfa-remat")
+            fn = jdfa.make_train_step(net, rule, optimizer, remat=spec == "dfa-remat",
+                                      guard=spec != "dfa-noguard")
             args = (jdfa.init_train_state(key, net, rule, optimizer), x, y)
         jax.block_until_ready(args)
         t0 = time.perf_counter()
@@ -246,6 +252,7 @@ def summarize(records, env):
             "bp/dfa": _ratio(m("bp"), m("dfa")),
             "dfa/forward": _ratio(m("dfa"), m("forward")),
             "bdfa25/dfa": _ratio(m("bdfa25"), m("dfa")),
+            "dfa/dfa-noguard": _ratio(m("dfa"), m("dfa-noguard")),
             "bdfa25-bp/dfa": _ratio(m("bdfa25-bp"), m("dfa")),
             "fa/dfa": _ratio(m("fa"), m("dfa")),
             "fp1/dfa": _ratio(m("fp1"), m("dfa")),
@@ -302,6 +309,24 @@ def print_summary(summary):
     for name, t in summary["targets"].items():
         common.log(f"  target {name:<30} {t['value']:7.3f} {t['bound']:<7} "
                    f"{'MET' if t['met'] else 'NOT MET'}")
+
+
+def conclusion(summary, quick: bool, steps: int) -> str:
+    """One paragraph that says what this run measured, in words."""
+    if summary is None:
+        return (f"conclusion: the sweep has no headline configuration (depth {HEADLINE['depth']}, "
+                f"width {HEADLINE['width']}), so no ratios were formed; add it to --depths/--widths.")
+    r, met = summary["ratios"], summary["targets"]
+    parts = [f"{name} = {r[name]:.2f}" for name in ("dfa/forward", "bp/dfa", "bdfa25/dfa") if name in r]
+    if "dfa/dfa-noguard" in r:
+        parts.append(f"the invalid-data guard costs {100 * (r['dfa/dfa-noguard'] - 1):+.1f} %")
+    n_met = sum(t["met"] for t in met.values())
+    text = (f"conclusion: at depth {summary['depth']}, width {summary['width']}, batch "
+            f"{summary['batch']}: " + ", ".join(parts) + f"; targets met {n_met} of {len(met)}.")
+    if quick:
+        text += (f" This was --quick ({steps} timed steps per rule): a smoke check; the committed "
+                 "figures come from full runs (benchmarks/README.md).")
+    return text
 
 
 def build_parser():
@@ -382,8 +407,10 @@ def main(argv=None):
         if not args.no_summary:
             summary = summarize(records, env)
             if summary is not None:
+                summary["mode"] = "quick" if args.quick else "full"
                 emitter.emit(summary)
                 print_summary(summary)
+            common.log(conclusion(summary, args.quick, args.steps))
     finally:
         emitter.close()
     return 0

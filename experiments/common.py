@@ -12,10 +12,10 @@ Every script's ``main(argv=None)`` does the same four things, in order (nothing 
    ``--jobs N`` trains N at a time in separate processes;
 4. ``common.write_results(args, results, table)`` and ``common.savefig(args, fig, "name.png")``.
 
-Results go to ``experiments/results/<name>/`` unless ``--out`` says otherwise (the tests write to a
-temporary folder so they never overwrite the committed results). Importing this module changes
-neither the environment nor ``sys.path``; `load_data` sets this checkout's data and cache folders
-as defaults of ``JDFA_DATA_DIR`` / ``JDFA_CACHE_DIR`` when a script runs.
+Results go to ``experiments/results/<name>/`` (committed: full-budget runs only), ``--quick`` ones
+to ``experiments/scratch/<name>/`` (ignored by git), unless ``--out`` says otherwise. Importing this
+module changes neither the environment nor ``sys.path``; `load_data` sets this checkout's data and
+cache folders as defaults of ``JDFA_DATA_DIR`` / ``JDFA_CACHE_DIR`` when a script runs.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def parse_args(doc: str, name: str, datasets=("mnist", "notmnist"), extra=None,
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a short smoke version (minutes)")
     p.add_argument("--dataset", default=datasets[0], choices=datasets)
-    p.add_argument("--out", default=None, help="results folder (default experiments/results/NAME)")
+    p.add_argument("--out", default=None, help="results folder (default experiments/results/NAME; "
+                                               "with --quick, experiments/scratch/NAME)")
     p.add_argument("--fresh", action="store_true",
                    help="retrain even where runs/<tag> holds a finished run of the same config")
     p.add_argument("--jobs", type=int, default=1,
@@ -66,9 +67,9 @@ def parse_args(doc: str, name: str, datasets=("mnist", "notmnist"), extra=None,
         extra(p)
     args = p.parse_args(argv)
     args.name = name
-    if args.out is None:
+    if args.out is None:  # committed results come from full runs only; quick ones go to scratch
         suffix = "" if args.dataset == datasets[0] else f"_{args.dataset}"
-        args.out = str(HERE / "results" / f"{name}{suffix}")
+        args.out = str(HERE / ("scratch" if args.quick else "results") / f"{name}{suffix}")
     args.out = Path(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
     args.mode = "quick" if args.quick else "full"
@@ -123,7 +124,7 @@ def run(args, tag: str, *, data, **config) -> dict:
     print(f"[{args.name}] {tag}: " + ", ".join(f"{k}={v}" for k, v in flags.items() if k != "progress"),
           flush=True)
     cfg, data = _config(args, tag, flags, data)
-    summary = jdfa.train(cfg, data=data)
+    summary = jdfa.train(dataclasses.replace(cfg, overwrite=True), data=data)  # retrain: replace it
     state = summary.pop("state")
     (out / "curves.png").unlink(missing_ok=True)  # the experiment's own figures replace these
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # large for deep nets; not needed here
@@ -167,7 +168,9 @@ def for_rule(config: dict) -> dict:
 
 def _config(args, tag: str, flags: dict, data):
     """``(config, data)``: the `jdfa.Config` of a run of ``flags`` into ``runs/<tag>``."""
-    flags = {"progress": False, **flags, "dataset": args.dataset, "out": str(args.out / "runs" / tag)}
+    # No checkpoints: an experiment's runs are retrained, not resumed, and deep ones would pay for them.
+    flags = {"progress": False, "checkpoint": False, **flags, "dataset": args.dataset,
+             "out": str(args.out / "runs" / tag)}
     return jdfa.driver.from_flags(flags, data)
 
 
@@ -222,7 +225,7 @@ def _train_concurrently(args, runs: dict) -> None:
 def _same(saved: dict, wanted: dict) -> bool:
     """Same config (both `jdfa.Config.to_dict`'s nested dicts), ignoring where it was written and
     run fields a run saved before they existed (when the wanted value is the default)."""
-    ignore = {"out", "progress", "data_dir", "tensorboard", "resume"}
+    ignore = {"out", "progress", "data_dir", "tensorboard", "resume", "overwrite"}
     defaults = jdfa.Config().to_dict()
     return all(saved.get(k, defaults.get(k)) == v for k, v in wanted.items() if k not in ignore)
 

@@ -87,10 +87,10 @@ class RunLog(Periodic):
             for i, angle in enumerate(record.get("alignment_angle", [])):
                 self.tb.add_scalar(f"alignment_angle/layer_{i + 1}", angle, record["step"])
 
-    def stopped(self, step: int, wall: float, message: str) -> None:
+    def stopped(self, step: int, wall: float, message: str, **fields) -> None:
         """Reports (on stderr) and records why the run stopped at ``step``."""
         print(message, file=sys.stderr)
-        self.write({"step": step, "wall_s": round(wall, 3), "stopped": True, "message": message})
+        self.write({"step": step, "wall_s": round(wall, 3), "stopped": True, **fields, "message": message})
 
     def diverged(self, step: int, norms: np.ndarray, wall: float, config: Config, rollbacks: int,
                  rollback: bool, checkpoint_step: int | None) -> None:
@@ -112,8 +112,8 @@ class RunLog(Periodic):
                 then += "No checkpoint to roll back to (rollback needs --out and checkpoints)"
             else:
                 then += "Lower the learning rate or the feedback scale, or pass --on-diverge rollback"
-        self.stopped(step, wall, f"training diverged: non-finite {where} at step {step}; {then}.")
-        self.records[-1].update(diverged=True, nonfinite_layers=layers)
+        self.stopped(step, wall, f"training diverged: non-finite {where} at step {step}; {then}.",
+                     diverged=True, nonfinite_layers=layers)
 
     def best(self) -> dict:
         """The best test accuracy so far and its step (empty before any evaluation)."""
