@@ -52,7 +52,7 @@ def _wait_for(path, proc, timeout=300):
 
 def _final(out):
     ckpt = Checkpoints(out / "checkpoints")
-    state = ckpt.restore_latest(_abstract_state())
+    state, _ = ckpt.restore_latest(_abstract_state())
     ckpt.close()
     return state
 
@@ -93,8 +93,8 @@ def test_sigint_saves_a_checkpoint_and_exits_cleanly(tmp_path, env):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
-    assert "interrupted by SIGINT" in out
-    summary = json.loads(out.strip().splitlines()[-1])
+    assert "interrupted by SIGINT" in err  # messages on stderr, the JSON summary alone on stdout
+    summary = json.loads(out)
     assert summary["status"] == "interrupted" and summary["step"] < 1500
     assert (tmp_path / "checkpoints" / str(summary["step"])).exists()
 
@@ -114,7 +114,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous(tmp_path):
             f.write_bytes(b"garbage")
     ckpt = Checkpoints(tmp_path / "checkpoints")
     with pytest.warns(RuntimeWarning, match="checkpoint of step 20 .* unreadable.*previous"):
-        restored = ckpt.restore_latest(at_10)
+        restored, _ = ckpt.restore_latest(at_10)
     ckpt.close()
     assert int(restored.step) == 10
     chex.assert_trees_all_equal(jax.device_get(restored.params), jax.device_get(at_10.params))
@@ -124,21 +124,41 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous(tmp_path):
     assert result["step"] == 30
 
 
-def test_planted_nan_stops_the_run_naming_the_step(tmp_path, capsys):
+def _poisoned(step):
+    """Data whose only NaN sits in the batch of ``step`` (1-based) of seed 0, and that row."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1024, 8)).astype(np.float32)  # 32 steps an epoch
     y = rng.integers(0, 3, 1024).astype(np.int32)
     _, data_key, _ = run_keys(0)
-    poisoned = int(batch_indices(data_key, 22, len(x), 32)[5])  # drawn by step 23, not before
-    x[poisoned, 3] = np.nan
-    result = _train(((x, y), (x[:10], y[:10])), rule="bdfa", block_size=2, depth=4, width=16,
-                    batch_size=32, steps=100, eval_every=50, seed=0, out=str(tmp_path), progress=False)
-    assert result["status"] == "diverged"
-    assert result["state"].step == 0  # the last state whose steps were all finite
+    row = int(batch_indices(data_key, step - 1, len(x), 32)[5])
+    x[row, 3] = np.nan
+    return ((x, y), (x[:10], y[:10])), row
+
+
+FLAGS = dict(rule="bdfa", block_size=2, depth=4, width=16, batch_size=32, steps=100, eval_every=50,
+             seed=0, progress=False)
+
+
+def test_planted_nan_is_refused_before_training(tmp_path):
+    data, row = _poisoned(23)
+    message = rf"1 training input\(s\) hold NaN or inf \(the first is row {row}\)"
+    with pytest.raises(ValueError, match=message):
+        _train(data, out=str(tmp_path), **FLAGS)
+    assert not tmp_path.joinpath("metrics.jsonl").exists()
+
+
+def test_planted_nan_past_the_check_stops_the_run_naming_the_step(tmp_path, capsys, monkeypatch):
+    from jdfa.driver import loop
+
+    monkeypatch.setattr(loop, "_check_data", lambda *args: None)  # as if it came from elsewhere
+    data, _ = _poisoned(23)
+    result = _train(data, out=str(tmp_path), **FLAGS)
+    assert result["status"] == "invalid_data"
+    assert int(result["state"].step) == 22  # the guard skipped step 23: the state after 22 is kept
+    assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(result["state"].params))
     last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
-    assert last["diverged"] and last["step"] == 23
-    assert "at step 23" in capsys.readouterr().out
-    assert last["nonfinite_layers"] == [1, 2, 3, 4, 5]
+    assert last["stopped"] and last["step"] == 23
+    assert "the batch of step 23 has non-finite inputs" in capsys.readouterr().err
 
 
 def test_rollback_lowers_the_learning_rate_and_recovers(tmp_path):
