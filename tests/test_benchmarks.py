@@ -106,6 +106,20 @@ def test_summary_from_records():
     assert step_time.summarize(recs[4:], env) is None
 
 
+def test_quick_step_time_ends_with_a_conclusion():
+    """Issue 10, item 16: --quick covers the headline and says what it measured, and a sweep
+    without the headline says so instead of ending silently."""
+    step_time = _bench_module("step_time")
+    assert "100" in step_time.QUICK["depths"].split(",") and "dfa-noguard" in step_time.QUICK["rules"]
+    recs = [{"kind": "step", "rule": r, "depth": 100, "width": 200, "batch": 128, "step_ms_median": ms,
+             "step_ms_min": ms, "temp_bytes": 1, "compile_s": 1.0}
+            for r, ms in [("forward", 10.0), ("dfa", 20.0), ("dfa-noguard", 19.6), ("bp", 45.0)]]
+    text = step_time.conclusion(step_time.summarize(recs, {"malloc": "tuned"}), quick=True, steps=10)
+    assert "dfa/forward = 2.00" in text and "bp/dfa = 2.25" in text
+    assert "guard costs +2.0 %" in text and "--quick" in text
+    assert "no headline configuration" in step_time.conclusion(None, quick=True, steps=10)
+
+
 def test_rule_specs():
     """Real rules go through jdfa.rules.parse, recorded under the canonical names of the committed
     results; forward and dfa-remat are the benchmark's own."""
@@ -158,7 +172,7 @@ def test_epoch_time_runs(tmp_path):
     assert [r["rule"] for r in rows] == ["dfa", "bdfa(block_size=1, boundary='backprop')"]
     for r in rows:
         assert (r["depth"], r["width"], r["batch"], r["steps"], r["examples"]) == (2, 8, 32, 3, 96)
-        assert r["optimizer"] == "adam" and r["epoch_s"] > 0 and r["final_batch_loss"] > 0
+        assert r["optimizer"] == "adam" and r["epoch_s"] > 0 and r["mean_batch_loss"] > 0
 
 
 def _torch_baseline():

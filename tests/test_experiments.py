@@ -184,3 +184,35 @@ print(json.dumps(dict(steps=[first["step"], again["step"], changed["step"]], sav
     assert saved["rule"] == {"name": "bp"}
     assert saved["optimizer"]["lr"] == 0.25 and saved["net"]["in_features"] == 2
     assert saved["net"]["out_features"] == 1 and saved["dataset"] == "xor"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"experiments_{name}", EXPERIMENTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(EXPERIMENTS))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(EXPERIMENTS))
+    return module
+
+
+def test_quick_runs_never_write_to_the_committed_results():
+    """Issue 10, item 4: --quick without --out goes to the git-ignored scratch folder."""
+    common = _load("common")
+    quick = common.parse_args("", "xor_probe", argv=["--quick"])
+    assert quick.out == EXPERIMENTS / "scratch" / "xor_probe"
+    quick.out.rmdir()
+    assert "experiments/scratch/" in (EXPERIMENTS.parent / ".gitignore").read_text().split()
+
+
+def test_xor_text_agrees_with_the_solved_count():
+    import numpy as np
+
+    xor = _load("xor")
+    y = np.array([0, 1, 1, 0])
+    outputs = {0: np.array([0.6, 0.4, 0.4, 0.6]), 1: np.array([0.1, 0.9, 0.8, 0.2])}
+    none = xor._gap({0: outputs[0]}, y, {0: False}, quick=True)
+    assert none.startswith("No seed solved XOR") and "solved seeds are" not in none
+    some = xor._gap(outputs, y, {0: False, 1: True}, quick=False)
+    assert "seed 1: 0.200" in some and "seed 0" not in some
