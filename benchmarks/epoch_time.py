@@ -6,8 +6,8 @@ This is `jdfa.driver.batches.make_chunk`, the jitted loop of guarded steps that 
 (in chunks of about half a second), with the data on the device and every batch drawn there: here
 one epoch is one call. The compile is done and timed first, then the epoch is timed
 (``--repeats`` times, the median kept). One JSON object per rule. Default: depth 100, width 200,
-batch 64, Adam (lr 1e-3, the driver's default `jdfa.Optimizer`); BP vs DFA vs BDFA. (About 4 minutes on a 2-core CPU.)
-``--steps`` times fewer steps than an epoch (a quick check).
+batch 64, Adam (lr 1e-3, the driver's default `jdfa.Optimizer`); BP vs DFA vs BDFA. (About 4
+minutes on a 2-core CPU.) ``--steps`` times fewer steps than an epoch (a quick check).
 """
 
 from __future__ import annotations
