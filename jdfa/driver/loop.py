@@ -229,7 +229,7 @@ def _save_on_interrupt(state, checkpoints: Checkpoints | None, interval: Interva
         checkpoints.save(state, interval.meta())
     print(f"interrupted by {name} at step {int(state.step)}; "
           + (f"checkpoint saved in {checkpoints.directory}; the same command plus --resume continues"
-             if checkpoints is not None else "no --out, nothing saved"), file=sys.stderr)
+             if checkpoints is not None else "checkpoints are off, nothing saved"), file=sys.stderr)
 
 
 def _check_data(cfg: Config, x_train, y_train, x_test, y_test) -> None:

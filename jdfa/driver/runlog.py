@@ -39,7 +39,10 @@ class RunLog(Periodic):
         self.path = self.dir / "metrics.jsonl"
         if resumed_at is not None and self.path.exists():
             for line in self.path.read_text().splitlines():
-                record = json.loads(line)
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:  # a line torn by an abort: its step is redone
+                    continue
                 if record["step"] <= resumed_at and not record.get("stopped"):
                     self._remember(record)
         self._rewrite()

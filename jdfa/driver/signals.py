@@ -19,7 +19,7 @@ class SignalFlag:
         if self.is_set and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.is_set, self.name = True, signal.Signals(signum).name
-        then = "saving a checkpoint" if self.saves else "stopping (no --out: nothing to save)"
+        then = "saving a checkpoint" if self.saves else "stopping (checkpoints are off: nothing to save)"
         print(f"{self.name} received: {then}; press Ctrl-C again to abort without saving",
               file=sys.stderr, flush=True)
 
