@@ -42,7 +42,8 @@ class Checkpoints:
         self.directory = Path(directory).absolute()
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                                enable_async_checkpointing=False)
-        self.manager = ocp.CheckpointManager(self.directory, options=options)
+        self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                             item_handlers=ocp.StandardCheckpointHandler())
 
     def save(self, state, meta: dict[str, float] | None = None) -> None:
         """Saves ``state`` and the numbers ``meta`` under the state's step count (a no-op if that
@@ -67,10 +68,10 @@ class Checkpoints:
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
 
-    def restore_latest(self, like, meta_keys=()):
+    def restore_latest(self, like):
         """``(state, meta)`` of the newest readable checkpoint, the state shaped and placed like
         ``like`` (a state or its abstract shapes with shardings) and ``meta`` the numbers saved
-        with it under ``meta_keys``; None if there is none.
+        with it; None if there is none.
 
         An unreadable checkpoint is skipped with a warning naming it and the error.
         """
@@ -79,7 +80,8 @@ class Checkpoints:
             like)
         for step in reversed(self.steps()):
             try:
-                target = {"state": _drop_empty(abstract), "meta": dict.fromkeys(meta_keys, np.float64(0))}
+                keys = self.manager.item_metadata(step)["meta"].keys()
+                target = {"state": _drop_empty(abstract), "meta": dict.fromkeys(keys, np.float64(0))}
                 restored = self.manager.restore(step, args=ocp.args.StandardRestore(target))
                 meta = {k: float(v) for k, v in restored["meta"].items()}
                 return _refill_empty(abstract, restored["state"]), meta

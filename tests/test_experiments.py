@@ -77,7 +77,7 @@ for jobs in (2, 1):
     assert proc.returncode == 0, proc.stderr[-3000:]
     parallel, serial = (json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{"))
     assert parallel == serial
-    assert sorted(parallel) == ["seed0", "seed1"] and len(parallel["seed0"]) == 3
+    assert sorted(parallel) == ["seed0", "seed1"] and len(parallel["seed0"]) == 4  # steps 0, 40, 80, 120
     assert parallel["seed0"] != parallel["seed1"]
     for tag in parallel:  # trained by a child process (its log), not in the parent
         assert (tmp_path / "jobs2" / "runs" / f"{tag}.log").is_file()

@@ -73,6 +73,9 @@ def main(argv=None) -> int:
     except ValueError as err:  # bad flags or data: the message says what to change
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C before training began
+        print("aborted before training began", file=sys.stderr)
+        return 130
     summary.pop("state")
     print(json.dumps(summary))
     return {"finished": 0, "diverged": 1, "invalid_data": 2, "interrupted": 130,

@@ -56,8 +56,13 @@ def train(config: Config, *, data=None) -> dict[str, Any]:
       ``rollbacks`` and the final ``state`` (a `jdfa.TrainState`: the last state whose steps
       were all valid).
     """
-    cfg, net, rule = config, config.net, config.rule
-    saved_config = rundir.prepare(cfg)  # refuses a bad start before anything is created
+    saved_config = rundir.prepare(config)  # refuses a bad start before anything is created
+    with SignalFlag(saves=bool(config.out and config.checkpoint)) as signals:  # Ctrl-C from here on
+        return _train(config, data, saved_config, signals)
+
+
+def _train(cfg: Config, data, saved_config, signals: SignalFlag) -> dict[str, Any]:
+    net, rule = cfg.net, cfg.rule
     if cfg.distributed:
         parallel.initialize_distributed()
     (x_train, y_train), (x_test, y_test) = data if data is not None else load_data(cfg.dataset, cfg.data_dir)
@@ -81,10 +86,10 @@ def train(config: Config, *, data=None) -> dict[str, Any]:
     meta = dict.fromkeys(META, 0.0)
     if cfg.resume:
         checkpoints.remove_partial()
-        restored = checkpoints.restore_latest(state, META)
+        restored = checkpoints.restore_latest(state)
         if restored is None:
             raise ValueError(f"--resume: no readable checkpoint in {checkpoints.directory}")
-        state, meta = restored
+        state, meta = restored[0], {**meta, **restored[1]}
     log = RunLog(cfg, resumed_at=int(state.step) if cfg.resume else None, saved=saved_config)
     interval = Interval(meta, wall_offset=meta["wall_s"])
     actions = [Evaluate(cfg.eval_every, net, (x_eval, y_eval), (jnp.asarray(x_test), jnp.asarray(y_test))),
@@ -108,42 +113,41 @@ def train(config: Config, *, data=None) -> dict[str, Any]:
     chunk, chunk_size = chunk_fn(1.0), 1
     progress = Progress(cfg.steps, int(state.step), cfg.progress)
     status, rollbacks, lr_scale = "finished", 0, 1.0
-    with SignalFlag(saves=checkpoints is not None) as signals:
-        try:
-            while int(state.step) < cfg.steps:
-                stop, cm = next_stop(int(state.step), cfg.steps, actions), None
-                while int(state.step) < stop and not signals.is_set:  # chunks of ~0.5 s
-                    start = time.perf_counter()
-                    state, cm = chunk(state, x, y, jnp.int32(min(chunk_size, stop - int(state.step))))
-                    cm = jax.device_get(cm)
-                    seconds = time.perf_counter() - start
-                    chunk_size = max(1, int(SECONDS_PER_CHUNK * int(cm.steps) / max(seconds, 1e-6)))
-                    interval.add(cm)
-                    progress.update(int(cm.steps), interval.loss(), log.last)
-                    if cm.skipped_at:
-                        break
-                if cm is not None and cm.skipped_at:
-                    status, can_roll_back = _report_skip(cfg, cm, log, interval, checkpoints, rollbacks)
-                    if not can_roll_back:
-                        break
-                    rollbacks, lr_scale = rollbacks + 1, lr_scale * cfg.rollback_factor
-                    state = rollback(cfg, state, checkpoints, log, interval, lr_scale, rollbacks)
-                    chunk, status = chunk_fn(lr_scale), "finished"
-                    progress.reset_to(int(state.step))
-                    continue
-                if int(state.step) == stop:
-                    record = interval.record(stop)
-                    for action in actions:
-                        if action.due(stop, last=stop == cfg.steps):
-                            action(stop, state, record)
-                if signals.is_set and int(state.step) < cfg.steps:
-                    status = "interrupted"
-                    _save_on_interrupt(state, checkpoints, interval, signals.name)
+    try:
+        while int(state.step) < cfg.steps:
+            stop, cm = next_stop(int(state.step), cfg.steps, actions), None
+            while int(state.step) < stop and not signals.is_set:  # chunks of ~0.5 s
+                start = time.perf_counter()
+                state, cm = chunk(state, x, y, jnp.int32(min(chunk_size, stop - int(state.step))))
+                cm = jax.device_get(cm)
+                seconds = time.perf_counter() - start
+                chunk_size = max(1, int(SECONDS_PER_CHUNK * int(cm.steps) / max(seconds, 1e-6)))
+                interval.add(cm)
+                progress.update(int(cm.steps), interval.loss(), log.last)
+                if cm.skipped_at:
                     break
-        except KeyboardInterrupt:  # the second Ctrl-C: leave at once, the last good checkpoint kept
-            status = "aborted"
-            print(f"aborted at step {int(state.step)} without saving; the last good checkpoint and "
-                  "the logs are kept", file=sys.stderr)
+            if cm is not None and cm.skipped_at:
+                status, can_roll_back = _report_skip(cfg, cm, log, interval, checkpoints, rollbacks)
+                if not can_roll_back:
+                    break
+                rollbacks, lr_scale = rollbacks + 1, lr_scale * cfg.rollback_factor
+                state = rollback(cfg, state, checkpoints, log, interval, lr_scale, rollbacks)
+                chunk, status = chunk_fn(lr_scale), "finished"
+                progress.reset_to(int(state.step))
+                continue
+            if int(state.step) == stop:
+                record = interval.record(stop)
+                for action in actions:
+                    if action.due(stop, last=stop == cfg.steps):
+                        action(stop, state, record)
+            if signals.is_set and int(state.step) < cfg.steps:
+                status = "interrupted"
+                _save_on_interrupt(state, checkpoints, interval, signals.name)
+                break
+    except KeyboardInterrupt:  # the second Ctrl-C: leave at once, the last good checkpoint kept
+        status = "aborted"
+        print(f"aborted at step {int(state.step)} without saving; the last good checkpoint and "
+              "the logs are kept", file=sys.stderr)
     progress.close()
     if checkpoints is not None:
         checkpoints.close()
@@ -201,7 +205,8 @@ def rollback(cfg: Config, state, checkpoints: Checkpoints, log: RunLog, interval
              lr_scale: float, rollbacks: int):
     """Returns to the last good checkpoint (the log forgets the steps undone); the caller builds
     the chunk for the learning rate times ``lr_scale``."""
-    state, meta = checkpoints.restore_latest(state, META)
+    state, meta = checkpoints.restore_latest(state)
+    meta = {**dict.fromkeys(META, 0.0), **meta}
     interval.loss_sum, interval.accuracy_sum = meta["loss_sum"], meta["accuracy_sum"]
     interval.steps = int(meta["interval_steps"])
     log.truncate(int(state.step))
@@ -252,7 +257,7 @@ def _check_data(cfg: Config, x_train, y_train, x_test, y_test) -> None:
     lo, hi = float(np.min(x_train)), float(np.max(x_train))
     if lo < 0 or hi > 1:
         warnings.warn(f"training inputs lie in [{lo:g}, {hi:g}], outside [0, 1] (raw uint8 pixels?); "
-                      "jdfa.data.load scales images to [0, 1]", stacklevel=3)
+                      "jdfa.data.load scales images to [0, 1]", stacklevel=4)
 
 
 def _round(value) -> float:
