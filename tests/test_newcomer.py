@@ -312,6 +312,14 @@ def test_15_missing_data_names_the_flag(tmp_path):
     assert done.returncode == 2 and "--data-dir" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("args, flag", [(["--rule", "bdfa0"], "block_size (--block-size) must be >= 1"),
+                                        (["--checkpoint-every", "-5"], "(--checkpoint-every)"),
+                                        (["--resume"], "--out")])
+def test_15_argument_errors_name_the_flag(args, flag):
+    done = cli(*XOR, *args)
+    assert done.returncode == 2 and flag in done.stderr and "Traceback" not in done.stderr
+
+
 def test_17_resume_of_a_missing_folder_creates_nothing(tmp_path):
     done = cli(*XOR, "--resume", "--out", str(tmp_path / "never"))
     assert done.returncode == 2 and "does not exist" in done.stderr

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import typing
 
@@ -64,6 +65,16 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _name_flags(message: str) -> str:
+    """Adds the command-line flag after each field name (``block_size`` -> ``block_size
+    (--block-size)``) in a message the library wrote for Python callers."""
+    for name in sorted((n for n in flags.HELP if "_" in n or n == "lr"), key=len, reverse=True):
+        flag = "--" + name.replace("_", "-")
+        if flag not in message:
+            message = re.sub(rf"(?<![\w-])('?){name}\1(?![\w(=])", rf"\g<0> ({flag})", message, count=1)
+    return message
+
+
 def main(argv=None) -> int:
     args = vars(parser().parse_args(argv))
     args.pop("command")
@@ -71,7 +82,7 @@ def main(argv=None) -> int:
         config, dataset = flags.from_flags(args)
         summary = train(config, data=dataset)
     except ValueError as err:  # bad flags or data: the message says what to change
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_name_flags(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a second Ctrl-C before training began
         print("aborted before training began", file=sys.stderr)

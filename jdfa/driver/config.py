@@ -94,8 +94,8 @@ class Config:
         check_choice("on_diverge", self.on_diverge, ON_DIVERGE)
         check_positive("rollback_factor", self.rollback_factor)
         if self.resume and not (self.out and self.checkpoint):
-            raise ValueError("resume needs out (the run folder whose checkpoints to continue from) "
-                             "and checkpoint=True")
+            raise ValueError("resume needs out (--out: the run folder whose checkpoints to continue "
+                             "from) and checkpoints (not --no-checkpoint)")
 
     def to_dict(self) -> dict:
         """A JSON-ready nested dict: ``net``, ``rule`` (`Rule.to_dict`), ``optimizer`` and the
