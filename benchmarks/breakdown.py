@@ -16,7 +16,7 @@ Pieces, on inputs of the same shapes (each alone):
 * ``wgrad_einsum``    the batched weight-gradient contraction ``einsum("lbi,lbj->lij")`` as
                       `jdfa.weight_update` does it
 * ``wgrad_scan``      the same contraction as a `lax.scan` of one ``h_l^T @ d_l`` matmul per layer
-* ``matmul_chain``    ``depth - 1`` dependent ``(B, width) @ (width, width)`` matmuls, nothing else
+* ``matmul_chain``    ``depth - 1`` dependent ``(N, width) @ (width, width)`` matmuls, nothing else
                       (the arithmetic of the forward pass without tanh or bias)
 * ``sgd_update``      ``params - lr * g`` over all parameters
 * ``proto_dfa_step``  (``dfa`` on tanh only) a PROTOTYPE of a leaner DFA step, for comparison with
