@@ -88,7 +88,7 @@ def test_cli_xor_and_bad_flags(tmp_path):
                           "--dataset", "xor", "--no-progress"], capture_output=True, text=True,
                          env=env, timeout=120)
     assert bad.returncode == 2
-    assert "block_size must be >= 1" in bad.stderr
+    assert "block_size (--block-size) must be >= 1" in bad.stderr
     missing = subprocess.run([sys.executable, "-m", "jdfa", "train", "--dataset", "mnist", "--data-dir",
                               str(tmp_path / "nowhere"), "--no-progress"], capture_output=True,
                              text=True, env={**env, "JDFA_DATA_DIR": str(tmp_path / "nowhere")},

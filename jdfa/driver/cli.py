@@ -71,7 +71,7 @@ def _name_flags(message: str) -> str:
     for name in sorted((n for n in flags.HELP if "_" in n or n == "lr"), key=len, reverse=True):
         flag = "--" + name.replace("_", "-")
         if flag not in message:
-            message = re.sub(rf"(?<![\w-])('?){name}\1(?![\w(=])", rf"\g<0> ({flag})", message, count=1)
+            message = re.sub(rf"(?<![\w.-])('?){name}\1(?![\w(=.])", rf"\g<0> ({flag})", message, count=1)
     return message
 
 
