@@ -141,7 +141,7 @@ FLAGS = dict(rule="bdfa", block_size=2, depth=4, width=16, batch_size=32, steps=
 
 def test_planted_nan_is_refused_before_training(tmp_path):
     data, row = _poisoned(23)
-    message = rf"1 training input\(s\) hold NaN or inf \(the first is row {row}\)"
+    message = rf"the training data .* NaN or inf in 1 row\(s\) \(the first is row {row}\)"
     with pytest.raises(ValueError, match=message):
         _train(data, out=str(tmp_path), **FLAGS)
     assert not tmp_path.joinpath("metrics.jsonl").exists()

@@ -198,7 +198,8 @@ def test_5_a_step_on_invalid_data_leaves_the_state_unchanged(bad, jit):
 def test_5_the_driver_stops_naming_the_step_of_invalid_data(capsys):
     (x, y), test = synthetic()
     x[100, 2] = np.nan
-    with pytest.raises(ValueError, match="1 training input.*NaN or inf.*row 100"):
+    message = r"training data .* NaN or inf in 1 row\(s\) \(the first is row 100\)"
+    with pytest.raises(ValueError, match=message):
         run(data=((x, y), test), steps=5)
 
 

@@ -41,7 +41,7 @@ def batch_indices(data_key, step, n_train: int, batch_size: int) -> jax.Array:
 
 class ChunkMetrics(NamedTuple):
     """What a chunk of steps reports: sums over its good steps, the last good step's update norms,
-    and the first skipped step (`jdfa.train_step`'s guard), after which the chunk does nothing."""
+    and the first skipped step (`jdfa.train_step`'s guard), after which the state stays put."""
 
     steps: jax.Array  # () int32: good steps taken
     loss_sum: jax.Array  # () batch-mean losses, summed over the good steps
@@ -65,8 +65,8 @@ def make_chunk(net: MLP, rule: Rule, optimizer, batch_size: int, batch_mode: str
     """Returns the jitted ``(state, x, y, n_steps) -> (state, ChunkMetrics)`` that runs up to
     ``n_steps`` (a traced int: one compilation serves every length) guarded training steps in one
     loop, drawing each batch on the device as `batch_indices` says (the epoch's permutation is
-    drawn once per epoch and carried). At the first skipped step it stops stepping, so the state
-    returned is the last good one. With a ``mesh``, each batch is split over its ``data`` axis and
+    drawn once per epoch and carried). From the first skipped step on, the state stays the last
+    good one. With a ``mesh``, each batch is split over its ``data`` axis and
     the state laid out as `jdfa.parallel.state_sharding` says."""
     steps_per_epoch = n_train // batch_size
 
@@ -91,11 +91,11 @@ def make_chunk(net: MLP, rule: Rule, optimizer, batch_size: int, batch_mode: str
                 bad_inputs=m["bad_inputs"], bad_layer_norms=m["layer_update_norms"])
             return new, order, acc
 
-        def body(_, carry):  # after a skipped step, the rest of the chunk does nothing
-            return lax.cond(carry[2].skipped_at > 0, lambda c: c, step, carry)
-
+        # A skipped step leaves the state, its step count included, unchanged: every later step of
+        # the chunk draws the same batch and is skipped the same way, so nothing needs to stop it.
         order = epoch_order(data_key, state.step // steps_per_epoch, n_train)
-        state, _, acc = lax.fori_loop(0, n_steps, body, (state, order, ChunkMetrics.zeros(net.depth + 1)))
+        state, _, acc = lax.fori_loop(0, n_steps, lambda _, c: step(c),
+                                      (state, order, ChunkMetrics.zeros(net.depth + 1)))
         return state, acc
 
     if mesh is None:

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jdfa import parallel
 from jdfa.checkpoint import Checkpoints
@@ -33,6 +31,7 @@ from jdfa.driver.periodic import next_stop
 from jdfa.driver.progress import Progress
 from jdfa.driver.runlog import RunLog
 from jdfa.driver.signals import SignalFlag
+from jdfa.model import check_inputs
 from jdfa.step import init_train_state
 
 SECONDS_PER_CHUNK = 0.5
@@ -164,9 +163,14 @@ class Interval:
     across resumes). Saved beside each checkpoint (`meta`), so a resumed interval is whole."""
 
     def __init__(self, meta: dict, wall_offset: float):
-        self.loss_sum, self.accuracy_sum = meta["loss_sum"], meta["accuracy_sum"]
-        self.steps, self.norms = int(meta["interval_steps"]), (0.0, [])
+        self.load(meta)
+        self.norms = (0.0, [])
         self.start, self.wall_offset, self.session_steps = time.perf_counter(), wall_offset, 0
+
+    def load(self, meta: dict) -> None:
+        """Takes the sums saved beside a checkpoint (`meta`)."""
+        self.loss_sum, self.accuracy_sum = meta["loss_sum"], meta["accuracy_sum"]
+        self.steps = int(meta["interval_steps"])
 
     def add(self, cm) -> None:
         self.loss_sum += float(cm.loss_sum)
@@ -206,9 +210,7 @@ def rollback(cfg: Config, state, checkpoints: Checkpoints, log: RunLog, interval
     """Returns to the last good checkpoint (the log forgets the steps undone); the caller builds
     the chunk for the learning rate times ``lr_scale``."""
     state, meta = checkpoints.restore_latest(state)
-    meta = {**dict.fromkeys(META, 0.0), **meta}
-    interval.loss_sum, interval.accuracy_sum = meta["loss_sum"], meta["accuracy_sum"]
-    interval.steps = int(meta["interval_steps"])
+    interval.load({**dict.fromkeys(META, 0.0), **meta})
     log.truncate(int(state.step))
     log.write({"step": int(state.step), "rollback": rollbacks, "lr": cfg.optimizer.lr * lr_scale})
     return state
@@ -238,26 +240,15 @@ def _save_on_interrupt(state, checkpoints: Checkpoints | None, interval: Interva
 
 
 def _check_data(cfg: Config, x_train, y_train, x_test, y_test) -> None:
-    """Clear errors for data that does not fit the run, and a warning for unscaled inputs."""
+    """Clear errors for data that does not fit the run (`jdfa.model.check_inputs`: shapes, labels,
+    NaN; a warning for inputs outside [0, 1]), before anything trains."""
     if cfg.batch_size > len(x_train):
         raise ValueError(f"batch_size {cfg.batch_size} exceeds the {len(x_train)} training examples")
-    if x_train.shape[1:] != (cfg.net.in_features,):
-        raise ValueError(f"the data has inputs of shape {x_train.shape[1:]} but the net expects "
-                         f"in_features={cfg.net.in_features}; build the net with "
-                         "jdfa.driver.net_for_data(data, ...)")
-    n_classes = int(max(y_train.max(), y_test.max())) + 1
-    if n_classes > max(cfg.net.out_features, 2) or min(y_train.min(), y_test.min()) < 0:
-        raise ValueError(f"the labels lie in [{min(y_train.min(), y_test.min())}, {n_classes - 1}] but "
-                         f"the net has out_features={cfg.net.out_features}; labels must lie in "
-                         f"[0, {max(cfg.net.out_features, 2)})")
-    for name, xs in (("training", x_train), ("test", x_test)):
-        bad = np.flatnonzero(~np.isfinite(xs).all(axis=1))
-        if bad.size:
-            raise ValueError(f"{bad.size} {name} input(s) hold NaN or inf (the first is row {bad[0]})")
-    lo, hi = float(np.min(x_train)), float(np.max(x_train))
-    if lo < 0 or hi > 1:
-        warnings.warn(f"training inputs lie in [{lo:g}, {hi:g}], outside [0, 1] (raw uint8 pixels?); "
-                      "jdfa.data.load scales images to [0, 1]", stacklevel=4)
+    for split, x, y in (("training", x_train, y_train), ("test", x_test, y_test)):
+        try:
+            check_inputs(cfg.net, x, y)
+        except ValueError as err:
+            raise ValueError(f"the {split} data does not fit the run: {err}") from None
 
 
 def _round(value) -> float:
