@@ -40,11 +40,13 @@ def batch_indices(data_key, step, n_train: int, batch_size: int) -> jax.Array:
 
 
 class ChunkMetrics(NamedTuple):
-    """What a chunk of steps reports: sums over its good steps, the last good step's update norms,
-    and the first skipped step (`jdfa.train_step`'s guard), after which the state stays put."""
+    """What a chunk of steps reports: its good steps, the interval's running sums, the last good
+    step's update norms, and the first skipped step (`jdfa.train_step`'s guard), after which the
+    state stays put. The chunk continues the sums it is given one step at a time, so they do not
+    depend on where the driver split the interval into chunks (a resumed run sums like a whole one)."""
 
-    steps: jax.Array  # () int32: good steps taken
-    loss_sum: jax.Array  # () batch-mean losses, summed over the good steps
+    steps: jax.Array  # () int32: good steps taken in this chunk
+    loss_sum: jax.Array  # () batch-mean losses of the interval's good steps, summed
     accuracy_sum: jax.Array  # () batch accuracies, summed likewise
     update_norm: jax.Array  # () of the last good step
     layer_update_norms: jax.Array  # (depth + 1,) of the last good step
@@ -54,23 +56,24 @@ class ChunkMetrics(NamedTuple):
     bad_layer_norms: jax.Array  # (depth + 1,) the skipped step's update norms (inf/NaN: the culprit)
 
     @classmethod
-    def zeros(cls, n_layers: int) -> ChunkMetrics:
+    def start(cls, n_layers: int, loss_sum, accuracy_sum) -> ChunkMetrics:
         f, i = jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)
         false, norms = jnp.zeros((), bool), jnp.zeros((n_layers,), jnp.float32)
-        return cls(i, f, f, f, norms, i, false, false, norms)
+        return cls(i, jnp.float32(loss_sum), jnp.float32(accuracy_sum), f, norms, i, false, false, norms)
 
 
 def make_chunk(net: MLP, rule: Rule, optimizer, batch_size: int, batch_mode: str, remat: bool,
                n_train: int, data_key, mesh=None):
-    """Returns the jitted ``(state, x, y, n_steps) -> (state, ChunkMetrics)`` that runs up to
-    ``n_steps`` (a traced int: one compilation serves every length) guarded training steps in one
+    """Returns the jitted ``(state, x, y, n_steps, loss_sum, accuracy_sum) -> (state, ChunkMetrics)``
+    that runs up to ``n_steps`` (a traced int: one compilation serves every length) guarded
+    training steps, continuing the interval's sums (float32 scalars), in one
     loop, drawing each batch on the device as `batch_indices` says (the epoch's permutation is
     drawn once per epoch and carried). From the first skipped step on, the state stays the last
     good one. With a ``mesh``, each batch is split over its ``data`` axis and
     the state laid out as `jdfa.parallel.state_sharding` says."""
     steps_per_epoch = n_train // batch_size
 
-    def chunk(state, x, y, n_steps):
+    def chunk(state, x, y, n_steps, loss_sum, accuracy_sum):
         def step(carry):
             state, order, acc = carry
             epoch, i = state.step // steps_per_epoch, state.step % steps_per_epoch
@@ -94,12 +97,12 @@ def make_chunk(net: MLP, rule: Rule, optimizer, batch_size: int, batch_mode: str
         # A skipped step leaves the state, its step count included, unchanged: every later step of
         # the chunk draws the same batch and is skipped the same way, so nothing needs to stop it.
         order = epoch_order(data_key, state.step // steps_per_epoch, n_train)
-        state, _, acc = lax.fori_loop(0, n_steps, lambda _, c: step(c),
-                                      (state, order, ChunkMetrics.zeros(net.depth + 1)))
+        acc = ChunkMetrics.start(net.depth + 1, loss_sum, accuracy_sum)
+        state, _, acc = lax.fori_loop(0, n_steps, lambda _, c: step(c), (state, order, acc))
         return state, acc
 
     if mesh is None:
         return jax.jit(chunk)
     abstract = jax.eval_shape(lambda: init_train_state(jax.random.key(0), net, rule, optimizer))
     states, rep = parallel.state_sharding(mesh, abstract), parallel.replicated(mesh)
-    return jax.jit(chunk, in_shardings=(states, rep, rep, rep), out_shardings=(states, rep))
+    return jax.jit(chunk, in_shardings=(states, rep, rep, rep, rep, rep), out_shardings=(states, rep))

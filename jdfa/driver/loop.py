@@ -117,7 +117,8 @@ def _train(cfg: Config, data, saved_config, signals: SignalFlag) -> dict[str, An
             stop, cm = next_stop(int(state.step), cfg.steps, actions), None
             while int(state.step) < stop and not signals.is_set:  # chunks of ~0.5 s
                 start = time.perf_counter()
-                state, cm = chunk(state, x, y, jnp.int32(min(chunk_size, stop - int(state.step))))
+                state, cm = chunk(state, x, y, jnp.int32(min(chunk_size, stop - int(state.step))),
+                                  *interval.sums())
                 cm = jax.device_get(cm)
                 seconds = time.perf_counter() - start
                 chunk_size = max(1, int(SECONDS_PER_CHUNK * int(cm.steps) / max(seconds, 1e-6)))
@@ -172,9 +173,12 @@ class Interval:
         self.loss_sum, self.accuracy_sum = meta["loss_sum"], meta["accuracy_sum"]
         self.steps = int(meta["interval_steps"])
 
+    def sums(self) -> tuple[jax.Array, jax.Array]:
+        """The running sums, as the chunk continues them (float32, one step at a time)."""
+        return jnp.float32(self.loss_sum), jnp.float32(self.accuracy_sum)
+
     def add(self, cm) -> None:
-        self.loss_sum += float(cm.loss_sum)
-        self.accuracy_sum += float(cm.accuracy_sum)
+        self.loss_sum, self.accuracy_sum = float(cm.loss_sum), float(cm.accuracy_sum)
         self.steps += int(cm.steps)
         self.session_steps += int(cm.steps)
         if int(cm.steps):
