@@ -40,7 +40,7 @@ def main(argv=None):
     import jax.numpy as jnp
 
     import jdfa
-    from jdfa.driver.batches import make_chunk, run_keys
+    from jdfa.driver.batches import hyper, make_chunk, run_keys
 
     rules = [jdfa.rules.parse(spec) for spec in common.str_list(args.rules)]  # bad specs fail first
     x_np, y_np = jdfa.data.load("mnist", "train", args.data_dir)
@@ -55,13 +55,14 @@ def main(argv=None):
         state = jdfa.init_train_state(k_init, cfg.net, rule, optimizer)
         zeros = (jnp.float32(0), jnp.float32(0))  # the interval's running loss and accuracy sums
         t0 = time.perf_counter()
-        chunk = make_chunk(cfg.net, rule, optimizer, cfg.batch_size, cfg.batch_mode, cfg.remat,
-                           len(x_np), k_data).lower(state, x, y, jnp.int32(steps), *zeros).compile()
+        call = (hyper(k_data, cfg.optimizer), x, y, jnp.int32(steps), *zeros)
+        chunk = make_chunk(cfg.net, rule, cfg.optimizer, cfg.steps, cfg.batch_size, cfg.batch_mode,
+                           cfg.remat, len(x_np)).lower(state, *call).compile()
         compile_s = time.perf_counter() - t0
         times = []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
-            state, metrics = chunk(state, x, y, jnp.int32(steps), *zeros)
+            state, metrics = chunk(state, *call)
             jax.block_until_ready(state)
             times.append(time.perf_counter() - t0)
         epoch_s = statistics.median(times)

@@ -8,7 +8,7 @@ name no submodule has (a test walks the package to keep it so).
 from jdfa import data
 from jdfa.alignment import Alignment, align
 from jdfa.batch_modes import BATCH_MODES
-from jdfa.driver import Config, train
+from jdfa.driver import Config, sweep, train
 from jdfa.feedback import Feedback, init_feedback
 from jdfa.losses import LOSSES
 from jdfa.model import ACTIVATIONS, MLP, Dense, Params, apply, forward, loss, predict
@@ -23,5 +23,5 @@ __all__ = [
     "ACTIVATIONS", "Alignment", "BATCH_MODES", "Config", "Dense", "Feedback", "LOSSES", "MLP",
     "Optimizer", "Params", "Rule", "TrainState", "align", "apply", "bdfa", "bp", "data", "dfa",
     "fa", "forward", "fp", "init", "init_feedback", "init_train_state", "loss", "make_train_step",
-    "predict", "shallow", "train", "train_step", "update_direction", "weight_update",
+    "predict", "shallow", "sweep", "train", "train_step", "update_direction", "weight_update",
 ]

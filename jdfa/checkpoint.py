@@ -45,11 +45,12 @@ class Checkpoints:
         self.manager = ocp.CheckpointManager(self.directory, options=options,
                                              item_handlers=ocp.StandardCheckpointHandler())
 
-    def save(self, state, meta: dict[str, float] | None = None) -> None:
-        """Saves ``state`` and the numbers ``meta`` under the state's step count (a no-op if that
-        step is saved already). Interrupted (even by KeyboardInterrupt), it leaves no partial
-        folder behind and re-raises."""
-        step = int(state.step)
+    def save(self, state, meta: dict[str, float] | None = None, step: int | None = None) -> None:
+        """Saves ``state`` and the numbers ``meta`` under ``step`` (default: the state's step
+        count; a sweep's stacked state, with a count per run, names its own), a no-op if that step
+        is saved already. Interrupted (even by KeyboardInterrupt), it leaves no partial folder
+        behind and re-raises."""
+        step = int(state.step) if step is None else step
         if step in self.manager.all_steps():
             return
         meta = {k: np.float64(v) for k, v in (meta or {}).items()}

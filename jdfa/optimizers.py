@@ -50,8 +50,13 @@ class Optimizer:
     def build(self, steps: int, lr_scale: float = 1.0) -> optax.GradientTransformation:
         """The optax transformation at ``lr_scale`` times ``lr``; ``steps`` is the length of the
         cosine schedule."""
+        return self.transform(steps, self.lr * lr_scale, self.weight_decay)
+
+    def transform(self, steps: int, lr, weight_decay) -> optax.GradientTransformation:
+        """`build` with the learning rate and decay given: floats, or traced () arrays (one run of
+        a vmapped sweep, `jdfa.sweep`). Whether decay is chained at all is decided by this
+        optimizer's ``weight_decay`` (the state's structure), not by the value given."""
         check_int("steps", steps, 1)
-        lr = self.lr * lr_scale
         lr = optax.cosine_decay_schedule(lr, steps) if self.schedule == "cosine" else lr
         optimizer = {
             "sgd": lambda: optax.sgd(lr),
@@ -62,7 +67,7 @@ class Optimizer:
         }[self.name]()
         if self.weight_decay == 0:
             return optimizer
-        return optax.chain(optimizer, decoupled_weight_decay(self.weight_decay, lr))
+        return optax.chain(optimizer, decoupled_weight_decay(weight_decay, lr))
 
 
 def weight_mask(params):

@@ -86,6 +86,12 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P("data"))
 
 
+def run_sharding(mesh: Mesh) -> NamedSharding:
+    """The leading run axis of a sweep's stacked state (`jdfa.sweep`) split over ``data``: each
+    device trains its share of the runs whole."""
+    return NamedSharding(mesh, P("data"))
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 

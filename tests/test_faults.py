@@ -17,7 +17,7 @@ import pytest
 import jdfa
 from jdfa.checkpoint import Checkpoints
 from jdfa.driver import from_flags
-from jdfa.driver.batches import batch_indices, make_chunk, run_keys
+from jdfa.driver.batches import batch_indices, hyper, make_chunk, run_keys
 
 MNIST = Path(os.environ.get("JDFA_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 RUN = ["--dataset", "mnist", "--data-dir", str(MNIST), "--rule", "bdfa", "--block-size", "2",
@@ -88,17 +88,17 @@ def test_killed_and_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, e
 def test_where_chunks_split_an_interval_does_not_change_its_sums():
     # The driver sizes chunks by wall time, so a resumed run splits differently from a whole one.
     rng = np.random.default_rng(0)
-    x = jax.numpy.asarray(rng.normal(size=(256, 8)), jax.numpy.float32)
-    y = jax.numpy.asarray(rng.integers(0, 3, 256), jax.numpy.int32)
-    net, rule, opt = jdfa.MLP(8, 16, 3, 3), jdfa.rules.dfa(), optax.adam(1e-3)
+    x = jax.numpy.asarray(rng.normal(size=(1024, 8)), jax.numpy.float32)  # 32 steps an epoch
+    y = jax.numpy.asarray(rng.integers(0, 3, 1024), jax.numpy.int32)
+    net, rule, opt = jdfa.MLP(8, 16, 3, 3), jdfa.rules.dfa(), jdfa.Optimizer("adam")
     k_init, k_data, _ = run_keys(0)
-    chunk = make_chunk(net, rule, opt, 32, "mean", False, len(x), k_data)
-    start = jdfa.init_train_state(k_init, net, rule, opt)
-    sums = (jax.numpy.float32(0), jax.numpy.float32(0))
-    _, whole = chunk(start, x, y, jax.numpy.int32(23), *sums)
+    chunk = make_chunk(net, rule, opt, 100, 32, "mean", False, len(x))
+    start = jdfa.init_train_state(k_init, net, rule, opt.build(100))
+    sums, run = (jax.numpy.float32(0), jax.numpy.float32(0)), hyper(k_data, opt)
+    _, whole = chunk(start, run, x, y, jax.numpy.int32(23), *sums)
     state, split = start, None
     for n in (1, 7, 2, 13):
-        state, split = chunk(state, x, y, jax.numpy.int32(n), *sums)
+        state, split = chunk(state, run, x, y, jax.numpy.int32(n), *sums)
         sums = (split.loss_sum, split.accuracy_sum)
     assert int(state.step) == 23
     assert float(whole.loss_sum) == float(split.loss_sum)  # bitwise, not approximately

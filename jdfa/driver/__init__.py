@@ -2,12 +2,15 @@
 
 Modules, one concern each: `config` (what defines a run), `flags` (the flat flag names of the
 command line and the experiments), `loop` (the loop, read top to bottom), `batches` (the data
-order and the jitted chunk of steps), the periodic actions `evaluation`, `angles`, `runlog`,
-`checkpointing`, and `progress`, `signals`, `plots`, `cli`.
+order and the jitted chunk of steps, vmappable over runs), the periodic actions `evaluation`,
+`angles`, `runlog`, `checkpointing`, and `progress`, `signals`, `plots`, `cli`. Sweeps: `grid`
+(the runs of a sweep), `schedule` (how many at a time), `sweeps` (`sweep`: the loop over a run
+axis), `sweep_report` (``sweep.json``, ``.md``, ``.png``).
 """
 
 from jdfa.driver.config import Config, net_for_data
 from jdfa.driver.flags import from_flags
 from jdfa.driver.loop import train
+from jdfa.driver.sweeps import sweep, train_runs
 
-__all__ = ["Config", "from_flags", "net_for_data", "train"]
+__all__ = ["Config", "from_flags", "net_for_data", "sweep", "train", "train_runs"]

@@ -8,6 +8,7 @@ seed gives the same numbers, also across a resume.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import jax
@@ -16,8 +17,9 @@ from jax import lax
 
 from jdfa import parallel
 from jdfa.model import MLP
-from jdfa.rules import Rule
-from jdfa.step import init_train_state, train_step
+from jdfa.optimizers import Optimizer
+from jdfa.rules import FeedbackRule, Rule
+from jdfa.step import TrainState, init_train_state, train_step
 
 
 def run_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -37,6 +39,13 @@ def batch_indices(data_key, step, n_train: int, batch_size: int) -> jax.Array:
     steps_per_epoch = n_train // batch_size
     order = epoch_order(data_key, step // steps_per_epoch, n_train)
     return lax.dynamic_slice_in_dim(order, (step % steps_per_epoch) * batch_size, batch_size)
+
+
+def steps_in_chunk(step: int, stop: int, n_train: int, batch_size: int, wanted: int) -> int:
+    """How many steps the chunk starting at ``step`` may run: ``wanted``, but not past ``stop``
+    nor past the end of the epoch (`chunk_body` draws one epoch's order per chunk)."""
+    steps_per_epoch = n_train // batch_size
+    return max(1, min(wanted, stop - step, steps_per_epoch - step % steps_per_epoch))
 
 
 class ChunkMetrics(NamedTuple):
@@ -62,28 +71,45 @@ class ChunkMetrics(NamedTuple):
         return cls(i, jnp.float32(loss_sum), jnp.float32(accuracy_sum), f, norms, i, false, false, norms)
 
 
-def make_chunk(net: MLP, rule: Rule, optimizer, batch_size: int, batch_mode: str, remat: bool,
-               n_train: int, data_key, mesh=None):
-    """Returns the jitted ``(state, x, y, n_steps, loss_sum, accuracy_sum) -> (state, ChunkMetrics)``
-    that runs up to ``n_steps`` (a traced int: one compilation serves every length) guarded
-    training steps, continuing the interval's sums (float32 scalars), in one
-    loop, drawing each batch on the device as `batch_indices` says (the epoch's permutation is
-    drawn once per epoch and carried). From the first skipped step on, the state stays the last
-    good one. With a ``mesh``, each batch is split over its ``data`` axis and
-    the state laid out as `jdfa.parallel.state_sharding` says."""
+class Hyper(NamedTuple):
+    """A run's array-valued settings: all that may differ between the runs of one vmapped program
+    (`jdfa.sweep`). The seed enters as its keys; the feedback scale only at `init_runs`."""
+
+    data_key: jax.Array  # the data order's key (`run_keys`)
+    lr: jax.Array  # () float32: the (peak) learning rate, a rollback's scale included
+    weight_decay: jax.Array  # () float32
+
+
+def hyper(data_key, optimizer: Optimizer, lr_scale: float = 1.0) -> Hyper:
+    """The `Hyper` of one run with ``optimizer`` and the data order of ``data_key``."""
+    return Hyper(data_key, jnp.float32(optimizer.lr * lr_scale), jnp.float32(optimizer.weight_decay))
+
+
+def chunk_body(net: MLP, rule: Rule, optimizer: Optimizer, steps: int, batch_size: int,
+               batch_mode: str, remat: bool, n_train: int, mesh=None):
+    """The un-jitted ``(state, hyper, x, y, n_steps, loss_sum, accuracy_sum) -> (state,
+    ChunkMetrics)`` of one run: up to ``n_steps`` (traced: one compilation serves every length)
+    guarded training steps in one loop, continuing the interval's float32 sums, drawing each batch
+    on the device as `batch_indices` says. A chunk stays within one epoch: ``n_steps`` at most
+    `steps_in_chunk`. From the first skipped step on, the state stays the last good one. ``hyper`` (a
+    `Hyper`) holds what a vmapped sweep varies per run; ``steps`` is the run's length (the cosine
+    schedule's). With a ``mesh``, each batch is split over its ``data`` axis."""
     steps_per_epoch = n_train // batch_size
 
-    def chunk(state, x, y, n_steps, loss_sum, accuracy_sum):
+    def chunk(state, hyper, x, y, n_steps, loss_sum, accuracy_sum):
+        opt = optimizer.transform(steps, hyper.lr, hyper.weight_decay)
+        # One epoch's order serves the whole chunk (`steps_in_chunk`); a per-step lax.cond would
+        # turn into a select under a sweep's vmap, drawing a permutation every step.
+        order = epoch_order(hyper.data_key, state.step // steps_per_epoch, n_train)
+
         def step(carry):
-            state, order, acc = carry
-            epoch, i = state.step // steps_per_epoch, state.step % steps_per_epoch
-            order = lax.cond(i == 0, lambda: epoch_order(data_key, epoch, n_train), lambda: order)
-            idx = lax.dynamic_slice_in_dim(order, i * batch_size, batch_size)
+            state, acc = carry
+            idx = lax.dynamic_slice_in_dim(order, (state.step % steps_per_epoch) * batch_size, batch_size)
             xb, yb = x[idx], y[idx]
             if mesh is not None:
                 xb = lax.with_sharding_constraint(xb, parallel.batch_sharding(mesh))
                 yb = lax.with_sharding_constraint(yb, parallel.batch_sharding(mesh))
-            new, m = train_step(net, rule, optimizer, state, xb, yb, batch_mode, remat, guard=True)
+            new, m = train_step(net, rule, opt, state, xb, yb, batch_mode, remat, guard=True)
             bad = m["skipped"]
             acc = ChunkMetrics(
                 steps=acc.steps + ~bad, loss_sum=acc.loss_sum + jnp.where(bad, 0.0, m["loss"]),
@@ -92,17 +118,56 @@ def make_chunk(net: MLP, rule: Rule, optimizer, batch_size: int, batch_mode: str
                 layer_update_norms=jnp.where(bad, acc.layer_update_norms, m["layer_update_norms"]),
                 skipped_at=jnp.where(bad, state.step + 1, 0), bad_labels=m["bad_labels"],
                 bad_inputs=m["bad_inputs"], bad_layer_norms=m["layer_update_norms"])
-            return new, order, acc
+            return new, acc
 
         # A skipped step leaves the state, its step count included, unchanged: every later step of
         # the chunk draws the same batch and is skipped the same way, so nothing needs to stop it.
-        order = epoch_order(data_key, state.step // steps_per_epoch, n_train)
         acc = ChunkMetrics.start(net.depth + 1, loss_sum, accuracy_sum)
-        state, _, acc = lax.fori_loop(0, n_steps, lambda _, c: step(c), (state, order, acc))
+        state, acc = lax.fori_loop(0, n_steps, lambda _, c: step(c), (state, acc))
         return state, acc
 
+    return chunk
+
+
+def make_chunk(net: MLP, rule: Rule, optimizer: Optimizer, steps: int, batch_size: int,
+               batch_mode: str, remat: bool, n_train: int, mesh=None):
+    """`chunk_body` of one run, jitted. With a ``mesh``, the state is laid out as
+    `jdfa.parallel.state_sharding` says."""
+    chunk = chunk_body(net, rule, optimizer, steps, batch_size, batch_mode, remat, n_train, mesh)
     if mesh is None:
         return jax.jit(chunk)
-    abstract = jax.eval_shape(lambda: init_train_state(jax.random.key(0), net, rule, optimizer))
+    abstract = jax.eval_shape(lambda: init_train_state(jax.random.key(0), net, rule, optimizer.build(steps)))
     states, rep = parallel.state_sharding(mesh, abstract), parallel.replicated(mesh)
-    return jax.jit(chunk, in_shardings=(states, rep, rep, rep, rep, rep), out_shardings=(states, rep))
+    return jax.jit(chunk, in_shardings=(states, rep, rep, rep, rep, rep, rep), out_shardings=(states, rep))
+
+
+def init_runs(init_keys, feedback_scales, net: MLP, rule: Rule, optimizer: Optimizer,
+              steps: int) -> TrainState:
+    """The stacked `TrainState` of R runs (every leaf with a leading run axis R): run ``r`` drawn
+    with ``init_keys[r]`` and its feedback at scale ``feedback_scales[r]``, bit for bit as it is
+    drawn alone (one run at a time: XLA:CPU compiles a vmapped draw for seconds)."""
+    opt = optimizer.build(steps)  # the optimizer's state does not depend on lr or decay
+    states = [init_train_state(key, net, dataclasses.replace(rule, feedback_scale=float(scale))
+                               if isinstance(rule, FeedbackRule) else rule, opt)
+              for key, scale in zip(init_keys, feedback_scales)]
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
+
+
+@jax.jit
+def run_state(states, r):
+    """Run ``r`` (a traced index: one compilation serves every run) of a stacked state."""
+    return jax.tree.map(lambda a: a[r], states)
+
+
+def make_sweep_chunk(net: MLP, rule: Rule, optimizer: Optimizer, steps: int, batch_size: int,
+                     batch_mode: str, remat: bool, n_train: int, mesh=None):
+    """`chunk_body` vmapped over a leading run axis of the state, the `Hyper` and the sums (the
+    data and ``n_steps`` are shared), jitted: R runs as one program. With a ``mesh``, the run
+    axis is split over its ``data`` axis (R a multiple of its size), so runs spread over devices."""
+    body = chunk_body(net, rule, optimizer, steps, batch_size, batch_mode, remat, n_train)
+    runs = jax.vmap(body, in_axes=(0, 0, None, None, None, 0, 0))
+    if mesh is None:
+        return jax.jit(runs)
+    split, rep = parallel.run_sharding(mesh), parallel.replicated(mesh)
+    return jax.jit(runs, in_shardings=(split, split, rep, rep, rep, split, split),
+                   out_shardings=(split, split))

@@ -7,10 +7,15 @@ that default to True are switched off with ``--no-...`` (e.g. ``--no-use-derivat
 The run's summary goes to stdout as one JSON line (``jdfa train ... | jq``); progress, warnings
 and messages go to stderr.
 
-Exit status: 0 finished, 1 diverged, 2 bad arguments, missing data or dependency, or invalid data
-met in training, 130 interrupted (SIGINT/SIGTERM: a checkpoint is saved first, and the same command
-plus ``--resume`` continues the run; a second Ctrl-C aborts without saving, keeping the last good
-checkpoint).
+A sweep: comma lists train every combination (``--seeds 5`` is seeds 0..4, ``--seeds 0,3``
+those two; ``--lr 1e-3,3e-4``, ``--block-size 50,25,10``, ``--rule dfa,bdfa25``); runs of one
+structure train as one vmapped program (`jdfa.sweep`), at most ``--max-parallel`` at a time, into
+``OUT/<run>`` plus ``OUT/sweep.json``, ``sweep.md`` and ``sweep.png``.
+
+Exit status: 0 finished, 1 diverged (a sweep: any run), 2 bad arguments, missing data or
+dependency, or invalid data met in training, 130 interrupted (SIGINT/SIGTERM: a checkpoint is
+saved first, and the same command plus ``--resume`` continues the run; a second Ctrl-C aborts
+without saving, keeping the last good checkpoint).
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ import typing
 
 from jdfa import data, model, rules
 from jdfa.batch_modes import BATCH_MODES
-from jdfa.driver import flags
+from jdfa.driver import flags, grid
 from jdfa.driver.config import ON_DIVERGE, Config
 from jdfa.driver.loop import train
+from jdfa.driver.sweeps import train_runs
 from jdfa.losses import LOSSES
 from jdfa.optimizers import OPTIMIZERS, SCHEDULES, Optimizer
 
@@ -60,9 +66,31 @@ def parser() -> argparse.ArgumentParser:
         kind = next((k for k in typing.get_args(kind) if k is not type(None)), kind)  # int | None
         convert = {int: int, float: float}.get(kind, str)
         shown = "" if name in flags.RULE or default is None else f" (default: {default})"
+        if name in grid.SWEEPABLE:  # a comma list sweeps it
+            t.add_argument(flag, type=_values(name, convert, CHOICES.get(name)), default=default,
+                           help=text + shown + "; a comma list sweeps it", metavar=name.upper())
+            continue
         t.add_argument(flag, type=convert, default=default, choices=CHOICES.get(name),
                        help=text + shown)
+    t.add_argument("--seeds", type=_values("seeds", int, None), default=None,
+                   help="sweep seeds: N for 0..N-1, or a comma list (replaces --seed)")
+    t.add_argument("--max-parallel", type=int, default=None,
+                   help="a sweep trains at most this many runs at a time (default: what fits, and "
+                        "on the CPU what is faster than one after another)")
     return p
+
+
+def _values(name: str, convert, choices):
+    """An argparse type: one value, or a comma list of them (returned as a list)."""
+    def parse(text: str):
+        values = [convert(v) for v in text.split(",")]
+        for v in values:
+            if choices is not None and v not in choices:
+                raise argparse.ArgumentTypeError(f"{v!r} is not one of {list(choices)}")
+        return values if len(values) > 1 or name == "seeds" else values[0]
+
+    parse.__name__ = {int: "int", float: "float"}.get(convert, "value")
+    return parse
 
 
 def _name_flags(message: str) -> str:
@@ -78,10 +106,16 @@ def _name_flags(message: str) -> str:
 def main(argv=None) -> int:
     args = vars(parser().parse_args(argv))
     args.pop("command")
+    seeds, max_parallel = args.pop("seeds"), args.pop("max_parallel")
+    if seeds is not None:
+        args["seed"] = list(range(seeds[0])) if len(seeds) == 1 else seeds
+    lists = {k: v for k, v in args.items() if isinstance(v, list)}
     try:
+        if lists:
+            return _sweep(args, lists, max_parallel)
         config, dataset = flags.from_flags(args)
         summary = train(config, data=dataset)
-    except ValueError as err:  # bad flags or data: the message says what to change
+    except (ValueError, MemoryError) as err:  # bad flags or data: the message says what to change
         print(f"error: {_name_flags(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a second Ctrl-C before training began
@@ -89,5 +123,22 @@ def main(argv=None) -> int:
         return 130
     summary.pop("state")
     print(json.dumps(summary))
-    return {"finished": 0, "diverged": 1, "invalid_data": 2, "interrupted": 130,
-            "aborted": 130}[summary["status"]]
+    return EXIT[summary["status"]]
+
+
+EXIT = {"finished": 0, "diverged": 1, "invalid_data": 2, "interrupted": 130, "aborted": 130}
+
+
+def _sweep(args: dict, lists: dict, max_parallel: int | None) -> int:
+    """Trains the sweep of ``lists``; prints one JSON line: the status and each run's result."""
+    configs, dataset = [], None
+    for combo in grid.combinations(args, lists):
+        config, dataset = flags.from_flags(combo, dataset)
+        configs.append(config)
+    result = train_runs(configs, data=dataset, max_parallel=max_parallel)
+    keys = ("status", "step", "test_accuracy", "best_test_accuracy", "best_step")
+    print(json.dumps({"status": result["status"], "out": result["out"], "runs": [
+        {"name": run["name"], **{k: run["summary"].get(k) for k in keys}} for run in result["runs"]]}))
+    if result["status"] != "finished":
+        return EXIT[result["status"]]
+    return max(EXIT[run["status"]] for run in result["runs"])

@@ -22,7 +22,7 @@ from jdfa import parallel
 from jdfa.checkpoint import Checkpoints
 from jdfa.driver import rundir
 from jdfa.driver.angles import MeasureAlignment
-from jdfa.driver.batches import make_chunk, run_keys
+from jdfa.driver.batches import hyper, make_chunk, run_keys, steps_in_chunk
 from jdfa.driver.checkpointing import SaveCheckpoint
 from jdfa.driver.config import Config
 from jdfa.driver.evaluation import Evaluate
@@ -65,7 +65,7 @@ def _train(cfg: Config, data, saved_config, signals: SignalFlag) -> dict[str, An
     if cfg.distributed:
         parallel.initialize_distributed()
     (x_train, y_train), (x_test, y_test) = data if data is not None else load_data(cfg.dataset, cfg.data_dir)
-    _check_data(cfg, x_train, y_train, x_test, y_test)
+    check_data(cfg, x_train, y_train, x_test, y_test)
     mesh = None
     if cfg.mesh_data * cfg.mesh_layers > 1:
         mesh = parallel.make_mesh(cfg.mesh_data, cfg.mesh_layers)
@@ -105,11 +105,9 @@ def _train(cfg: Config, data, saved_config, signals: SignalFlag) -> dict[str, An
             if action.due(0, last=False):
                 action(0, state, record)
 
-    def chunk_fn(lr_scale):
-        return make_chunk(net, rule, cfg.optimizer.build(cfg.steps, lr_scale), cfg.batch_size,
-                          cfg.batch_mode, cfg.remat, len(x_train), k_data, mesh)
-
-    chunk, chunk_size = chunk_fn(1.0), 1
+    chunk = make_chunk(net, rule, cfg.optimizer, cfg.steps, cfg.batch_size, cfg.batch_mode, cfg.remat,
+                       len(x_train), mesh)
+    chunk_size = 1
     progress = Progress(cfg.steps, int(state.step), cfg.progress)
     status, rollbacks, lr_scale = "finished", 0, 1.0
     try:
@@ -117,8 +115,8 @@ def _train(cfg: Config, data, saved_config, signals: SignalFlag) -> dict[str, An
             stop, cm = next_stop(int(state.step), cfg.steps, actions), None
             while int(state.step) < stop and not signals.is_set:  # chunks of ~0.5 s
                 start = time.perf_counter()
-                state, cm = chunk(state, x, y, jnp.int32(min(chunk_size, stop - int(state.step))),
-                                  *interval.sums())
+                n = jnp.int32(steps_in_chunk(int(state.step), stop, len(x_train), cfg.batch_size, chunk_size))
+                state, cm = chunk(state, hyper(k_data, cfg.optimizer, lr_scale), x, y, n, *interval.sums())
                 cm = jax.device_get(cm)
                 seconds = time.perf_counter() - start
                 chunk_size = max(1, int(SECONDS_PER_CHUNK * int(cm.steps) / max(seconds, 1e-6)))
@@ -127,12 +125,12 @@ def _train(cfg: Config, data, saved_config, signals: SignalFlag) -> dict[str, An
                 if cm.skipped_at:
                     break
             if cm is not None and cm.skipped_at:
-                status, can_roll_back = _report_skip(cfg, cm, log, interval, checkpoints, rollbacks)
+                status, can_roll_back = report_skip(cfg, cm, log, interval, checkpoints, rollbacks)
                 if not can_roll_back:
                     break
                 rollbacks, lr_scale = rollbacks + 1, lr_scale * cfg.rollback_factor
                 state = rollback(cfg, state, checkpoints, log, interval, lr_scale, rollbacks)
-                chunk, status = chunk_fn(lr_scale), "finished"
+                status = "finished"
                 progress.reset_to(int(state.step))
                 continue
             if int(state.step) == stop:
@@ -211,8 +209,8 @@ class Interval:
 
 def rollback(cfg: Config, state, checkpoints: Checkpoints, log: RunLog, interval: Interval,
              lr_scale: float, rollbacks: int):
-    """Returns to the last good checkpoint (the log forgets the steps undone); the caller builds
-    the chunk for the learning rate times ``lr_scale``."""
+    """Returns to the last good checkpoint (the log forgets the steps undone); the caller goes on
+    with the learning rate times ``lr_scale``."""
     state, meta = checkpoints.restore_latest(state)
     interval.load({**dict.fromkeys(META, 0.0), **meta})
     log.truncate(int(state.step))
@@ -220,8 +218,9 @@ def rollback(cfg: Config, state, checkpoints: Checkpoints, log: RunLog, interval
     return state
 
 
-def _report_skip(cfg, cm, log: RunLog, interval: Interval, checkpoints, rollbacks: int):
-    """Reports a skipped step; returns ``(status, whether to roll back)``."""
+def report_skip(cfg, cm, log: RunLog, interval: Interval, checkpoints, rollbacks: int):
+    """Reports a skipped step (``cm``: the run's `ChunkMetrics`); returns ``(status, whether to
+    roll back)``."""
     step = int(cm.skipped_at)
     if cm.bad_labels or cm.bad_inputs:
         what = "labels outside [0, classes)" if cm.bad_labels else "non-finite inputs"
@@ -243,7 +242,7 @@ def _save_on_interrupt(state, checkpoints: Checkpoints | None, interval: Interva
              if checkpoints is not None else "checkpoints are off, nothing saved"), file=sys.stderr)
 
 
-def _check_data(cfg: Config, x_train, y_train, x_test, y_test) -> None:
+def check_data(cfg: Config, x_train, y_train, x_test, y_test) -> None:
     """Clear errors for data that does not fit the run (`jdfa.model.check_inputs`: shapes, labels,
     NaN; a warning for inputs outside [0, 1]), before anything trains."""
     if cfg.batch_size > len(x_train):

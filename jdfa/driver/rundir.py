@@ -78,3 +78,37 @@ def differences(saved: dict, given: dict) -> list[tuple[str, object, object]]:
     a, b = dict(flat(saved)), dict(flat(given))
     return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
             if k not in RESUMABLE and a.get(k) != b.get(k)]
+
+
+SWEEP_FILES = ("sweep_config.json", "sweep.json", "checkpoints")
+
+
+def prepare_sweep(out: Path, configs: list[Config], names: list[str]) -> dict | None:
+    """`prepare` for a sweep's folder (``configs[0]`` says resume or overwrite): a folder holding a
+    run or a sweep is refused, emptied (overwrite), or checked to hold this sweep (resume: the same
+    runs; each run's settings as `prepare` checks them). Returns the saved ``sweep_config.json``
+    when resuming, else None."""
+    config = configs[0]
+    if config.resume:
+        path = out / "sweep_config.json"
+        if not path.is_file():
+            raise ValueError(f"--resume: {out} holds no sweep (no sweep_config.json), so there is no "
+                             "sweep to continue; start it without --resume")
+        saved = json.loads(path.read_text())
+        if saved["names"] != names:
+            raise ValueError(f"--resume: the sweep in {out} has the runs {saved['names']}, the flags "
+                             f"given make {names}; repeat the sweep's flags, or choose another --out")
+        for name, old, new in zip(names, saved["configs"], configs):
+            diffs = differences(old, new.to_dict())
+            if diffs:
+                listed = "; ".join(f"{k}: saved {a!r}, given {b!r}" for k, a, b in diffs)
+                raise ValueError(f"--resume: run {name} of the sweep in {out} was trained with other "
+                                 f"settings: {listed}")
+        return saved
+    held = [name for name in (*RUN_FILES, *SWEEP_FILES) if (out / name).exists()]
+    if held and not config.overwrite:
+        raise ValueError(f"{out} already holds a run or sweep ({', '.join(sorted(set(held)))}); continue "
+                         "it with --resume, replace it with --overwrite, or choose another --out")
+    if held:
+        shutil.rmtree(out)
+    return None

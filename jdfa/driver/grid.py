@@ -1,0 +1,102 @@
+"""The runs of a sweep: the cross product of flag lists, named by what varies, grouped by structure.
+
+A sweep is given as flat flags (`jdfa.driver.flags`) some of which are lists; every combination is
+one run, made by `from_flags` exactly as a single run would be. Runs that share a structure (all
+but the `ARRAY_VALUED` settings) can be one vmapped program (`jdfa.driver.sweeps`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+
+from jdfa import rules
+from jdfa.driver.config import Config
+from jdfa.driver.flags import NET, OPTIMIZER, RULE, from_flags
+
+# Settings that may differ between the runs of one program: arrays inside it, not its structure.
+ARRAY_VALUED = ("seed", "lr", "weight_decay", "feedback_scale")
+# Flags that take comma lists on the command line (booleans do not).
+SWEEPABLE = ("rule", "bp_depth", "block_size", "boundary", "feedback_init", "feedback_scale", *NET,
+             "batch_size", *OPTIMIZER, "seed")
+_IN_SPEC = ("bp_depth", "block_size", "boundary")  # a rule's spec (bdfa25-bp) already names these
+
+
+def config_flags(config: Config) -> dict:
+    """The flat flags of ``config`` (`from_flags` of them gives ``config`` back, the net's in and
+    out features being fitted to the data); ``rule`` is the rule object."""
+    own = {f.name: getattr(config, f.name) for f in dataclasses.fields(Config)
+           if f.name not in ("net", "rule", "optimizer")}
+    return {"rule": config.rule, **{k: getattr(config.net, k) for k in NET},
+            **{flag: getattr(config.optimizer, field) for flag, field in OPTIMIZER.items()}, **own}
+
+
+def _rule_class(rule) -> type:
+    return type(rule) if isinstance(rule, rules.Rule) else type(rules.parse(rule))
+
+
+def combinations(flags: dict, lists: dict[str, list]) -> list[dict]:
+    """Every combination of ``lists`` (flag -> values) over ``flags``, in order (the last flag
+    varies fastest). A rule field applies only to the rules that have it (``--rule dfa,bdfa
+    --block-size 10,25`` is three runs, not four); duplicates are dropped."""
+    for name, values in lists.items():
+        if not values:
+            raise ValueError(f"{name}: the list of values to sweep is empty")
+    combos, seen = [], set()
+    for values in itertools.product(*lists.values()):
+        combo = {**flags, **dict(zip(lists, values))}
+        if "rule" in lists:
+            own = {f.name for f in dataclasses.fields(_rule_class(combo["rule"]))}
+            combo = {k: (v if k not in RULE or k in own else None) for k, v in combo.items()}
+        key = repr(sorted((k, repr(v)) for k, v in combo.items()))
+        if key not in seen:
+            seen.add(key)
+            combos.append(combo)
+    return combos
+
+
+def expand(config: Config, data, seeds=None, **axes) -> list[Config]:
+    """The configs of a sweep around ``config``: ``seeds`` (an int n: seeds 0..n-1, or a list)
+    and ``axes`` (flag name -> list of values, e.g. ``lr=[1e-3, 3e-4]``, ``block_size=[50, 25]``,
+    ``rule=["dfa", "bdfa25"]``: a rule from a list replaces ``config.rule`` whole)."""
+    unknown = sorted(set(axes) - set(SWEEPABLE) - {"seed"})
+    if unknown:
+        raise ValueError(f"cannot sweep {unknown}; the settings that take lists are {list(SWEEPABLE)}")
+    if seeds is not None:
+        axes = {"seed": list(range(seeds)) if isinstance(seeds, int) else list(seeds), **axes}
+    return [from_flags(combo, data)[0] for combo in combinations(config_flags(config), axes)]
+
+
+def settings(config: Config) -> dict:
+    """The sweepable settings of ``config`` as JSON scalars (the rule by its spec, which names its
+    block size, boundary or BP depth)."""
+    flags = config_flags(config)
+    flags["rule"] = config.rule.spec
+    return {k: flags[k] if k in flags else getattr(config.rule, k, None)
+            for k in SWEEPABLE if k not in _IN_SPEC}
+
+
+def varying(configs: list[Config]) -> list[dict]:
+    """For each config, the sweepable settings that differ across ``configs``."""
+    all_settings = [settings(c) for c in configs]
+    keys = [k for k in all_settings[0] if len({repr(s[k]) for s in all_settings}) > 1]
+    return [{k: s[k] for k in keys} for s in all_settings]
+
+
+def run_name(setting: dict) -> str:
+    """A folder name for a run's varying settings: ``lr=0.001_seed=0`` (``run`` when none)."""
+    name = "_".join(f"{k}={v}" for k, v in setting.items() if v is not None) or "run"
+    return re.sub(r"[^\w.=+-]", "-", name)
+
+
+def structure(config: Config) -> Config:
+    """``config`` with its `ARRAY_VALUED` settings set to placeholders: configs equal here differ
+    only by what one vmapped program can hold per run. Decay's presence stays structural (it
+    chains a transformation with state)."""
+    decays = float(config.optimizer.weight_decay > 0)
+    optimizer = dataclasses.replace(config.optimizer, lr=1.0, weight_decay=decays)
+    rule = config.rule
+    if isinstance(rule, rules.FeedbackRule):
+        rule = dataclasses.replace(rule, feedback_scale=1.0)
+    return dataclasses.replace(config, seed=0, optimizer=optimizer, rule=rule, out=None)
