@@ -170,7 +170,7 @@ def test_planted_nan_is_refused_before_training(tmp_path):
 def test_planted_nan_past_the_check_stops_the_run_naming_the_step(tmp_path, capsys, monkeypatch):
     from jdfa.driver import loop
 
-    monkeypatch.setattr(loop, "_check_data", lambda *args: None)  # as if it came from elsewhere
+    monkeypatch.setattr(loop, "check_data", lambda *args: None)  # as if it came from elsewhere
     data, _ = _poisoned(23)
     result = _train(data, out=str(tmp_path), **FLAGS)
     assert result["status"] == "invalid_data"

@@ -67,12 +67,13 @@ def parser() -> argparse.ArgumentParser:
         convert = {int: int, float: float}.get(kind, str)
         shown = "" if name in flags.RULE or default is None else f" (default: {default})"
         if name in grid.SWEEPABLE:  # a comma list sweeps it
-            t.add_argument(flag, type=_values(name, convert, CHOICES.get(name)), default=default,
-                           help=text + shown + "; a comma list sweeps it", metavar=name.upper())
+            choices = _Choices(CHOICES[name]) if name in CHOICES else None
+            t.add_argument(flag, type=_values(name, convert), default=default, choices=choices,
+                           help=text + shown + "; a comma list sweeps it")
             continue
         t.add_argument(flag, type=convert, default=default, choices=CHOICES.get(name),
                        help=text + shown)
-    t.add_argument("--seeds", type=_values("seeds", int, None), default=None,
+    t.add_argument("--seeds", type=_values("seeds", int), default=None,
                    help="sweep seeds: N for 0..N-1, or a comma list (replaces --seed)")
     t.add_argument("--max-parallel", type=int, default=None,
                    help="a sweep trains at most this many runs at a time (default: what fits, and "
@@ -80,13 +81,17 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _values(name: str, convert, choices):
+class _Choices(tuple):
+    """A flag's choices that also admit a comma list of them (argparse checks with ``in``)."""
+
+    def __contains__(self, value):
+        return all(tuple.__contains__(self, v) for v in (value if isinstance(value, list) else [value]))
+
+
+def _values(name: str, convert):
     """An argparse type: one value, or a comma list of them (returned as a list)."""
     def parse(text: str):
         values = [convert(v) for v in text.split(",")]
-        for v in values:
-            if choices is not None and v not in choices:
-                raise argparse.ArgumentTypeError(f"{v!r} is not one of {list(choices)}")
         return values if len(values) > 1 or name == "seeds" else values[0]
 
     parse.__name__ = {int: "int", float: "float"}.get(convert, "value")
