@@ -160,11 +160,20 @@ def run_state(states, r):
 
 
 def make_sweep_chunk(net: MLP, rule: Rule, optimizer: Optimizer, steps: int, batch_size: int,
-                     batch_mode: str, remat: bool, n_train: int, mesh=None):
+                     batch_mode: str, remat: bool, n_train: int, mesh=None, n_runs: int | None = None):
     """`chunk_body` vmapped over a leading run axis of the state, the `Hyper` and the sums (the
     data and ``n_steps`` are shared), jitted: R runs as one program. With a ``mesh``, the run
-    axis is split over its ``data`` axis (R a multiple of its size), so runs spread over devices."""
+    axis is split over its ``data`` axis (R a multiple of its size), so runs spread over devices.
+    ``n_runs=1`` runs the un-vmapped body on the one run: a batched guard is a select over the
+    whole state, which a run alone does not pay for."""
     body = chunk_body(net, rule, optimizer, steps, batch_size, batch_mode, remat, n_train)
+    if n_runs == 1 and mesh is None:
+        def one(state, hyper, x, y, n_steps, loss_sums, accuracy_sums):
+            state, hyper = jax.tree.map(lambda a: a[0], (state, hyper))
+            out = body(state, hyper, x, y, n_steps, loss_sums[0], accuracy_sums[0])
+            return jax.tree.map(lambda a: a[None], out)
+
+        return jax.jit(one)
     runs = jax.vmap(body, in_axes=(0, 0, None, None, None, 0, 0))
     if mesh is None:
         return jax.jit(runs)

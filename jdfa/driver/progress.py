@@ -18,6 +18,10 @@ class Progress:
         self.bar.set_postfix(loss=f"{loss:.4f}", **{
             k: f"{last[k]:.4f}" for k in ("train_accuracy", "test_accuracy") if k in last})
 
+    def advance(self, steps: int) -> None:
+        """Counts steps done before this session (a resumed sweep's programs)."""
+        self.bar.update(steps)
+
     def reset_to(self, step: int) -> None:
         self.bar.n = step
         self.bar.refresh()

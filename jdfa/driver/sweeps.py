@@ -144,7 +144,7 @@ class _Program:
         self.hyper = Hyper(jnp.stack([k[1] for k in keys]), jnp.array([c.optimizer.lr for c in cfgs]),
                            jnp.array([c.optimizer.weight_decay for c in cfgs], jnp.float32))
         self.chunk = make_sweep_chunk(cfg.net, cfg.rule, cfg.optimizer, cfg.steps, cfg.batch_size,
-                                      cfg.batch_mode, cfg.remat, len(x_train), mesh)
+                                      cfg.batch_mode, cfg.remat, len(x_train), mesh, len(cfgs))
         if mesh is not None:
             self.state, self.hyper = jax.device_put((self.state, self.hyper), parallel.run_sharding(mesh))
         test = (jnp.asarray(x_test), jnp.asarray(y_test))
@@ -179,7 +179,7 @@ class _Program:
             else:  # frozen before the checkpoint: its folder is complete
                 self.summaries[r] = json.loads((Path(c.out) / "summary.json").read_text())
                 self.logs[r] = _Finished(Path(c.out) / "metrics.jsonl")
-        self.progress.bar.update(sum(int(s) for s in np.asarray(self.state.step)))
+        self.progress.advance(int(np.sum(np.asarray(self.state.step))))
         if restored is None:
             self._act(0, last=False, save=self.checkpoints is not None)
         outcome = self._loop(step)
