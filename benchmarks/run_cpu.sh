@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Re-runs the CPU measurements of benchmarks/README.md into benchmarks/results/cpu/ (about 10-15
+# Re-runs the CPU measurements of benchmarks/README.md into benchmarks/results/cpu/ (about 35
 # minutes of timing on a 2-core machine, plus any waiting for the machine to go quiet).
 # One benchmark at a time: never run two at once on a small machine.
 set -euo pipefail
@@ -44,3 +44,6 @@ $ST --rules forward,dfa,dfa-remat,bp --depths 100,200 --width 200 --batch 128 --
     --malloc tuned --out "$OUT/remat_w200.jsonl"
 XLA_FLAGS=--xla_force_host_platform_device_count=8 python benchmarks/scaling.py \
     --out "$OUT/scaling.jsonl" --png "$OUT/scaling.png"
+# 8. many runs: one vmapped program, groups of 4, or one after another (about 21 minutes)
+python benchmarks/sweep_throughput.py --malloc tuned --out "$OUT/sweep_throughput.jsonl" \
+    --plot "$OUT/sweep_throughput.png"

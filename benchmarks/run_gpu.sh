@@ -32,3 +32,6 @@ $ST --rules forward,dfa,dfa-remat,bp --depths 100,200 --width 200 --batch 128 --
 # 6. plot
 python benchmarks/plot.py "$OUT/depth_sweep_w200.jsonl" --out "$OUT/depth_sweep_w200.png" \
     --title "jdfa step time, XLA temp memory and compile time against depth (H100)"
+# 7. many runs: the target is 32 vmapped depth-100 runs >= 16x the run-steps/s of one run
+python benchmarks/sweep_throughput.py --steps 50 --repeats 5 --group 8 --out "$OUT/sweep_throughput.jsonl" \
+    --plot "$OUT/sweep_throughput.png"

@@ -42,7 +42,7 @@ def _close(a: list[dict], b: list[dict], rtol: float) -> None:
 def test_cli_sweep_trains_six_runs_as_one_program_and_writes_the_report(tmp_path, capsys):
     code = cli.main(["train", "--data-dir", str(MNIST), "--depth", "2", "--width", "32", "--steps", "200",
                      "--eval-every", "100", "--train-eval-size", "1000", "--no-progress",
-                     "--seeds", "0,1,2", "--lr", "1e-3,3e-4", "--max-parallel", "6", "--out", str(tmp_path)])
+                     "--seeds", "0,1,2", "--lr", "1e-3,3e-4", "--out", str(tmp_path)])
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
     names = [f"lr={lr}_seed={s}" for lr in (0.001, 0.0003) for s in (0, 1, 2)]
@@ -167,3 +167,14 @@ def test_bad_sweeps_are_refused_with_the_fix(tmp_path, mnist, monkeypatch):
         jdfa.sweep(jdfa.Config(net=net, **SMALL), data=mnist, seeds=2)
     assert cli.main(["train", "--data-dir", str(MNIST), "--seeds", "2", "--steps", "5", "--no-progress",
                      "--out", str(tmp_path), "--resume"]) == 2
+
+
+def test_runs_one_after_another_match_the_vmapped_program(mnist):
+    (x, y), (x_test, y_test) = mnist
+    data = ((x[:2048], y[:2048]), (x_test[:500], y_test[:500]))
+    config = jdfa.Config(net=net_for_data(data, width=32, depth=2), steps=40, eval_every=20,
+                         train_eval_size=500, progress=False)
+    vmapped = jdfa.sweep(config, data=data, seeds=2, lr=[1e-3, 1e-2], max_parallel=4)
+    in_turn = jdfa.sweep(config, data=data, seeds=2, lr=[1e-3, 1e-2], max_parallel=1)
+    for a, b in zip(vmapped["runs"], in_turn["runs"]):
+        _close(a["records"], b["records"], rtol=1e-5)

@@ -1,10 +1,13 @@
 """How many runs of one structure a sweep trains as one vmapped program.
 
 On an accelerator a depth-100 step is latency-bound, so as many runs as fit share each program.
-On the CPU a vmapped step does the runs' arithmetic on the same few cores, so it gains only where
-one run leaves them idle (small layers); elsewhere runs go one after another
-(``benchmarks/sweep_throughput.py`` measured where the line lies, `CPU_VMAP_MAX_WIDTH`). Memory
-bounds both: the compiled program's memory analysis says what one run needs.
+On the CPU a vmapped step does the runs' arithmetic on the same cores (XLA:CPU does not spread the
+run axis over them), and vmapping costs memory traffic of its own: the guard's branch becomes a
+select over the whole state. Measured on 2 cores (``benchmarks/results/cpu/sweep_findings.md``),
+only runs whose state is under about 1 MiB gain (1.0-1.2x in programs of 4-8 runs); larger ones
+lose (0.4-0.9x), so there the CPU trains them one after another, each with the un-vmapped chunk:
+a sweep on the CPU is never slower than its runs in turn. Memory bounds both: the state's size,
+and the compiled program's memory analysis when that comes close to the free memory.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ import jax.numpy as jnp
 from jdfa.driver.batches import Hyper, init_runs, make_sweep_chunk
 from jdfa.driver.config import Config
 
-CPU_VMAP_MAX_WIDTH = 128  # on the CPU, runs of wider layers go one after another
-CPU_MAX_PARALLEL = 4
+CPU_VMAP_MAX_STATE = 2**20  # bytes of state per run up to which the CPU vmaps runs
+CPU_MAX_PARALLEL = 8
 MEMORY_FRACTION = 0.8  # of the free memory a sweep's program may plan to use
 ROOM = 16  # runs whose states take less than 1/ROOM of the free memory fit without asking
 
@@ -31,6 +34,13 @@ def free_bytes(device=None) -> int:
     if stats and "bytes_limit" in stats:
         return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def state_bytes(config: Config) -> int:
+    """The bytes of one run's state: params, feedback and the optimizer's state."""
+    state = jax.eval_shape(lambda: init_runs([jax.random.key(0)], [1.0], config.net, config.rule,
+                                             config.optimizer, config.steps))
+    return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(state))
 
 
 def bytes_per_run(config: Config, n_train: int) -> int:
@@ -46,8 +56,8 @@ def bytes_per_run(config: Config, n_train: int) -> int:
     sums = jnp.zeros(1)
     memory = chunk.lower(state, hyper, x, y, jnp.int32(1), sums, sums).compile().memory_analysis()
     data = n_train * (config.net.in_features + 1) * 4
-    if memory is None:  # a backend without the analysis: the state, its update and the optimizer's
-        return 3 * sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(state))
+    if memory is None:  # a backend without the analysis: the state, read and written, and the update
+        return 3 * state_bytes(config)
     total = memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
     return max(total - data, 1)
 
@@ -55,17 +65,17 @@ def bytes_per_run(config: Config, n_train: int) -> int:
 def runs_per_program(config: Config, n_train: int, n_runs: int, max_parallel: int | None,
                      mesh_size: int = 1) -> int:
     """How many of ``n_runs`` runs of ``config``'s structure to train at a time: ``max_parallel``
-    when given; else what fits in memory, and on the CPU at most `CPU_MAX_PARALLEL` for narrow
-    nets and one for wide ones. With a mesh of ``mesh_size`` devices on the run axis, a multiple
-    of it. Raises ``MemoryError`` naming the sizes when one run does not fit."""
+    when given; else what fits in memory, and on the CPU at most `CPU_MAX_PARALLEL` for runs with
+    a small state (`CPU_VMAP_MAX_STATE`) and one for the others. With a mesh of ``mesh_size``
+    devices on the run axis, a multiple of it. Raises ``MemoryError`` naming the sizes when one run
+    does not fit."""
     cap = n_runs if max_parallel is None else min(max_parallel, n_runs)
     if max_parallel is None:
+        state = state_bytes(config)
         if mesh_size == 1 and jax.default_backend() == "cpu":
-            cap = min(cap, CPU_MAX_PARALLEL if config.net.width <= CPU_VMAP_MAX_WIDTH else 1)
+            cap = min(cap, CPU_MAX_PARALLEL if state <= CPU_VMAP_MAX_STATE else 1)
         free = free_bytes() * MEMORY_FRACTION
-        state = jax.eval_shape(lambda: init_runs([jax.random.key(0)], [1.0], config.net, config.rule,
-                                                 config.optimizer, config.steps))
-        if cap * ROOM * sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(state)) > free:
+        if cap * ROOM * state > free:
             need = bytes_per_run(config, n_train)  # close to the limit: ask the compiler
             if need > free:
                 raise MemoryError(f"one run of this sweep needs about {need / 2**30:.2f} GiB and "
