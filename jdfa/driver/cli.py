@@ -113,6 +113,10 @@ def main(argv=None) -> int:
     args.pop("command")
     seeds, max_parallel = args.pop("seeds"), args.pop("max_parallel")
     if seeds is not None:
+        if len(seeds) == 1 and seeds[0] < 1:
+            print(f"error: --seeds {seeds[0]}: give a count N >= 1 (seeds 0..N-1) or a comma list",
+                  file=sys.stderr)
+            return 2
         args["seed"] = list(range(seeds[0])) if len(seeds) == 1 else seeds
     lists = {k: v for k, v in args.items() if isinstance(v, list)}
     try:

@@ -34,6 +34,7 @@ from jdfa.driver.progress import Progress
 from jdfa.driver.runlog import RunLog
 from jdfa.driver.signals import SignalFlag
 from jdfa.driver.sweep_report import write_report
+from jdfa.validate import check_int
 
 STOPPED = {"running": 0, "diverged": 1, "invalid_data": 2}  # a run's status in checkpoint meta
 
@@ -63,6 +64,8 @@ def train_runs(configs: list[Config], *, data=None, max_parallel: int | None = N
       content of ``sweep.json``, also without ``out``).
     """
     _check_sweep(configs)
+    if max_parallel is not None:
+        check_int("max_parallel", max_parallel, 1)
     first = configs[0]
     data = data if data is not None else load_data(first.dataset, first.data_dir)
     check_data(first, *data[0], *data[1])
