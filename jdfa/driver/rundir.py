@@ -16,6 +16,7 @@ from pathlib import Path
 from jdfa.driver.config import Config
 
 RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "checkpoints")
+SWEEP_FILES = ("sweep_config.json", "sweep.json")
 # Settings that say how long, how often or where a run goes, not what it computes.
 RESUMABLE = ("steps", "eval_every", "align_every", "train_eval_size", "progress", "tensorboard",
              "checkpoint_every", "keep_checkpoints", "resume", "overwrite", "out", "data_dir",
@@ -38,13 +39,18 @@ def prepare(config: Config) -> dict | None:
     out = Path(config.out)
     if config.resume:
         return _resumable(config, out)
-    held = [name for name in RUN_FILES if (out / name).exists()]
-    if held and not config.overwrite:
-        raise ValueError(f"{out} already holds a run ({', '.join(held)}); continue it with --resume, "
-                         "replace it with --overwrite, or choose another --out")
+    _take(out, config.overwrite)
+    return None
+
+
+def _take(out: Path, overwrite: bool) -> None:
+    """Refuses a folder that holds a run or a sweep, or empties it (``overwrite``)."""
+    held = sorted({name for name in (*RUN_FILES, *SWEEP_FILES) if (out / name).exists()})
+    if held and not overwrite:
+        raise ValueError(f"{out} already holds a run or sweep ({', '.join(held)}); continue it with "
+                         "--resume, replace it with --overwrite, or choose another --out")
     if held:
         shutil.rmtree(out)
-    return None
 
 
 def _resumable(config: Config, out: Path) -> dict:
@@ -80,8 +86,6 @@ def differences(saved: dict, given: dict) -> list[tuple[str, object, object]]:
             if k not in RESUMABLE and a.get(k) != b.get(k)]
 
 
-SWEEP_FILES = ("sweep_config.json", "sweep.json", "checkpoints")
-
 
 def prepare_sweep(out: Path, configs: list[Config], names: list[str]) -> dict | None:
     """`prepare` for a sweep's folder (``configs[0]`` says resume or overwrite): a folder holding a
@@ -105,10 +109,5 @@ def prepare_sweep(out: Path, configs: list[Config], names: list[str]) -> dict | 
                 raise ValueError(f"--resume: run {name} of the sweep in {out} was trained with other "
                                  f"settings: {listed}")
         return saved
-    held = [name for name in (*RUN_FILES, *SWEEP_FILES) if (out / name).exists()]
-    if held and not config.overwrite:
-        raise ValueError(f"{out} already holds a run or sweep ({', '.join(sorted(set(held)))}); continue "
-                         "it with --resume, replace it with --overwrite, or choose another --out")
-    if held:
-        shutil.rmtree(out)
+    _take(out, config.overwrite)
     return None
