@@ -58,6 +58,12 @@ class Checkpoints:
             self.manager.save(step, args=ocp.args.StandardSave({"state": _drop_empty(state), "meta": meta}))
             self.manager.wait_until_finished()
         except BaseException:
+            # A save cut short (a second Ctrl-C) may still be writing in orbax's threads; let them
+            # end, or they would re-create the folder removed below.
+            try:
+                self.manager.wait_until_finished()
+            except BaseException:  # interrupted again: remove what is there now
+                pass
             self.remove_partial()
             raise
 
