@@ -41,7 +41,7 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 }
 
 
-WEIGHT_INITS = ("uniform", "glorot_uniform", "orthogonal", "zeros")
+WEIGHT_INITS = ("uniform", "lecun_normal", "he_normal", "glorot_uniform", "orthogonal", "zeros")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,9 +59,11 @@ class MLP:
         ``softmax_cross_entropy`` (softmax output), ``sigmoid_binary_cross_entropy`` (sigmoid
         output, BCE summed over outputs -- Nøkland's recipe), ``mse`` (identity output, 1/2 squared
         error, so ``e = y_hat - y``), ``sigmoid_mse`` (sigmoid output, 1/2 squared error).
-      weight_init: ``uniform`` = ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` as in Nøkland's code,
-        ``glorot_uniform``, ``orthogonal`` (scaled by the activation's usual gain), or ``zeros``
-        (DFA can train from zero weights, BP cannot).
+      weight_init: ``uniform`` = ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` as in Nøkland's code
+        (variance ``1/(3 fan_in)``: a deep tanh stack shrinks its signal layer by layer),
+        ``lecun_normal`` = ``N(0, 1/fan_in)`` and ``he_normal`` = ``N(0, 2/fan_in)`` (untruncated,
+        variance-preserving for tanh and relu), ``glorot_uniform``, ``orthogonal`` (scaled by the
+        activation's usual gain), or ``zeros`` (DFA can train from zero weights, BP cannot).
 
     The dataclass is frozen and hashable, so it is a static argument of jitted functions.
     """
@@ -139,6 +141,9 @@ def _init_weight(key, net: MLP, shape):
     if net.weight_init == "uniform":
         lim = 1.0 / np.sqrt(fan_in)
         return jax.random.uniform(key, shape, jnp.float32, -lim, lim)
+    if net.weight_init in ("lecun_normal", "he_normal"):
+        variance = (1.0 if net.weight_init == "lecun_normal" else 2.0) / fan_in
+        return np.float32(np.sqrt(variance)) * jax.random.normal(key, shape, jnp.float32)
     if net.weight_init == "glorot_uniform":
         return jax.nn.initializers.glorot_uniform()(key, shape, jnp.float32)
     if net.weight_init == "orthogonal":

@@ -46,8 +46,8 @@ def b_of(rule, depth, feedback):
     out = np.asarray(feedback.output, np.float64)
     hid = np.asarray(feedback.hidden, np.float64)
     name = rule.name
-    if name == "dfa" or (name == "fp" and rule.bp_depth == 0):
-        return {i: out[i - 1] for i in range(1, depth + 1)}
+    if name == "dfa" or (name == "fp" and (rule.bp_depth == 0 or rule.source == "error")):
+        return {i: out[i - 1] for i in range(1, depth - getattr(rule, "bp_depth", 0) + 1)}
     if name == "fa":
         m = {i: hid[i - 1] for i in range(1, depth)}
         m[depth] = out[0]
@@ -94,7 +94,10 @@ def deltas(rule, params, feedback, x, labels, activation="tanh", use_derivative=
             d[i] = (B[i] @ e) * fb_deriv(i)
         elif name == "fp":
             j = depth - rule.bp_depth + 1  # lowest BP layer
-            d[i] = bp_delta(i) if i >= j else (B[i] @ (d[j] if j <= depth else e)) * fb_deriv(i)
+            if i >= j:
+                d[i] = bp_delta(i)
+            else:
+                d[i] = (B[i] @ (e if j > depth or rule.source == "error" else d[j])) * fb_deriv(i)
         elif name == "shallow":
             d[i] = np.zeros_like(a[i])
     if name == "bdfa":

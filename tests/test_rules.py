@@ -35,6 +35,7 @@ def variant(request):
 
 
 ALL_RULES = [jdfa.bp(), jdfa.fa(), jdfa.dfa(), jdfa.fp(0), jdfa.fp(1), jdfa.fp(3), jdfa.fp(DEPTH),
+             jdfa.fp(1, "error"), jdfa.fp(3, "error"),
              jdfa.bdfa(1), jdfa.bdfa(2), jdfa.bdfa(3), jdfa.bdfa(DEPTH), jdfa.bdfa(100),
              jdfa.bdfa(1, "backprop"), jdfa.bdfa(2, "backprop"), jdfa.bdfa(3, "backprop"),
              jdfa.bdfa(DEPTH, "backprop"), jdfa.shallow()]
@@ -66,6 +67,8 @@ def test_bp_equals_jax_grad_with_float_targets():
 IDENTITIES = [
     (jdfa.fp(0), jdfa.dfa()),
     (jdfa.fp(DEPTH), jdfa.bp()),
+    (jdfa.fp(0, "error"), jdfa.dfa()),
+    (jdfa.fp(DEPTH, "error"), jdfa.bp()),
     (jdfa.bdfa(DEPTH), jdfa.dfa()),
     (jdfa.bdfa(DEPTH + 5), jdfa.dfa()),
     (jdfa.bdfa(1, "direct"), jdfa.fa()),
@@ -84,6 +87,26 @@ def test_identities(a, b, variant):
     ga = variant(lambda p, f: jdfa.update_direction(NET, a, p, f, x, y))(params, feedback)
     gb = variant(lambda p, f: jdfa.update_direction(NET, b, p, f, x, y))(params, feedback)
     chex.assert_trees_all_close(ga, gb, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_fp_from_the_error_is_dfa_below_and_bp_above(k, variant):
+    """``fp(k, source="error")``: the lower layers get DFA's updates (its first depth - k feedback
+    matrices), the top k layers and the output BP's."""
+    x, y = batch()
+    rule = jdfa.fp(k, "error")
+    params, feedback = setup(jdfa.dfa())
+    own = jdfa.Feedback(output=feedback.output[:DEPTH - k], hidden=feedback.hidden)
+    got = variant(lambda p, f: jdfa.update_direction(NET, rule, p, f, x, y))(params, own)
+    dfa = jdfa.update_direction(NET, jdfa.dfa(), params, feedback, x, y)
+    bp = jdfa.update_direction(NET, jdfa.bp(), params, jdfa.init(jax.random.key(0), NET, jdfa.bp())[1], x, y)
+    lower, upper = DEPTH - k, DEPTH - 1  # hidden.w stacks layers 2 .. depth
+    chex.assert_trees_all_close(got.input, dfa.input, rtol=1e-5, atol=1e-7)
+    chex.assert_trees_all_close(got.hidden.w[:lower - 1], dfa.hidden.w[:lower - 1], rtol=1e-5, atol=1e-7)
+    chex.assert_trees_all_close(got.hidden.w[lower - 1:upper], bp.hidden.w[lower - 1:upper], rtol=1e-5,
+                                atol=1e-7)
+    chex.assert_trees_all_close(got.output, bp.output, rtol=1e-5, atol=1e-7)
+    assert jdfa.rules.parse("fp3-error") == jdfa.fp(3, "error") and jdfa.fp(3, "error").spec == "fp3-error"
 
 
 @pytest.mark.parametrize("rule", ALL_RULES, ids=lambda rule: rule.spec)
@@ -253,6 +276,28 @@ def test_feedback_init_scheme_std(scheme, scale, want_std):
     rule = jdfa.dfa(feedback_init=scheme, feedback_scale=scale)
     _, fb = setup(rule, net)
     np.testing.assert_allclose(np.std(fb.output), want_std, rtol=0.03)
+
+
+@pytest.mark.parametrize("scheme, gain", [("lecun_normal", 1.0), ("he_normal", 2.0), ("uniform", 1 / 3)])
+def test_weight_init_variance(scheme, gain):
+    """Every layer's weights have variance gain / fan_in and mean 0 (measured on 400x400 draws)."""
+    params = jdfa.model.init_params(jax.random.key(0), jdfa.MLP(300, 400, 4, 10, weight_init=scheme))
+    for name, w, fan_in in (("input", params.input.w, 300), ("hidden", params.hidden.w, 400),
+                            ("output", params.output.w, 400)):
+        np.testing.assert_allclose(np.var(w), gain / fan_in, rtol=0.03, err_msg=name)
+        assert abs(np.mean(w)) < 0.05 * np.sqrt(gain / fan_in), name
+
+
+def test_variance_preserving_init_keeps_a_deep_tanh_signal():
+    """At depth 100, lecun_normal keeps the top hidden layer's activity (std 0.07 for inputs in [0, 1));
+    uniform (variance 1/(3 fan_in)) loses it (std ~1e-20)."""
+    x = jax.random.uniform(jax.random.key(1), (64, 200))
+    spread = {}
+    for scheme in ("lecun_normal", "uniform"):
+        net = jdfa.MLP(200, 200, 100, 10, weight_init=scheme)
+        trace = jdfa.forward(net, jdfa.model.init_params(jax.random.key(0), net), x)
+        spread[scheme] = float(np.std(trace.h_top))
+    assert spread["lecun_normal"] > 0.03 > 1000 * spread["uniform"]
 
 
 def test_uniform_feedback_stays_within_its_limit():

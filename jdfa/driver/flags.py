@@ -17,13 +17,15 @@ from jdfa.driver.config import Config, net_for_data
 from jdfa.optimizers import Optimizer
 
 NET = ("width", "depth", "activation", "loss", "weight_init")
-RULE = ("bp_depth", "block_size", "boundary", "use_derivative", "feedback_init", "feedback_scale",
-        "shared_feedback")
+RULE = ("bp_depth", "source", "block_size", "boundary", "use_derivative", "feedback_init",
+        "feedback_scale", "shared_feedback")
 OPTIMIZER = {"optimizer": "name", "lr": "lr", "schedule": "schedule", "weight_decay": "weight_decay"}
 
 HELP = {
     "rule": "learning rule: bp fa dfa fp bdfa shallow, or a spec such as fp2, bdfa25, bdfa25-bp",
     "bp_depth": "fp: top hidden layers trained by BP (default 1)",
+    "source": "fp: the layers below the BP ones read the lowest BP layer's delta (the paper's FP) "
+              "or the output error (its proposed follow-up; spec fp2-error)",
     "block_size": "bdfa: layers per block, counted from the output side (default 25)",
     "boundary": "bdfa: a block's top layer reads the block above through B (direct, the paper's "
                 "text) or through W^T (backprop)",

@@ -18,9 +18,9 @@ from jdfa.driver.flags import NET, OPTIMIZER, RULE, from_flags
 # Settings that may differ between the runs of one program: arrays inside it, not its structure.
 ARRAY_VALUED = ("seed", "lr", "weight_decay", "feedback_scale")
 # Flags that take comma lists on the command line (booleans do not).
-SWEEPABLE = ("rule", "bp_depth", "block_size", "boundary", "feedback_init", "feedback_scale", *NET,
+SWEEPABLE = ("rule", "bp_depth", "source", "block_size", "boundary", "feedback_init", "feedback_scale", *NET,
              "batch_size", *OPTIMIZER, "seed")
-_IN_SPEC = ("bp_depth", "block_size", "boundary")  # a rule's spec (bdfa25-bp) already names these
+_IN_SPEC = ("bp_depth", "source", "block_size", "boundary")  # a rule's spec (bdfa25-bp) names these
 
 
 def config_flags(config: Config) -> dict:

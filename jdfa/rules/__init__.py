@@ -50,10 +50,10 @@ from jdfa.rules.base import (
 from jdfa.rules.blocked import BDFA, BOUNDARIES
 from jdfa.rules.classic import BP, DFA, FA, Shallow
 from jdfa.rules.pieces import backprop, chain, direct, stack
-from jdfa.rules.propagation import FP
+from jdfa.rules.propagation import FP, SOURCES
 
 __all__ = [
-    "BDFA", "BOUNDARIES", "BP", "DFA", "FA", "FEEDBACK_INITS", "FP", "RULES", "FeedbackLayout",
+    "BDFA", "BOUNDARIES", "BP", "DFA", "FA", "FEEDBACK_INITS", "FP", "RULES", "SOURCES", "FeedbackLayout",
     "FeedbackRule", "Rule", "Shallow", "backprop", "bdfa", "bp", "chain", "dfa", "direct", "fa",
     "fp", "from_dict", "parse", "shallow", "stack",
 ]
@@ -75,9 +75,11 @@ def dfa(**options) -> DFA:
     return DFA(**options)
 
 
-def fp(bp_depth: int, **options) -> FP:
-    """Feedback Propagation with the top ``bp_depth`` hidden layers trained by BP."""
-    return FP(bp_depth, **options)
+def fp(bp_depth: int, source: str = "delta", **options) -> FP:
+    """Feedback Propagation with the top ``bp_depth`` hidden layers trained by BP; the layers below
+    read the lowest BP layer's delta (``source="delta"``, the paper's FP) or the output error
+    (``"error"``, the paper's proposed follow-up); see `FP`."""
+    return FP(bp_depth, source, **options)
 
 
 def bdfa(block_size: int, boundary: str = "direct", **options) -> BDFA:

@@ -7,29 +7,39 @@ from typing import ClassVar
 
 from jdfa.rules.base import FeedbackLayout, FeedbackRule
 from jdfa.rules.pieces import backprop, direct, stack
-from jdfa.validate import check_int
+from jdfa.validate import check_choice, check_int
+
+SOURCES = ("delta", "error")
 
 
 @dataclasses.dataclass(frozen=True)
 class FP(FeedbackRule):
-    """Feedback Propagation: BP through the top ``bp_depth`` layers, DFA from its lowest delta below.
+    """Feedback Propagation: BP through the top ``bp_depth`` layers, DFA below them.
 
-    Feedback: ``hidden`` holds the ``B_i`` of layers ``1 .. depth - bp_depth``, bottom-up, each
-    reading the lowest BP layer's delta. With ``bp_depth = 0`` there is no BP layer: the lower
-    layers read ``e``, so their ``B_i`` sit in ``output`` as DFA's do (``fp(0) == dfa``, one
-    feedback for both).
+    ``source`` says what the DFA layers below read: ``"delta"``, the lowest BP layer's delta (the
+    paper's FP, section 4.1), or ``"error"``, the output error ``e`` itself (the follow-up the
+    paper proposes at the end of section 6.2.2: the lower layers then learn as DFA's do, while the
+    top ones follow BP).
+
+    Feedback: reading the delta, ``hidden`` holds the ``B_i`` of layers ``1 .. depth - bp_depth``,
+    bottom-up. Reading ``e`` (``source="error"``, and always with ``bp_depth = 0``, where there is
+    no BP layer), those ``B_i`` sit in ``output`` as DFA's do. Identities: ``fp(0) == dfa`` and
+    ``fp(depth) == bp`` whatever the source; ``fp(k, source="error")``'s lower layers get DFA's
+    deltas from the first ``depth - k`` of DFA's matrices.
     """
 
     name: ClassVar[str] = "fp"
     bp_depth: int = 1
+    source: str = "delta"
 
     def __post_init__(self):
         super().__post_init__()
         check_int("bp_depth", self.bp_depth, 0)
+        check_choice("source", self.source, SOURCES)
 
     @property
     def _reads_error(self) -> bool:
-        return self.bp_depth == 0
+        return self.bp_depth == 0 or self.source == "error"
 
     def check(self, net):
         if self.bp_depth > net.depth:
@@ -42,17 +52,21 @@ class FP(FeedbackRule):
 
     def deltas(self, net, params, feedback, trace, e):
         fprime, n_dfa = self.feedback_fprime(trace), net.depth - self.bp_depth
-        if self._reads_error:
+        if self.bp_depth == 0:
             return direct(feedback.output, e, fprime)
         bp_part = backprop(params, trace.fprime, e, self.bp_depth)
-        return stack(direct(feedback.hidden, bp_part[0], fprime[:n_dfa]), bp_part)
+        lower = (direct(feedback.output, e, fprime[:n_dfa]) if self._reads_error
+                 else direct(feedback.hidden, bp_part[0], fprime[:n_dfa]))
+        return stack(lower, bp_part)
 
     @classmethod
     def spec_fields(cls, number, suffix):
-        if suffix:
-            raise ValueError(f"rule spec 'fp' takes no suffix, got {suffix!r}")
-        return {} if number is None else {"bp_depth": number}
+        if suffix not in ("", "-error"):
+            raise ValueError(f"rule spec 'fp' takes no suffix but -error (the DFA part reads e), "
+                             f"got {suffix!r}")
+        fields = {} if number is None else {"bp_depth": number}
+        return {**fields, "source": "error"} if suffix else fields
 
     @property
     def spec(self):
-        return f"fp{self.bp_depth}"
+        return f"fp{self.bp_depth}" + ("-error" if self.source == "error" else "")
