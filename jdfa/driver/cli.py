@@ -140,10 +140,7 @@ EXIT = {"finished": 0, "diverged": 1, "invalid_data": 2, "interrupted": 130, "ab
 
 def _sweep(args: dict, lists: dict, max_parallel: int | None) -> int:
     """Trains the sweep of ``lists``; prints one JSON line: the status and each run's result."""
-    configs, dataset = [], None
-    for combo in grid.combinations(args, lists):
-        config, dataset = flags.from_flags(combo, dataset)
-        configs.append(config)
+    configs, dataset = grid.configs(args, lists)
     result = train_runs(configs, data=dataset, max_parallel=max_parallel)
     keys = ("status", "step", "test_accuracy", "best_test_accuracy", "best_step")
     print(json.dumps({"status": result["status"], "out": result["out"], "runs": [

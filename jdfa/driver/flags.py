@@ -70,14 +70,19 @@ HELP = {
 }
 
 
+def config_flags(config: Config) -> dict:
+    """The flat flags of ``config`` (`from_flags` of them gives ``config`` back, the net's in and
+    out features being fitted to the data); ``rule`` is the rule object, its fields inside it."""
+    own = {f.name: getattr(config, f.name) for f in dataclasses.fields(Config)
+           if f.name not in ("net", "rule", "optimizer")}
+    return {"rule": config.rule, **{name: getattr(config.net, name) for name in NET},
+            **{flag: getattr(config.optimizer, field) for flag, field in OPTIMIZER.items()}, **own}
+
+
 def defaults() -> dict:
     """Every flag's default; rule fields are None (the rule's own default)."""
     config = Config()
-    own = {f.name: getattr(config, f.name) for f in dataclasses.fields(Config)
-           if f.name not in ("net", "rule", "optimizer")}
-    return {"rule": config.rule.spec, **dict.fromkeys(RULE),
-            **{name: getattr(config.net, name) for name in NET},
-            **{flag: getattr(config.optimizer, field) for flag, field in OPTIMIZER.items()}, **own}
+    return {**config_flags(config), "rule": config.rule.spec, **dict.fromkeys(RULE)}
 
 
 def load_data(dataset: str, data_dir: str | None = None):

@@ -2,7 +2,8 @@
 
 A sweep is given as flat flags (`jdfa.driver.flags`) some of which are lists; every combination is
 one run, made by `from_flags` exactly as a single run would be. Runs that share a structure (all
-but the `ARRAY_VALUED` settings) can be one vmapped program (`jdfa.driver.sweeps`).
+but seed, learning rate, weight decay and feedback scale: `structure`) can be one vmapped program
+(`jdfa.driver.sweeps`).
 """
 
 from __future__ import annotations
@@ -13,23 +14,12 @@ import re
 
 from jdfa import rules
 from jdfa.driver.config import Config
-from jdfa.driver.flags import NET, OPTIMIZER, RULE, from_flags
+from jdfa.driver.flags import NET, OPTIMIZER, RULE, config_flags, from_flags
 
-# Settings that may differ between the runs of one program: arrays inside it, not its structure.
-ARRAY_VALUED = ("seed", "lr", "weight_decay", "feedback_scale")
 # Flags that take comma lists on the command line (booleans do not).
 SWEEPABLE = ("rule", "bp_depth", "source", "block_size", "boundary", "feedback_init", "feedback_scale", *NET,
              "batch_size", *OPTIMIZER, "seed")
 _IN_SPEC = ("bp_depth", "source", "block_size", "boundary")  # a rule's spec (bdfa25-bp) names these
-
-
-def config_flags(config: Config) -> dict:
-    """The flat flags of ``config`` (`from_flags` of them gives ``config`` back, the net's in and
-    out features being fitted to the data); ``rule`` is the rule object."""
-    own = {f.name: getattr(config, f.name) for f in dataclasses.fields(Config)
-           if f.name not in ("net", "rule", "optimizer")}
-    return {"rule": config.rule, **{k: getattr(config.net, k) for k in NET},
-            **{flag: getattr(config.optimizer, field) for flag, field in OPTIMIZER.items()}, **own}
 
 
 def _rule_class(rule) -> type:
@@ -65,7 +55,17 @@ def expand(config: Config, data, seeds=None, **axes) -> list[Config]:
         raise ValueError(f"cannot sweep {unknown}; the settings that take lists are {list(SWEEPABLE)}")
     if seeds is not None:
         axes = {"seed": list(range(seeds)) if isinstance(seeds, int) else list(seeds), **axes}
-    return [from_flags(combo, data)[0] for combo in combinations(config_flags(config), axes)]
+    return configs(config_flags(config), axes, data)[0]
+
+
+def configs(flags: dict, lists: dict[str, list], data=None) -> tuple[list[Config], tuple]:
+    """``(configs, data)``: `from_flags` of every one of `combinations` (``data`` loaded once, from
+    the first, when not given)."""
+    out = []
+    for combo in combinations(flags, lists):
+        config, data = from_flags(combo, data)
+        out.append(config)
+    return out, data
 
 
 def settings(config: Config) -> dict:
@@ -91,9 +91,9 @@ def run_name(setting: dict) -> str:
 
 
 def structure(config: Config) -> Config:
-    """``config`` with its `ARRAY_VALUED` settings set to placeholders: configs equal here differ
-    only by what one vmapped program can hold per run. Decay's presence stays structural (it
-    chains a transformation with state)."""
+    """``config`` with its seed, learning rate, weight decay and feedback scale set to placeholders:
+    configs equal here differ only by what one vmapped program holds per run (as arrays). Decay's
+    presence stays structural (it chains a transformation with state)."""
     decays = float(config.optimizer.weight_decay > 0)
     optimizer = dataclasses.replace(config.optimizer, lr=1.0, weight_decay=decays)
     rule = config.rule

@@ -140,12 +140,10 @@ def _train(cfg: Config, data, saved_config, signals: SignalFlag) -> dict[str, An
                         action(stop, state, record)
             if signals.is_set and int(state.step) < cfg.steps:
                 status = "interrupted"
-                _save_on_interrupt(state, checkpoints, interval, signals.name)
+                save_on_interrupt(state, checkpoints, interval.meta(), signals.name, int(state.step))
                 break
     except KeyboardInterrupt:  # the second Ctrl-C: leave at once, the last good checkpoint kept
-        status = "aborted"
-        print(f"aborted at step {int(state.step)} without saving; the last good checkpoint and "
-              "the logs are kept", file=sys.stderr)
+        status = report_abort(int(state.step))
     progress.close()
     if checkpoints is not None:
         checkpoints.close()
@@ -234,12 +232,21 @@ def report_skip(cfg, cm, log: RunLog, interval: Interval, checkpoints, rollbacks
     return "diverged", can
 
 
-def _save_on_interrupt(state, checkpoints: Checkpoints | None, interval: Interval, name: str) -> None:
+def save_on_interrupt(state, checkpoints: Checkpoints | None, meta: dict, name: str, step: int) -> None:
+    """The first SIGINT/SIGTERM: saves ``state`` (a run's, or a sweep's stacked one) at ``step``
+    and says how to continue."""
     if checkpoints is not None:
-        checkpoints.save(state, interval.meta())
-    print(f"interrupted by {name} at step {int(state.step)}; "
+        checkpoints.save(state, meta, step=step)
+    print(f"interrupted by {name} at step {step}; "
           + (f"checkpoint saved in {checkpoints.directory}; the same command plus --resume continues"
              if checkpoints is not None else "checkpoints are off, nothing saved"), file=sys.stderr)
+
+
+def report_abort(step: int) -> str:
+    """The second Ctrl-C: says what is kept; returns the status ``"aborted"``."""
+    print(f"aborted at step {step} without saving; the last good checkpoint and the logs are kept",
+          file=sys.stderr)
+    return "aborted"
 
 
 def check_data(cfg: Config, x_train, y_train, x_test, y_test) -> None:

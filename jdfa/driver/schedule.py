@@ -36,18 +36,21 @@ def free_bytes(device=None) -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
+def _one_run(config: Config):
+    """The shapes of a one-run stacked state."""
+    return jax.eval_shape(lambda: init_runs([jax.random.key(0)], [1.0], config.net, config.rule,
+                                            config.optimizer, config.steps))
+
+
 def state_bytes(config: Config) -> int:
     """The bytes of one run's state: params, feedback and the optimizer's state."""
-    state = jax.eval_shape(lambda: init_runs([jax.random.key(0)], [1.0], config.net, config.rule,
-                                             config.optimizer, config.steps))
-    return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(state))
+    return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(_one_run(config)))
 
 
 def bytes_per_run(config: Config, n_train: int) -> int:
     """What one run of ``config`` needs: the compiled one-run program's memory (arguments,
     outputs, temporaries) less the training data, which every run of a program shares."""
-    state = jax.eval_shape(lambda: init_runs([jax.random.key(0)], [1.0], config.net, config.rule,
-                                             config.optimizer, config.steps))
+    state = _one_run(config)
     hyper = Hyper(jax.random.split(jax.random.key(0), 1), jnp.ones(1), jnp.zeros(1))
     x = jax.ShapeDtypeStruct((n_train, config.net.in_features), jnp.float32)
     y = jax.ShapeDtypeStruct((n_train,), jnp.int32)

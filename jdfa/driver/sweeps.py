@@ -24,11 +24,19 @@ from jdfa import parallel
 from jdfa.checkpoint import Checkpoints
 from jdfa.driver import grid, rundir, schedule
 from jdfa.driver.angles import MeasureAlignment
-from jdfa.driver.batches import Hyper, init_runs, make_sweep_chunk, run_keys, run_state, steps_in_chunk
+from jdfa.driver.batches import hyper, init_runs, make_sweep_chunk, run_keys, run_state, steps_in_chunk
 from jdfa.driver.config import Config
 from jdfa.driver.evaluation import Evaluate
 from jdfa.driver.flags import load_data
-from jdfa.driver.loop import META, SECONDS_PER_CHUNK, Interval, check_data, report_skip
+from jdfa.driver.loop import (
+    META,
+    SECONDS_PER_CHUNK,
+    Interval,
+    check_data,
+    report_abort,
+    report_skip,
+    save_on_interrupt,
+)
 from jdfa.driver.periodic import Periodic, next_stop
 from jdfa.driver.progress import Progress
 from jdfa.driver.runlog import RunLog
@@ -137,15 +145,15 @@ class _Program:
 
     def __init__(self, cfgs: list[Config], names: list[str], data, mesh, progress: Progress,
                  signals: SignalFlag, checkpoint_dir: Path | None):
-        self.cfgs, self.names, self.mesh, self.progress, self.signals = cfgs, names, mesh, progress, signals
+        self.cfgs, self.names, self.progress, self.signals = cfgs, names, progress, signals
         cfg = self.cfg = cfgs[0]
         (x_train, y_train), (x_test, y_test) = data
         self.x, self.y = jnp.asarray(x_train), jnp.asarray(y_train)
         keys = [run_keys(c.seed) for c in cfgs]
         self.state = init_runs([k[0] for k in keys], [_scale(c) for c in cfgs], cfg.net, cfg.rule,
                                cfg.optimizer, cfg.steps)
-        self.hyper = Hyper(jnp.stack([k[1] for k in keys]), jnp.array([c.optimizer.lr for c in cfgs]),
-                           jnp.array([c.optimizer.weight_decay for c in cfgs], jnp.float32))
+        self.hyper = jax.tree.map(lambda *runs: jnp.stack(runs),
+                                  *[hyper(k[1], c.optimizer) for k, c in zip(keys, cfgs)])
         self.chunk = make_sweep_chunk(cfg.net, cfg.rule, cfg.optimizer, cfg.steps, cfg.batch_size,
                                       cfg.batch_mode, cfg.remat, len(x_train), mesh, len(cfgs))
         if mesh is not None:
@@ -210,25 +218,19 @@ class _Program:
                     chunk_size = max(1, int(SECONDS_PER_CHUNK * n / max(time.perf_counter() - start, 1e-6)))
                     step += n
                     for r in self._active():
-                        self.intervals[r].add(jax.tree.map(lambda a, r=r: a[r], cm))
-                        if cm.skipped_at[r]:
-                            self._freeze(r, jax.tree.map(lambda a, r=r: a[r], cm))
+                        run_cm = jax.tree.map(lambda a, r=r: a[r], cm)
+                        self.intervals[r].add(run_cm)
+                        if run_cm.skipped_at:
+                            self._freeze(r, run_cm)
                     self.progress.update(n * len(self._active()), float(np.mean(
                         [self.intervals[r].loss() for r in self._active()] or [0.0])), {})
                 if step == stop and self._running():
                     self._act(stop, last=stop == cfg.steps, save=self.saver.due(stop, stop == cfg.steps))
                 if self.signals.is_set and step < cfg.steps:
-                    if self.checkpoints is not None:
-                        self.checkpoints.save(self.state, self._meta(), step=step)
-                    print(f"interrupted by {self.signals.name} at step {step}; "
-                          + ("checkpoint saved; the same command plus --resume continues"
-                             if self.checkpoints is not None else "checkpoints are off, nothing saved"),
-                          file=sys.stderr)
+                    save_on_interrupt(self.state, self.checkpoints, self._meta(), self.signals.name, step)
                     return "interrupted"
         except KeyboardInterrupt:
-            print(f"aborted at step {step} without saving; the last good checkpoint and the logs are "
-                  "kept", file=sys.stderr)
-            return "aborted"
+            return report_abort(step)
         return "finished"
 
     def _act(self, step: int, last: bool, save: bool) -> None:
