@@ -46,12 +46,14 @@ CACHE_DIR = "/tmp/jdfa_cache"
 # ----------------------------------------------------------------------------------------- flags
 
 def parse_args(doc: str, name: str, datasets=("mnist", "notmnist"), extra=None,
-               argv=None) -> argparse.Namespace:
+               argv=None, budgets=None) -> argparse.Namespace:
     """``--quick`` (minutes-long smoke version), ``--dataset``, ``--out`` (results folder,
     default ``experiments/results/<name>``; with a non-default dataset ``<name>_<dataset>``),
     ``--fresh`` (retrain runs whose folder already holds a finished run of the same config) and
     ``--jobs`` (runs trained at once by `run_all`).
-    ``extra(parser)`` adds a script's own flags."""
+    ``extra(parser)`` adds a script's own flags. ``budgets`` (names, the first the default) adds
+    ``--budget``: each budget's results get their own folder ``<name>/<budget>``, so a CPU-sized
+    budget never writes over the full one's committed results."""
     plt.switch_backend("Agg")  # files only, never a window
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a short smoke version (minutes)")
@@ -63,13 +65,17 @@ def parse_args(doc: str, name: str, datasets=("mnist", "notmnist"), extra=None,
     p.add_argument("--jobs", type=int, default=1,
                    help="train up to N independent runs at once, each in its own process (for a GPU, "
                         "which one small net leaves mostly idle; on a 2-core CPU keep 1)")
+    if budgets:
+        p.add_argument("--budget", choices=budgets, default=budgets[0],
+                       help="which budget to train (each writes its own results folder)")
     if extra is not None:
         extra(p)
     args = p.parse_args(argv)
     args.name = name
     if args.out is None:  # committed results come from full runs only; quick ones go to scratch
         suffix = "" if args.dataset == datasets[0] else f"_{args.dataset}"
-        args.out = str(HERE / ("scratch" if args.quick else "results") / f"{name}{suffix}")
+        folder = f"{name}{suffix}" + (f"/{args.budget}" if budgets and not args.quick else "")
+        args.out = str(HERE / ("scratch" if args.quick else "results") / folder)
     args.out = Path(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
     args.mode = "quick" if args.quick else "full"

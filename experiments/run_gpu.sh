@@ -14,7 +14,9 @@ LOGS=${LOGS:-experiments/results/runs}  # git-ignored, like every runs/ folder
 mkdir -p "$LOGS"
 python experiments/bdfa_deep.py --jobs 6 > "$LOGS/bdfa_deep.log" 2>&1 &
 python experiments/beat_paper.py --jobs 5 > "$LOGS/beat_paper.log" 2>&1 &
-python experiments/fp_depth15.py --jobs 2 > "$LOGS/fp_depth15.log" 2>&1 &
+# Experiment 2's single-seed run (results/fp_depth15/) was made by fp_depth15.py before it became
+# seeded (commit 8264629: `python experiments/fp_depth15.py --jobs 2`); its seeded full budget is in
+# run_gpu_seeded.sh.
 python experiments/nokland_table.py --jobs 3 > "$LOGS/nokland_table.log" 2>&1 &
 wait
 python experiments/vanishing_gradient.py > "$LOGS/vanishing_gradient.log" 2>&1

@@ -13,7 +13,7 @@ from jdfa.feedback import Feedback, init_feedback
 from jdfa.losses import LOSSES
 from jdfa.model import ACTIVATIONS, MLP, Dense, Params, apply, forward, loss, predict
 from jdfa.optimizers import Optimizer
-from jdfa.rules import Rule, bdfa, bp, dfa, fa, fp, shallow
+from jdfa.rules import Rule, bdfa, bp, dfa, fa, fp, mix, shallow
 from jdfa.step import TrainState, init, init_train_state, make_train_step, train_step
 from jdfa.update import update_direction, weight_update
 
@@ -23,5 +23,5 @@ __all__ = [
     "ACTIVATIONS", "Alignment", "BATCH_MODES", "Config", "Dense", "Feedback", "LOSSES", "MLP",
     "Optimizer", "Params", "Rule", "TrainState", "align", "apply", "bdfa", "bp", "data", "dfa",
     "fa", "forward", "fp", "init", "init_feedback", "init_train_state", "loss", "make_train_step",
-    "predict", "shallow", "sweep", "train", "train_step", "update_direction", "weight_update",
+    "mix", "predict", "shallow", "sweep", "train", "train_step", "update_direction", "weight_update",
 ]

@@ -31,11 +31,13 @@ class Alignment(NamedTuple):
 
 
 def align(net: MLP, rule: rules.Rule, params: Params, feedback: Feedback, x: jax.Array,
-          y: jax.Array, batch_mode: str = "mean") -> Alignment:
+          y: jax.Array, batch_mode: str = "mean",
+          context: rules.StepContext | None = None) -> Alignment:
     """Compares ``rule``'s update with the BP gradient on the same params and batch.
 
-    One forward pass serves both; the cost is about one BP step, so it can run every N steps
-    inside a jitted loop.
+    One forward pass serves both, without dropout (the net as evaluated); ``context`` is the step
+    a rule that draws per step (`jdfa.mix`) draws for. The cost is about one BP step, so it can
+    run every N steps inside a jitted loop.
     """
     model.check_inputs(net, x, y)
     batch_modes.check_batch_mode(batch_mode)
@@ -43,7 +45,7 @@ def align(net: MLP, rule: rules.Rule, params: Params, feedback: Feedback, x: jax
     trace = model.forward(net, params, x, with_derivative=True)
     _, e = losses.output_error(net, trace.a_y, y)
     trace, e = batch_modes.average(net, params, trace, e, y, batch_mode)
-    u = update.weight_update(trace, rule.deltas(net, params, feedback, trace, e), e)
+    u = update.weight_update(trace, rule.deltas(net, params, feedback, trace, e, context), e)
     g = update.weight_update(trace, rules.bp().deltas(net, params, feedback, trace, e), e)
     uu, gg, ug = metrics.layer_dots(u, u), metrics.layer_dots(g, g), metrics.layer_dots(u, g)
     norm = jnp.sqrt(uu * gg)

@@ -64,6 +64,11 @@ class MLP:
         ``lecun_normal`` = ``N(0, 1/fan_in)`` and ``he_normal`` = ``N(0, 2/fan_in)`` (untruncated,
         variance-preserving for tanh and relu), ``glorot_uniform``, ``orthogonal`` (scaled by the
         activation's usual gain), or ``zeros`` (DFA can train from zero weights, BP cannot).
+      dropout: the probability of dropping each hidden unit in a training step (inverted dropout:
+        kept units are scaled by ``1 / (1 - dropout)``); 0 (the default) never drops. The forward
+        pass drops only when given a key (the train step passes one per step); evaluation and
+        `apply` never drop. Every rule supports it: the mask enters the trace's ``fprime``, so a
+        dropped unit gets a zero delta and BP stays the exact gradient of the thinned net.
 
     The dataclass is frozen and hashable, so it is a static argument of jitted functions.
     """
@@ -75,6 +80,7 @@ class MLP:
     activation: str = "tanh"
     loss: str = "softmax_cross_entropy"
     weight_init: str = "uniform"
+    dropout: float = 0.0
 
     def __post_init__(self):
         check_int("in_features", self.in_features, 1)
@@ -84,6 +90,9 @@ class MLP:
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("loss", self.loss, LOSSES)
         check_choice("weight_init", self.weight_init, WEIGHT_INITS)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout is the probability of dropping a hidden unit and must lie in "
+                             f"[0, 1), got {self.dropout}")
 
     @property
     def f(self) -> Callable[[jax.Array], jax.Array]:
@@ -108,8 +117,11 @@ class Trace(NamedTuple):
     h_in:   (depth - 1, N, width) ``h_1 .. h_{depth-1}``, the inputs of hidden layers 2..depth,
             stacked exactly as the batched weight-update contraction reads them.
     h_top:  (N, width) ``h_depth``, the input of the output layer.
-    fprime: (depth, N, width) ``f'(a_1) .. f'(a_depth)`` (None when not asked for).
+    fprime: (depth, N, width) ``f'(a_1) .. f'(a_depth)`` (None when not asked for), times the
+            dropout mask when units were dropped.
     a_y:    (N, out_features) output pre-activation.
+    keep:   (depth, N, width) the dropout mask, ``0`` or ``1 / (1 - dropout)`` per unit; None when
+            no unit was dropped.
     """
 
     x: jax.Array
@@ -117,6 +129,7 @@ class Trace(NamedTuple):
     h_top: jax.Array
     fprime: jax.Array | None
     a_y: jax.Array
+    keep: jax.Array | None = None
 
 
 def init_params(key: jax.Array, net: MLP) -> Params:
@@ -218,29 +231,43 @@ def layer(f, h, w, b, with_derivative: bool):
     return jax.jvp(f, (a,), (jnp.ones_like(a),))
 
 
-def forward(net: MLP, params: Params, x: jax.Array, with_derivative: bool = True) -> Trace:
+def forward(net: MLP, params: Params, x: jax.Array, with_derivative: bool = True,
+            key: jax.Array | None = None) -> Trace:
     """The forward pass: one `lax.scan` over the stacked hidden layers.
 
     Args:
       x: (N, in_features).
+      key: drops hidden units with probability ``net.dropout`` (one mask per layer drawn from
+        it); None, or ``net.dropout == 0``, drops nothing.
 
     Returns:
       a `Trace` (``fprime`` is ``None`` when ``with_derivative`` is False).
     """
-    f = net.f
-    h1, fprime1 = layer(f, x, params.input.w, params.input.b, with_derivative)
+    f, drop = net.f, net.dropout > 0 and key is not None
+    keys = jax.random.split(key, net.depth) if drop else None
 
-    def step(h, wb):
-        h_next, fprime = layer(f, h, wb[0], wb[1], with_derivative)
+    def hidden(h, w, b, k):
+        h_next, fprime = layer(f, h, w, b, with_derivative)
+        if not drop:
+            return h_next, fprime, None
+        keep = jax.random.bernoulli(k, 1.0 - net.dropout, h_next.shape) / (1.0 - net.dropout)
+        return h_next * keep, None if fprime is None else fprime * keep, keep
+
+    h1, fprime1, keep1 = hidden(x, params.input.w, params.input.b, keys[0] if drop else None)
+
+    def step(h, xs):
+        h_next, fprime, keep = hidden(h, *xs)
         # Emitting each layer's input (not its output) makes the stacked scan output the very
         # operand of the weight-update contraction: no concatenate copy of the activations.
-        return h_next, (h, fprime)
+        return h_next, (h, fprime, keep)
 
-    h_top, (h_in, fprime_rest) = lax.scan(step, h1, (params.hidden.w, params.hidden.b))
+    h_top, (h_in, fprime_rest, keep_rest) = lax.scan(
+        step, h1, (params.hidden.w, params.hidden.b, keys[1:] if drop else None))
     a_y = h_top @ params.output.w + params.output.b
     # Elementwise consumers (the deltas) fuse this concatenate instead of materialising it.
     fprime = jnp.concatenate([fprime1[None], fprime_rest]) if with_derivative else None
-    return Trace(x, h_in, h_top, fprime, a_y)
+    keep = jnp.concatenate([keep1[None], keep_rest]) if drop else None
+    return Trace(x, h_in, h_top, fprime, a_y, keep)
 
 
 def apply(net: MLP, params: Params, x: jax.Array) -> jax.Array:

@@ -1,7 +1,9 @@
 """The training state and the jitted step.
 
 The step is one `jax.jit` of ``(state, x, y) -> (state, metrics)`` with the state donated. The
-feedback matrices live in the state, beside the params, and are never seen by the optimizer.
+feedback matrices live in the state, beside the params, and are never seen by the optimizer. So
+does a key: each step folds its index into it for the step's randomness (dropout masks, `jdfa.mix`'s
+draws), so a resumed or vmapped run draws exactly what it would have drawn whole and alone.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from jdfa.feedback import Feedback, init_feedback
 from jdfa.metrics import layer_dots
 from jdfa.model import MLP, Params
 from jdfa.remat import check_remat
-from jdfa.rules import Rule
+from jdfa.rules import Rule, StepContext
 
 
 class TrainState(NamedTuple):
@@ -26,6 +28,7 @@ class TrainState(NamedTuple):
     params: Params
     feedback: Feedback  # fixed
     opt_state: optax.OptState
+    key: jax.Array  # raw PRNG key data (uint32), the root of every step's `StepContext`
 
 
 def init(key: jax.Array, net: MLP, rule: Rule) -> tuple[Params, Feedback]:
@@ -41,7 +44,15 @@ def init_train_state(key: jax.Array, net: MLP, rule: Rule,
                      optimizer: optax.GradientTransformation) -> TrainState:
     """A fresh `TrainState`: `init` plus the optimizer's state of the params."""
     params, feedback = init(key, net, rule)
-    return TrainState(jnp.zeros((), jnp.int32), params, feedback, optimizer.init(params))
+    steps_key = jax.random.fold_in(key, 1)  # a stream apart from `init`'s split
+    if jnp.issubdtype(steps_key.dtype, jax.dtypes.prng_key):
+        steps_key = jax.random.key_data(steps_key)
+    return TrainState(jnp.zeros((), jnp.int32), params, feedback, optimizer.init(params), steps_key)
+
+
+def step_context(state: TrainState) -> StepContext:
+    """The `StepContext` of the step ``state`` is about to take."""
+    return StepContext(state.step, jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step))
 
 
 def train_step(net: MLP, rule: Rule, optimizer: optax.GradientTransformation, state: TrainState,
@@ -61,7 +72,7 @@ def train_step(net: MLP, rule: Rule, optimizer: optax.GradientTransformation, st
     update as it is, for benchmarking the guard's cost.
     """
     g, (loss, a_y) = update.compute_update(net, rule, state.params, state.feedback, x, y,
-                                           batch_mode, remat)
+                                           batch_mode, remat, step_context(state))
     # One pass over the update gives the per-layer norms, the global norm and the NaN/inf check:
     # a NaN or inf anywhere in a layer makes its sum of squares non-finite.
     sq = layer_dots(g, g)
@@ -77,7 +88,7 @@ def train_step(net: MLP, rule: Rule, optimizer: optax.GradientTransformation, st
     def apply(_):
         updates, opt_state = optimizer.update(g, state.opt_state, state.params)
         return TrainState(state.step + 1, optax.apply_updates(state.params, updates), state.feedback,
-                          opt_state)
+                          opt_state, state.key)
 
     if not guard:
         return apply(None), metrics
@@ -101,6 +112,7 @@ def make_train_step(net: MLP, rule: Rule, optimizer: optax.GradientTransformatio
     """
     rule.check(net)
     batch_modes.check_batch_mode(batch_mode)
+    update.check_dropout(net, batch_mode, remat)
     if remat:
         check_remat(net, rule, batch_mode)
 

@@ -20,7 +20,7 @@ from jdfa import batch_modes, losses, model
 from jdfa.feedback import Feedback, check_feedback
 from jdfa.model import MLP, Dense, Params, Trace
 from jdfa.remat import check_remat, dfa_update
-from jdfa.rules import Rule
+from jdfa.rules import Rule, StepContext
 
 
 def weight_update(trace: Trace, deltas: jax.Array | None, e: jax.Array) -> Params:
@@ -48,25 +48,38 @@ def weight_update(trace: Trace, deltas: jax.Array | None, e: jax.Array) -> Param
 
 
 def compute_update(net: MLP, rule: Rule, params: Params, feedback: Feedback, x: jax.Array,
-                   y: jax.Array, batch_mode: str = "mean",
-                   remat: bool = False) -> tuple[Params, tuple[jax.Array, jax.Array]]:
+                   y: jax.Array, batch_mode: str = "mean", remat: bool = False,
+                   context: StepContext | None = None) -> tuple[Params, tuple[jax.Array, jax.Array]]:
     """`update_direction` plus ``(loss, a_y)`` of the same forward pass, for the train step."""
     model.check_inputs(net, x, y)
     model.check_params(net, params)
     batch_modes.check_batch_mode(batch_mode)
     check_feedback(net, rule, feedback)
+    check_dropout(net, batch_mode, remat)
     if remat:
         check_remat(net, rule, batch_mode)
         return dfa_update(net, rule, params, feedback, x, y)
-    trace = model.forward(net, params, x, with_derivative=rule.needs_fprime)
+    # One key drops units, the other is the rule's: a rule's draw never repeats the masks'.
+    k_dropout, k_rule = jax.random.split(context.key) if context is not None else (None, None)
+    trace = model.forward(net, params, x, with_derivative=rule.needs_fprime, key=k_dropout)
     loss, e = losses.output_error(net, trace.a_y, y)
     trace_u, e_u = batch_modes.average(net, params, trace, e, y, batch_mode)
-    deltas = rule.deltas(net, params, feedback, trace_u, e_u)
+    rule_context = context._replace(key=k_rule) if context is not None else None
+    deltas = rule.deltas(net, params, feedback, trace_u, e_u, rule_context)
     return weight_update(trace_u, deltas, e_u), (loss, trace.a_y)
 
 
+def check_dropout(net: MLP, batch_mode: str, remat: bool) -> None:
+    """Raises ``ValueError`` where dropout cannot apply: the averaged batch modes (a mask is per
+    example) and remat (the recomputed pass would need the same masks)."""
+    if net.dropout and (batch_mode != "mean" or remat):
+        raise ValueError(f"dropout={net.dropout} works with batch_mode='mean' and without remat; "
+                         f"got batch_mode={batch_mode!r}, remat={remat}")
+
+
 def update_direction(net: MLP, rule: Rule, params: Params, feedback: Feedback, x: jax.Array,
-                     y: jax.Array, batch_mode: str = "mean", remat: bool = False) -> Params:
+                     y: jax.Array, batch_mode: str = "mean", remat: bool = False,
+                     context: StepContext | None = None) -> Params:
     """The update direction of ``rule`` for every parameter, shaped like ``params``.
 
     It plays the role of the gradient: for ``bp`` it equals ``jax.grad(jdfa.loss)``; an optimizer
@@ -79,5 +92,8 @@ def update_direction(net: MLP, rule: Rule, params: Params, feedback: Feedback, x
       remat: DFA only: recompute the activations in a second forward scan instead of storing
         them -- activation memory flat in depth, for about one more forward pass of time
         (`jdfa.remat`).
+      context: the training step (`jdfa.rules.StepContext`): its key drops units when
+        ``net.dropout > 0`` and feeds rules that draw per step (`jdfa.mix`, which needs it).
+        None: no unit dropped, as at evaluation.
     """
-    return compute_update(net, rule, params, feedback, x, y, batch_mode, remat)[0]
+    return compute_update(net, rule, params, feedback, x, y, batch_mode, remat, context)[0]

@@ -58,7 +58,7 @@ class SignDFA(rules.FeedbackRule):
     def feedback_layout(self, net):
         return rules.FeedbackLayout(output=net.depth, hidden=0)
 
-    def deltas(self, net, params, feedback, trace, e):
+    def deltas(self, net, params, feedback, trace, e, context=None):
         return rules.direct(feedback.output, jnp.sign(e), self.feedback_fprime(trace))
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from jdfa.alignment import align
 from jdfa.driver.periodic import Periodic
+from jdfa.step import step_context
 
 
 class MeasureAlignment(Periodic):
@@ -15,9 +16,10 @@ class MeasureAlignment(Periodic):
 
     def __init__(self, every: int, net, rule, x, y, batch_mode: str):
         super().__init__(every)
-        self.fn = jax.jit(lambda p, f: align(net, rule, p, f, x, y, batch_mode))
+        self.fn = jax.jit(lambda s: align(net, rule, s.params, s.feedback, x, y, batch_mode,
+                                          step_context(s)))
 
     def __call__(self, step, state, record):
-        al = self.fn(state.params, state.feedback)
+        al = self.fn(state)
         record["alignment_angle"] = np.asarray(al.angle).round(3).tolist()
         record["alignment_norm_ratio"] = np.asarray(al.norm_ratio).round(5).tolist()

@@ -35,7 +35,8 @@ from jdfa.driver.sweeps import train_runs
 from jdfa.losses import LOSSES
 from jdfa.optimizers import OPTIMIZERS, SCHEDULES, Optimizer
 
-CHOICES = {"boundary": rules.BOUNDARIES, "source": rules.SOURCES, "feedback_init": rules.FEEDBACK_INITS,
+CHOICES = {"boundary": rules.BOUNDARIES, "source": rules.SOURCES, "per": rules.PER,
+           "feedback_init": rules.FEEDBACK_INITS,
            "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "batch_mode": BATCH_MODES,
            "activation": tuple(model.ACTIVATIONS), "loss": tuple(LOSSES),
            "weight_init": model.WEIGHT_INITS, "on_diverge": ON_DIVERGE, "dataset": data.DATASETS}

@@ -114,7 +114,7 @@ class Config:
 
 
 def net_for_data(data, **fields) -> MLP:
-    """An `MLP` (``fields``: width, depth, activation, loss, weight_init) whose ``in_features`` and
+    """An `MLP` (``fields``: width, depth, activation, loss, weight_init, dropout) whose ``in_features`` and
     ``out_features`` fit ``data = ((x_train, y_train), (x_test, y_test))``: one output per class,
     or a single output unit for two classes under a sigmoid or squared-error loss (as for XOR)."""
     (x, y), (_, y_test) = data

@@ -16,19 +16,22 @@ from jdfa import rules
 from jdfa.driver.config import Config, net_for_data
 from jdfa.optimizers import Optimizer
 
-NET = ("width", "depth", "activation", "loss", "weight_init")
-RULE = ("bp_depth", "source", "block_size", "boundary", "use_derivative", "feedback_init",
-        "feedback_scale", "shared_feedback")
+NET = ("width", "depth", "activation", "loss", "weight_init", "dropout")
+RULE = ("bp_depth", "source", "block_size", "boundary", "p_bp", "per", "bp_steps", "use_derivative",
+        "feedback_init", "feedback_scale", "shared_feedback")
 OPTIMIZER = {"optimizer": "name", "lr": "lr", "schedule": "schedule", "weight_decay": "weight_decay"}
 
 HELP = {
-    "rule": "learning rule: bp fa dfa fp bdfa shallow, or a spec such as fp2, bdfa25, bdfa25-bp",
+    "rule": "learning rule: bp fa dfa fp bdfa mix shallow, or a spec such as fp2, bdfa25, bdfa25-bp",
     "bp_depth": "fp: top hidden layers trained by BP (default 1)",
     "source": "fp: the layers below the BP ones read the lowest BP layer's delta (the paper's FP) "
               "or the output error (its proposed follow-up; spec fp2-error)",
     "block_size": "bdfa: layers per block, counted from the output side (default 25)",
     "boundary": "bdfa: a block's top layer reads the block above through B (direct, the paper's "
                 "text) or through W^T (backprop)",
+    "p_bp": "mix: probability that a layer takes a BP step instead of a DFA step (default 0.5)",
+    "per": "mix: draw BP or DFA once per step for all layers, or per layer and step",
+    "bp_steps": "mix: the first N steps are BP for every layer, then the draws (0: none)",
     "use_derivative": "multiply feedback deltas by f'(a) (--no-use-derivative drops it)",
     "feedback_init": "distribution of the fixed feedback matrices B",
     "feedback_scale": "scale of B (uniform: limit scale/sqrt(fan); gaussian: std)",
@@ -38,6 +41,7 @@ HELP = {
     "activation": "hidden non-linearity",
     "loss": "output non-linearity and loss",
     "weight_init": "initialisation of the forward weights",
+    "dropout": "probability of dropping a hidden unit in training (0: none; never at evaluation)",
     "optimizer": "optimizer (adamw = adam; decay only through --weight-decay)",
     "lr": "learning rate (peak, with --schedule cosine)",
     "schedule": "learning-rate schedule over the run's steps",

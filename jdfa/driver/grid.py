@@ -17,7 +17,8 @@ from jdfa.driver.config import Config
 from jdfa.driver.flags import NET, OPTIMIZER, RULE, config_flags, from_flags
 
 # Flags that take comma lists on the command line (booleans do not).
-SWEEPABLE = ("rule", "bp_depth", "source", "block_size", "boundary", "feedback_init", "feedback_scale", *NET,
+SWEEPABLE = ("rule", "bp_depth", "source", "block_size", "boundary", "p_bp", "per", "bp_steps",
+             "feedback_init", "feedback_scale", *NET,
              "batch_size", *OPTIMIZER, "seed")
 _IN_SPEC = ("bp_depth", "source", "block_size", "boundary")  # a rule's spec (bdfa25-bp) names these
 

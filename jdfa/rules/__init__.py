@@ -18,6 +18,9 @@ always gets ``e = dLoss/da_y``. Hidden layers are indexed ``i = 1 .. depth`` fro
   layer just above it (for the top block, the output layer); the other layers of the block get
   ``(B_i t) * f'(a_i)`` from that top delta ``t``. The paper's figure 5 can be read this way: the
   gradient "passed through between blocks" crosses each boundary through the forward weights.
+* ``mix(p_bp, per)``: each hidden layer takes a BP step (from the delta the layer above got) with
+  probability ``p_bp``, else a DFA step; drawn per training step or per layer and step, inside the
+  jitted step (the paper's future-work question 3). ``mix(p_bp=0) == dfa``, ``mix(p_bp=1) == bp``.
 * ``shallow``: no hidden deltas; only the output layer learns (the control).
 
 Every feedback rule takes ``use_derivative=False`` to drop ``f'(a_i)`` from its feedback deltas
@@ -30,7 +33,8 @@ blocks (a `lax.scan` of ``depth / K`` steps, each one batched einsum over the bl
 one batched DFA-like einsum for the rest. BP and FA are the sequential baselines (a scan over layers).
 
 Modules: `base` (what a rule is, the registry, `parse`), `pieces` (`direct`, `chain`, `backprop`:
-what rules are made of), `classic` (bp, fa, dfa, shallow), `propagation` (fp), `blocked` (bdfa).
+what rules are made of), `classic` (bp, fa, dfa, shallow), `propagation` (fp), `blocked` (bdfa),
+`switching` (mix). Rules that change from step to step read the step's `StepContext`.
 Adding a rule is one subclass of `Rule` (or `FeedbackRule`), anywhere: README, "Adding a rule".
 
 Shapes: ``N`` is the batch size, ``L`` a number of stacked layers.
@@ -44,6 +48,7 @@ from jdfa.rules.base import (
     FeedbackLayout,
     FeedbackRule,
     Rule,
+    StepContext,
     from_dict,
     parse,
 )
@@ -51,11 +56,12 @@ from jdfa.rules.blocked import BDFA, BOUNDARIES
 from jdfa.rules.classic import BP, DFA, FA, Shallow
 from jdfa.rules.pieces import backprop, chain, direct, stack
 from jdfa.rules.propagation import FP, SOURCES
+from jdfa.rules.switching import PER, Mix
 
 __all__ = [
-    "BDFA", "BOUNDARIES", "BP", "DFA", "FA", "FEEDBACK_INITS", "FP", "RULES", "SOURCES", "FeedbackLayout",
-    "FeedbackRule", "Rule", "Shallow", "backprop", "bdfa", "bp", "chain", "dfa", "direct", "fa",
-    "fp", "from_dict", "parse", "shallow", "stack",
+    "BDFA", "BOUNDARIES", "BP", "DFA", "FA", "FEEDBACK_INITS", "FP", "PER", "RULES", "SOURCES",
+    "FeedbackLayout", "FeedbackRule", "Mix", "Rule", "Shallow", "StepContext", "backprop", "bdfa",
+    "bp", "chain", "dfa", "direct", "fa", "fp", "from_dict", "mix", "parse", "shallow", "stack",
 ]
 
 
@@ -85,6 +91,12 @@ def fp(bp_depth: int, source: str = "delta", **options) -> FP:
 def bdfa(block_size: int, boundary: str = "direct", **options) -> BDFA:
     """Blocked DFA with blocks of ``block_size`` layers; see `BDFA` for ``boundary``."""
     return BDFA(block_size, boundary, **options)
+
+
+def mix(p_bp: float = 0.5, per: str = "step", bp_steps: int = 0, **options) -> Mix:
+    """BP or DFA drawn per training step (``per="step"``) or per layer and step (``"layer"``),
+    BP with probability ``p_bp``, after ``bp_steps`` steps of BP; see `Mix`."""
+    return Mix(p_bp=p_bp, per=per, bp_steps=bp_steps, **options)
 
 
 def shallow() -> Shallow:

@@ -23,6 +23,18 @@ RULES: dict[str, type[Rule]] = {}  # name -> class, filled as rule classes are d
 FEEDBACK_INITS = ("uniform", "gaussian", "variance_scaling")
 
 
+class StepContext(NamedTuple):
+    """The training step a rule forms its deltas for, for rules that change from step to step
+    (`jdfa.rules.Mix`). The train step passes one; outside training there is none.
+
+    index: () int32, the steps taken before this one.
+    key: this step's PRNG key (a fold of the state's key and ``index``).
+    """
+
+    index: jax.Array
+    key: jax.Array
+
+
 class FeedbackLayout(NamedTuple):
     """How many feedback matrices a rule needs on a net (`jdfa.feedback.Feedback`'s leading axes).
 
@@ -55,14 +67,16 @@ class Rule:
         self.check(net)
         return FeedbackLayout(0, 0)
 
-    def deltas(self, net: MLP, params: Params, feedback, trace: Trace,
-               e: jax.Array) -> jax.Array | None:
+    def deltas(self, net: MLP, params: Params, feedback, trace: Trace, e: jax.Array,
+               context: StepContext | None = None) -> jax.Array | None:
         """The deltas of all hidden layers.
 
         Args:
           feedback: a `jdfa.feedback.Feedback` laid out as `feedback_layout` says.
           trace: the forward pass of the batch (``fprime`` set when `needs_fprime`).
           e: (N, out_features) the output error ``dLoss/da_y``.
+          context: the training step (`StepContext`); rules that do not change from step to step
+            ignore it.
 
         Returns:
           (depth, N, width), bottom-up; None when no hidden layer learns.
@@ -115,10 +129,13 @@ class FeedbackRule(Rule):
         check_positive("feedback_scale", self.feedback_scale)
 
     def feedback_fprime(self, trace: Trace) -> jax.Array:
-        """``f'(a)`` (depth, N, width) for feedback deltas, or ones without ``use_derivative``
-        (shape (depth, 1, 1): it broadcasts inside the fused multiply, so dropping f' costs no pass)."""
+        """``f'(a)`` (depth, N, width) for feedback deltas; without ``use_derivative`` the dropout
+        mask where units were dropped, else ones (shape (depth, 1, 1): it broadcasts inside the
+        fused multiply, so dropping f' costs no pass)."""
         fprime = trace.fprime
-        return fprime if self.use_derivative else jnp.ones((fprime.shape[0], 1, 1), fprime.dtype)
+        if self.use_derivative:
+            return fprime
+        return trace.keep if trace.keep is not None else jnp.ones((fprime.shape[0], 1, 1), fprime.dtype)
 
 
 _SPEC = re.compile(r"([a-z_]+)(\d*)((?:-[a-z]+)?)")

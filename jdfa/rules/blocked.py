@@ -64,7 +64,7 @@ class BDFA(FeedbackRule):
             return FeedbackLayout(k, net.depth - k)
         return FeedbackLayout(0, net.depth - (1 + n_mid + (r > 0)))
 
-    def deltas(self, net, params, feedback, trace, e):
+    def deltas(self, net, params, feedback, trace, e, context=None):
         # Feedback deltas use fprime_fb (ones without use_derivative); BP steps keep the true f'.
         depth, fprime, fprime_fb = net.depth, trace.fprime, self.feedback_fprime(trace)
         k, n_mid, r = self.blocks(depth)

@@ -15,7 +15,7 @@ class BP(Rule):
 
     name: ClassVar[str] = "bp"
 
-    def deltas(self, net, params, feedback, trace, e):
+    def deltas(self, net, params, feedback, trace, e, context=None):
         return backprop(params, trace.fprime, e, net.depth)
 
 
@@ -32,7 +32,7 @@ class FA(FeedbackRule):
     def feedback_layout(self, net):
         return FeedbackLayout(1, net.depth - 1)
 
-    def deltas(self, net, params, feedback, trace, e):
+    def deltas(self, net, params, feedback, trace, e, context=None):
         fprime = self.feedback_fprime(trace)
         top = (e @ feedback.output[0].T) * fprime[-1]
         return stack(chain(top, feedback.hidden, fprime[:-1]), top[None])
@@ -50,7 +50,7 @@ class DFA(FeedbackRule):
     def feedback_layout(self, net):
         return FeedbackLayout(net.depth, 0)
 
-    def deltas(self, net, params, feedback, trace, e):
+    def deltas(self, net, params, feedback, trace, e, context=None):
         return direct(feedback.output, e, self.feedback_fprime(trace))
 
 
@@ -61,5 +61,5 @@ class Shallow(Rule):
     name: ClassVar[str] = "shallow"
     needs_fprime: ClassVar[bool] = False
 
-    def deltas(self, net, params, feedback, trace, e):
+    def deltas(self, net, params, feedback, trace, e, context=None):
         return None

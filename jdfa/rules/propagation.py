@@ -50,7 +50,7 @@ class FP(FeedbackRule):
         n = net.depth - self.bp_depth
         return FeedbackLayout(n, 0) if self._reads_error else FeedbackLayout(0, n)
 
-    def deltas(self, net, params, feedback, trace, e):
+    def deltas(self, net, params, feedback, trace, e, context=None):
         fprime, n_dfa = self.feedback_fprime(trace), net.depth - self.bp_depth
         if self.bp_depth == 0:
             return direct(feedback.output, e, fprime)

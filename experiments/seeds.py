@@ -1,0 +1,107 @@
+"""Seeded experiments: every claim as mean ± std over seeds, with a 95 % interval.
+
+- `run_seeds(args, runs, seeds, data=...)`: ``{label: config}`` x seeds through `common.run_all`
+  (run folders ``<label>_s<seed>``; finished runs of the same config are reused, so a later stage
+  or a larger seed count only trains what is missing);
+- `Stats` / `stats(values)`: mean, sample std, n and the 95 % t-interval half-width
+  (`jdfa.driver.sweep_report.confidence_halfwidth`); `text(stats)` prints ``93.1 ± 0.4 (5)``;
+- `steps_to(result, level)`: the first evaluated step at or above a test accuracy;
+- `separated(a, b)`: whether two 95 % intervals do not overlap, and which is higher;
+- `plot_bands(ax, groups, key)`: each group's mean against step, ± one std band over its seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from jdfa.driver.sweep_report import confidence_halfwidth
+
+import common
+
+
+def run_seeds(args, runs: dict, seeds, *, data) -> dict[str, list[dict]]:
+    """``{label: flat flags}`` x ``seeds`` (an int n: 0..n-1, or a list) -> ``{label: [result per
+    seed]}``; ``label`` must be a folder-safe tag."""
+    seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    done = common.run_all(args, {f"{label}_s{s}": {**cfg, "seed": s} for label, cfg in runs.items()
+                                 for s in seeds}, data=data)
+    return {label: [done[f"{label}_s{s}"] for s in seeds] for label in runs}
+
+
+class Stats(NamedTuple):
+    mean: float
+    std: float  # sample std (ddof 1); NaN for one value
+    n: int
+    ci: float  # 95 % t-interval half-width; NaN for one value
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return self.mean - self.ci, self.mean + self.ci
+
+
+def stats(values) -> Stats:
+    """`Stats` of the finite ``values`` (NaN, e.g. a level never reached, is left out of n)."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+    if not len(v):
+        return Stats(math.nan, math.nan, 0, math.nan)
+    std = float(np.std(v, ddof=1)) if len(v) > 1 else math.nan
+    ci = confidence_halfwidth(std, len(v)) if len(v) > 1 else math.nan
+    return Stats(float(np.mean(v)), std, len(v), ci)
+
+
+def text(s: Stats, percent: bool = True, digits: int = 1) -> str:
+    """``93.1 ± 0.4 (5)`` (std, not the interval); '—' without values."""
+    if not s.n:
+        return "—"
+    k = 100 if percent else 1
+    spread = f" ± {k * s.std:.{digits}f}" if s.n > 1 else ""
+    return f"{k * s.mean:.{digits}f}{spread} ({s.n})"
+
+
+def final_accuracies(results: list[dict]) -> Stats:
+    """Final test accuracy over seeds."""
+    return stats([common.final(r) for r in results])
+
+
+def steps_to(result: dict, level: float) -> float:
+    """The first evaluated step whose test accuracy is at least ``level`` (NaN: never)."""
+    s, acc = common.series(result, "test_accuracy")
+    hit = s[acc >= level]
+    return float(hit[0]) if len(hit) else math.nan
+
+
+def reached(results: list[dict], level: float) -> str:
+    """``"4/5 reach 90 %, step 1200 ± 300"``: how many seeds reach ``level`` and when."""
+    s = stats([steps_to(r, level) for r in results])
+    when = f", step {s.mean:.0f}" + (f" ± {s.std:.0f}" if s.n > 1 else "") if s.n else ""
+    return f"{s.n}/{len(results)}{when}"
+
+
+def separated(a: Stats, b: Stats) -> str:
+    """``"higher"`` / ``"lower"`` when a's 95 % interval lies wholly above / below b's, else
+    ``"overlap"`` (also when either has fewer than two values)."""
+    if a.n < 2 or b.n < 2:
+        return "overlap"
+    (a_lo, a_hi), (b_lo, b_hi) = a.interval, b.interval
+    return "higher" if a_lo > b_hi else "lower" if a_hi < b_lo else "overlap"
+
+
+def plot_bands(ax, groups: dict[str, list[dict]], key: str = "test_accuracy", **kw) -> None:
+    """Each group's mean of ``key`` against step over its seeds, with a ± one std band."""
+    for label, results in groups.items():
+        curves = [common.series(r, key) for r in results]
+        curves = [c for c in curves if len(c[0])]
+        if not curves:
+            continue
+        n = min(len(c[0]) for c in curves)  # a diverged seed stops early: compare where all have data
+        steps, values = curves[0][0][:n], np.stack([c[1][:n] for c in curves])
+        mean, std = values.mean(axis=0), values.std(axis=0, ddof=1) if len(values) > 1 else 0 * values[0]
+        (line,) = ax.plot(steps, mean, label=f"{label} (n={len(values)})", **kw)
+        ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xlabel("step")
+    ax.set_ylabel(key.replace("_", " ") + " (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
