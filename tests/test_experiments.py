@@ -216,3 +216,39 @@ def test_xor_text_agrees_with_the_solved_count():
     assert none.startswith("No seed solved XOR") and "solved seeds are" not in none
     some = xor._gap(outputs, y, {0: False, 1: True}, quick=False)
     assert "seed 1: 0.200" in some and "seed 0" not in some
+
+
+def test_seeded_runs_and_their_statistics(tmp_path):
+    """`seeds.run_seeds` trains a recipe per seed into ``<label>_s<seed>`` and reuses finished seeds
+    when the seed count grows; `seeds.stats` gives the mean, the sample std and the 95 % t-interval
+    (t_{0.975, 2} = 4.303 for three values); `separated` compares intervals."""
+    code = f"""
+import json, math, sys
+sys.path.insert(0, {str(EXPERIMENTS)!r})
+import common, seeds
+args = common.parse_args("", "t", datasets=("xor",), argv=["--out", {str(tmp_path / "out")!r}])
+data = common.load_data(args)
+recipe = dict(rule="dfa", depth=1, width=4, activation="sigmoid", loss="sigmoid_binary_cross_entropy",
+              optimizer="sgd", lr=0.5, batch_size=1, steps=20, eval_every=10)
+two = seeds.run_seeds(args, {{"a": recipe}}, 2, data=data)
+three = seeds.run_seeds(args, {{"a": recipe}}, [0, 1, 2], data=data)
+s = seeds.stats([0.90, 0.92, 0.94, float("nan")])
+lo, hi = seeds.stats([0.5, 0.52, 0.54]), seeds.stats([0.9, 0.92, 0.94])
+print(json.dumps(dict(folders=sorted(p.name for p in (args.out / "runs").iterdir() if p.is_dir()),
+                      same=[two["a"][i]["records"] == three["a"][i]["records"] for i in (0, 1)],
+                      differ=three["a"][0]["records"] != three["a"][2]["records"],
+                      stats=list(s), text=seeds.text(s),
+                      order=[seeds.separated(hi, lo), seeds.separated(lo, hi), seeds.separated(s, hi),
+                             seeds.separated(seeds.stats([1]), lo)])))
+"""
+    proc = run_code(code, tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["folders"] == ["a_s0", "a_s1", "a_s2"]
+    assert out["same"] == [True, True] and out["differ"]
+    mean, std, n, ci = out["stats"]
+    assert n == 3 and abs(mean - 0.92) < 1e-12 and abs(std - 0.02) < 1e-12
+    assert abs(ci - 4.303 * 0.02 / 3 ** 0.5) < 1e-4
+    assert out["text"] == "92.0 ± 2.0 (3)"
+    assert out["order"] == ["higher", "lower", "overlap", "overlap"]
+    assert "reusing the finished run" in proc.stdout
