@@ -32,15 +32,14 @@ Outputs (experiments/results/bdfa_study/<budget>/): results.json, table.md (scre
 tables, the verdict), final_w<width>.png (Figures 8-9 with bands over seeds), runs/.
 
     python experiments/bdfa_study.py --budget cpu     # what was run here (2-core CPU)
-    python experiments/bdfa_study.py --budget full    # the GPU budget
+    python experiments/bdfa_study.py --budget full --vmap-seeds   # the GPU budget
     python experiments/bdfa_study.py --quick          # 2 rules x 2 recipes x 2 seeds x 40 steps
 """
 
 import itertools
 
-import seeds
-
 import common
+import seeds
 
 BUDGETS = {
     "full": dict(rules=["dfa", "bdfa50", "bdfa25", "bdfa10", "bdfa50-bp", "bdfa25-bp", "bdfa10-bp"],

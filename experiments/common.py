@@ -65,6 +65,9 @@ def parse_args(doc: str, name: str, datasets=("mnist", "notmnist"), extra=None,
     p.add_argument("--jobs", type=int, default=1,
                    help="train up to N independent runs at once, each in its own process (for a GPU, "
                         "which one small net leaves mostly idle; on a 2-core CPU keep 1)")
+    p.add_argument("--vmap-seeds", action="store_true",
+                   help="train each recipe's seeds as one vmapped program (jdfa.sweep): on a GPU about "
+                        "the cost of one run; on a 2-core CPU slower than one after another")
     if budgets:
         p.add_argument("--budget", choices=budgets, default=budgets[0],
                        help="which budget to train (each writes its own results folder)")
@@ -129,7 +132,7 @@ def run(args, tag: str, *, data, **config) -> dict:
             return done
     print(f"[{args.name}] {tag}: " + ", ".join(f"{k}={v}" for k, v in flags.items() if k != "progress"),
           flush=True)
-    cfg, data = _config(args, tag, flags, data)
+    cfg, data = config_of(args, tag, flags, data)
     summary = jdfa.train(dataclasses.replace(cfg, overwrite=True), data=data)  # retrain: replace it
     state = summary.pop("state")
     (out / "curves.png").unlink(missing_ok=True)  # the experiment's own figures replace these
@@ -172,7 +175,7 @@ def for_rule(config: dict) -> dict:
     return {k: v for k, v in config.items() if k != "keep_state" and (k not in _RULE_FIELDS or k in own)}
 
 
-def _config(args, tag: str, flags: dict, data):
+def config_of(args, tag: str, flags: dict, data):
     """``(config, data)``: the `jdfa.Config` of a run of ``flags`` into ``runs/<tag>``."""
     # No checkpoints: an experiment's runs are retrained, not resumed, and deep ones would pay for them.
     flags = {"progress": False, "checkpoint": False, **flags, "dataset": args.dataset,
@@ -185,8 +188,8 @@ def _finished(args, tag: str, flags: dict, data) -> dict | None:
     done = load_run(args.out / "runs" / tag)
     if done is None or done["status"] not in ("finished", "diverged"):
         return None
-    wanted, _ = _config(args, tag, flags, data)
-    return done if _same(done["config"], wanted.to_dict()) else None
+    wanted, _ = config_of(args, tag, flags, data)
+    return done if same_config(done["config"], wanted.to_dict()) else None
 
 
 # A child process trains one run through `run` itself, so its folder ends up as a serial run's.
@@ -228,7 +231,7 @@ def _train_concurrently(args, runs: dict) -> None:
                          f"{args.out / 'runs'}/<tag>.log")
 
 
-def _same(saved: dict, wanted: dict) -> bool:
+def same_config(saved: dict, wanted: dict) -> bool:
     """Same config (both `jdfa.Config.to_dict`'s nested dicts), ignoring where it was written and
     run fields a run saved before they existed (when the wanted value is the default)."""
     ignore = {"out", "progress", "data_dir", "tensorboard", "resume", "overwrite"}

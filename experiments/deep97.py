@@ -19,13 +19,12 @@ Budgets (``--budget``, each in its own results folder):
 Outputs (experiments/results/deep97/<budget>/): results.json, table.md, accuracy.png, runs/.
 
     python experiments/deep97.py --budget cpu
-    python experiments/deep97.py --budget full --jobs 5
+    python experiments/deep97.py --budget full --vmap-seeds
     python experiments/deep97.py --quick
 """
 
-import seeds
-
 import common
+import seeds
 
 RECIPE = dict(depth=100, activation="tanh", loss="sigmoid_binary_cross_entropy", weight_init="uniform",
               optimizer="rmsprop", lr=1e-3, schedule="cosine", batch_size=64)

@@ -26,15 +26,14 @@ Outputs (experiments/results/fp_depth15/<budget>/): results.json, table.md, accu
 with bands over seeds), runs/.
 
     python experiments/fp_depth15.py --budget cpu     # what was run here (2-core CPU)
-    python experiments/fp_depth15.py --budget full --jobs 2
+    python experiments/fp_depth15.py --budget full --vmap-seeds
     python experiments/fp_depth15.py --quick          # 3 rules, 2 seeds, 60 steps
 """
-
-import seeds
 
 import jdfa
 
 import common
+import seeds
 
 PAPER_ACCURACY, PAPER_STEPS = 94.6, 10_000
 BUDGETS = {"full": dict(rules=["fp0", "fp1", "fp2", "fp3", "fp4", "fp5",

@@ -23,13 +23,12 @@ Outputs (experiments/results/future_work/<budget>/): results.json, table.md, no_
 switching.png, runs/.
 
     python experiments/future_work.py --budget cpu       # what was run here (2-core CPU)
-    python experiments/future_work.py --budget full
+    python experiments/future_work.py --budget full --vmap-seeds
     python experiments/future_work.py --quick            # 30 steps, 2 seeds, depth 15 only
 """
 
-import seeds
-
 import common
+import seeds
 
 BUDGETS = {"full": dict(steps={15: 10000, 100: 10000}, seeds=5),
            "cpu": dict(steps={15: 2000, 100: 1000}, seeds=5),

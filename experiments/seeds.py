@@ -2,7 +2,9 @@
 
 - `run_seeds(args, runs, seeds, data=...)`: ``{label: config}`` x seeds through `common.run_all`
   (run folders ``<label>_s<seed>``; finished runs of the same config are reused, so a later stage
-  or a larger seed count only trains what is missing);
+  or a larger seed count only trains what is missing); with ``--vmap-seeds`` each label's seeds
+  are one vmapped program instead (`jdfa.driver.train_runs`, folders ``<label>/seed=<s>``): on a
+  GPU about the cost of one run, on the 2-core CPU slower than one after another;
 - `Stats` / `stats(values)`: mean, sample std, n and the 95 % t-interval half-width
   (`jdfa.driver.sweep_report.confidence_halfwidth`); `text(stats)` prints ``93.1 ± 0.4 (5)``;
 - `steps_to(result, level)`: the first evaluated step at or above a test accuracy;
@@ -12,11 +14,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import NamedTuple
 
 import numpy as np
 
+from jdfa.driver import train_runs
 from jdfa.driver.sweep_report import confidence_halfwidth
 
 import common
@@ -26,9 +30,28 @@ def run_seeds(args, runs: dict, seeds, *, data) -> dict[str, list[dict]]:
     """``{label: flat flags}`` x ``seeds`` (an int n: 0..n-1, or a list) -> ``{label: [result per
     seed]}``; ``label`` must be a folder-safe tag."""
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if args.vmap_seeds and len(seeds) > 1:
+        return {label: _vmapped(args, label, cfg, seeds, data) for label, cfg in runs.items()}
     done = common.run_all(args, {f"{label}_s{s}": {**cfg, "seed": s} for label, cfg in runs.items()
                                  for s in seeds}, data=data)
     return {label: [done[f"{label}_s{s}"] for s in seeds] for label in runs}
+
+
+def _vmapped(args, label: str, flags: dict, seeds: list[int], data) -> list[dict]:
+    """One label's seeds as one sweep in ``runs/<label>``, reused when every seed's run there is
+    finished with the same config."""
+    folder = args.out / "runs" / label
+    config, _ = common.config_of(args, label, common.for_rule(flags), data)
+    configs = [dataclasses.replace(config, seed=s, overwrite=True) for s in seeds]
+    done = [common.load_run(folder / f"seed={s}") for s in seeds]
+    if not args.fresh and all(d is not None and d["status"] in ("finished", "diverged")
+                              and common.same_config(d["config"], c.to_dict())
+                              for d, c in zip(done, configs)):
+        print(f"[{args.name}] {label}: reusing the finished seeds {seeds} in {folder}")
+        return done
+    print(f"[{args.name}] {label}: seeds {seeds} as one vmapped program", flush=True)
+    train_runs(configs, data=data)
+    return [common.load_run(folder / f"seed={s}") for s in seeds]
 
 
 class Stats(NamedTuple):

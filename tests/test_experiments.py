@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
@@ -234,9 +235,15 @@ two = seeds.run_seeds(args, {{"a": recipe}}, 2, data=data)
 three = seeds.run_seeds(args, {{"a": recipe}}, [0, 1, 2], data=data)
 s = seeds.stats([0.90, 0.92, 0.94, float("nan")])
 lo, hi = seeds.stats([0.5, 0.52, 0.54]), seeds.stats([0.9, 0.92, 0.94])
+vargs = common.parse_args("", "t", datasets=("xor",),
+                          argv=["--out", {str(tmp_path / "vmap")!r}, "--vmap-seeds"])
+vmapped = seeds.run_seeds(vargs, {{"a": recipe}}, [0, 1, 2], data=data)
+again = seeds.run_seeds(vargs, {{"a": recipe}}, [0, 1, 2], data=data)
+losses = lambda rs: [[r["loss"] for r in run["records"] if "loss" in r] for run in rs]
 print(json.dumps(dict(folders=sorted(p.name for p in (args.out / "runs").iterdir() if p.is_dir()),
                       same=[two["a"][i]["records"] == three["a"][i]["records"] for i in (0, 1)],
                       differ=three["a"][0]["records"] != three["a"][2]["records"],
+                      vmapped=[losses(three["a"]), losses(vmapped["a"]), losses(again["a"])],
                       stats=list(s), text=seeds.text(s),
                       order=[seeds.separated(hi, lo), seeds.separated(lo, hi), seeds.separated(s, hi),
                              seeds.separated(seeds.stats([1]), lo)])))
@@ -246,6 +253,9 @@ print(json.dumps(dict(folders=sorted(p.name for p in (args.out / "runs").iterdir
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["folders"] == ["a_s0", "a_s1", "a_s2"]
     assert out["same"] == [True, True] and out["differ"]
+    serial, vmapped, again = out["vmapped"]
+    np.testing.assert_allclose(vmapped, serial, rtol=1e-5)  # one vmapped program = the seeds one by one
+    assert again == vmapped and "reusing the finished seeds [0, 1, 2]" in proc.stdout
     mean, std, n, ci = out["stats"]
     assert n == 3 and abs(mean - 0.92) < 1e-12 and abs(std - 0.02) < 1e-12
     assert abs(ci - 4.303 * 0.02 / 3 ** 0.5) < 1e-4
