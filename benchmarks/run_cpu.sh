@@ -27,6 +27,8 @@ $ST --rules forward,bp,fa,dfa,fp1,bdfa25,bdfa25-bp --depth 100 --width 800 --bat
 # 3. depth sweep (depths 10 and 200 give the compile-time ratio of every rule)
 $ST --rules forward,bp,fa,dfa,fp1,bdfa25,bdfa25-bp --depths 1,2,5,10,25,50,100,200 --width 200 \
     --batch 128 --steps 20 --malloc tuned --out "$OUT/depth_sweep_w200.jsonl"
+python benchmarks/update_vs_depth.py --malloc tuned --wait-quiet "$WAIT" --out "$OUT/update_vs_depth.jsonl" \
+    --plot "$OUT/update_vs_depth.png"  # update phase (step - forward) against depth, depths 10..400
 # 4. PyTorch baselines at the headline configuration
 python benchmarks/torch_baseline.py --depth 100 --width 200 --batch 128 --steps 30 --malloc tuned \
     --jdfa-rules forward,dfa,bp --wait-quiet "$WAIT" --out "$OUT/torch_w200.jsonl"

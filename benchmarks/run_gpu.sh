@@ -23,6 +23,8 @@ $ST --rules forward,bp,fa,dfa,fp1,bdfa25,bdfa25-bp --depth 100 --widths 800,2048
 # 3. depth sweep (compile time against depth too)
 $ST --rules forward,bp,fa,dfa,fp1,bdfa25,bdfa25-bp --depths 1,2,5,10,25,50,100,200 --width 200 \
     --batch 128 --steps 50 --out "$OUT/depth_sweep_w200.jsonl"
+python benchmarks/update_vs_depth.py --steps 50 --out "$OUT/update_vs_depth.jsonl" \
+    --plot "$OUT/update_vs_depth.png"  # update phase (step - forward) against depth: DFA's should be flat
 # 4. PyTorch on the same GPU, jdfa's steps timed in the same rounds
 python benchmarks/torch_baseline.py --device cuda --depth 100 --width 200 --batch 128 --steps 100 \
     --jdfa-rules forward,dfa,bp --out "$OUT/torch_w200.jsonl"

@@ -312,3 +312,45 @@ def test_configs_and_conclusion():
     assert c["fastest"] == {"100x200": {"32": "sequential", "1": "vmapped"}}
     assert c["target"]["value"] == pytest.approx(0.63) and c["target"]["met"] is False
     assert "--quick" not in c["text"] and "not met" in c["text"]
+
+
+# --- update_vs_depth.py: update phase = median step - median forward, per (depth, rule) -------------
+
+def test_update_vs_depth_quick_records_and_plot(tmp_path):
+    """--quick (depths 4 and 8) with a rule that does not fit depth 4: one record per fitting (depth,
+    rule), update_ms the difference of the medians, the same lines on stdout and in --out, a PNG from
+    the run and one from --from; --quick refuses benchmarks/results/."""
+    script = os.path.join(ROOT, "benchmarks", "update_vs_depth.py")
+    out, png, png2 = tmp_path / "u.jsonl", tmp_path / "u.png", tmp_path / "from.png"
+    proc = subprocess.run([sys.executable, script, "--quick", "--rules", "bp,dfa,fp5", "--out", str(out),
+                           "--plot", str(png)], capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows == [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    assert [(r["depth"], r["rule"]) for r in rows] == [(4, "bp"), (4, "dfa"), (8, "bp"), (8, "dfa"),
+                                                       (8, "fp5")]
+    assert "skip fp5 at depth 4" in proc.stderr
+    for r in rows:
+        assert (r["kind"], r["width"], r["batch"], r["mode"]) == ("update_vs_depth", 32, 16, "quick")
+        assert (r["in_features"], r["out_features"], r["optimizer"]) == (784, 10, "sgd(lr=0.001)")
+        for field in ("platform", "device_kind", "jax_version", "jdfa_commit", "malloc", "cpu_count",
+                      "other_load_cores", "compile_s", "forward_compile_s"):
+            assert field in r, field
+        assert r["steps_timed"] == 6
+        assert 0 < r["forward_ms_min"] <= r["forward_ms_median"] <= r["forward_ms_max"]
+        assert 0 < r["step_ms_min"] <= r["step_ms_median"] <= r["step_ms_max"]
+        assert r["update_ms"] == pytest.approx(r["step_ms_median"] - r["forward_ms_median"], rel=1e-12)
+        assert r["update_ms_of_min"] == pytest.approx(r["step_ms_min"] - r["forward_ms_min"], rel=1e-12)
+        assert r["step_over_forward"] == pytest.approx(r["step_ms_median"] / r["forward_ms_median"])
+    # The forward is timed once per depth, beside every rule of that depth.
+    assert len({(r["depth"], r["forward_ms_median"]) for r in rows}) == 2
+    assert png.stat().st_size > 0
+    proc = subprocess.run([sys.executable, script, "--from", str(out), "--plot", str(png2)],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert png2.stat().st_size > 0 and "slope" in proc.stderr
+    target = os.path.join(ROOT, "benchmarks", "results", "cpu", "never_written_update.jsonl")
+    proc = subprocess.run([sys.executable, script, "--quick", "--out", target], capture_output=True,
+                          text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode != 0 and "never to benchmarks/results" in proc.stderr
+    assert not os.path.exists(target)
