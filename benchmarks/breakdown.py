@@ -195,14 +195,7 @@ def main(argv=None):
                if only is None or n in only]
     if args.wait_quiet > 0:
         common.wait_for_quiet(args.wait_quiet)
-    load = common.ForeignLoad()
-    for r in runners:
-        for _ in range(args.warmup):
-            r.step()
-    for i, chunk in enumerate(common.interleaved_rounds(args.steps, args.rounds)):
-        for r in runners[i % len(runners):] + runners[:i % len(runners)]:
-            r.times.extend(r.step() for _ in range(chunk))
-    other_load = load.cores()
+    other_load = common.time_interleaved(runners, Runner.step, args.warmup, args.steps, args.rounds)
     emitter = common.Emitter(args.out, append=args.append)
     dev = jax.devices()[0]
     median = {}

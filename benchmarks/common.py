@@ -112,6 +112,40 @@ def interleaved_rounds(steps: int, rounds: int) -> list[int]:
     return [base + (i < extra) for i in range(rounds)]
 
 
+def environment() -> dict:
+    """The device, software and machine fields every record carries. Call after `apply_malloc`
+    (it imports jax)."""
+    import jax
+
+    dev = jax.devices()[0]
+    return {"device_kind": dev.device_kind, "platform": dev.platform, "jax_version": jax.__version__,
+            "cpu_model": cpu_model(), "cpu_count": cpu_count(), **jdfa_revision(),
+            "malloc": malloc_setting(), "xla_flags": os.environ.get("XLA_FLAGS")}
+
+
+def time_interleaved(programs: list, call, warmup: int, steps: int, rounds: int) -> float | None:
+    """Times ``programs`` alike: ``warmup`` calls each, then ``steps`` timed calls each split into
+    ``rounds`` chunks taken in turn (the order rotating each round), so that machine noise falls
+    on all of them. ``call(program)`` makes one call and returns its seconds; they are appended
+    to ``program.times``. Returns the cores other processes used meanwhile (`ForeignLoad`)."""
+    load = ForeignLoad()
+    for prog in programs:
+        for _ in range(warmup):
+            call(prog)
+    for i, chunk in enumerate(interleaved_rounds(steps, rounds)):
+        for prog in programs[i % len(programs):] + programs[:i % len(programs)]:
+            prog.times.extend(call(prog) for _ in range(chunk))
+    return load.cores()
+
+
+def save_figure(fig, path: str, dpi: int = 110) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
 def time_call(fn) -> float:
     t0 = time.perf_counter()
     fn()

@@ -37,7 +37,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
@@ -378,24 +377,13 @@ def main(argv=None):
     if args.steps < 1 or args.warmup < 0 or args.rounds < 1:
         raise SystemExit("--steps and --rounds must be >= 1, --warmup >= 0")
 
-    import jax
 
     import jdfa
 
     specs = [parse_rule(s) for s in common.str_list(args.rules)]
     opt = jdfa.Optimizer(args.optimizer, args.lr)
     optimizer, opt_name = opt.build(1), optimizer_label(opt)  # constant lr: the step count is moot
-    dev = jax.devices()[0]
-    env = {
-        "device_kind": dev.device_kind,
-        "platform": dev.platform,
-        "jax_version": jax.__version__,
-        "cpu_model": common.cpu_model(),
-        "cpu_count": common.cpu_count(),
-        **common.jdfa_revision(),
-        "malloc": common.malloc_setting(),
-        "xla_flags": os.environ.get("XLA_FLAGS"),
-    }
+    env = common.environment()
     emitter = common.Emitter(args.out, append=args.append)
     records = []
     try:

@@ -193,9 +193,7 @@ def plot(records, path: str) -> None:
         ax.set_title(f"depth {depth}, width {width}, batch {r0['batch']} ({r0['platform']})")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, ncol=len(rules))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    common.save_figure(fig, path)
 
 
 def build_parser():
@@ -247,13 +245,9 @@ def main(argv=None):
         raise SystemExit(f"--schedules must be a subset of {SCHEDULES}; --steps, --repeats, --group >= 1")
     common.apply_malloc(args.malloc)
 
-    import jax
 
     configs = parse_configs(args.configs)
-    dev = jax.devices()[0]
-    env = {"device_kind": dev.device_kind, "platform": dev.platform, "jax_version": jax.__version__,
-           "cpu_model": common.cpu_model(), "cpu_count": common.cpu_count(), **common.jdfa_revision(),
-           "malloc": common.malloc_setting(), "xla_flags": os.environ.get("XLA_FLAGS")}
+    env = common.environment()
     out, records = common.Emitter(args.out), []
     try:
         for depth, width in configs:

@@ -131,14 +131,7 @@ def measure_depth(depth, rules, args, env, emit):
     common.log(f"  depth {depth}: compiled " + ", ".join(f"{t.name} {t.compile_s:.2f}s" for t in programs))
     if args.wait_quiet > 0:
         common.wait_for_quiet(args.wait_quiet)
-    load = common.ForeignLoad()
-    for t in programs:  # the same warm-up for every program
-        for _ in range(args.warmup):
-            t.call()
-    for r, chunk in enumerate(common.interleaved_rounds(args.steps, args.rounds)):
-        for t in programs[r % len(programs):] + programs[:r % len(programs)]:
-            t.times.extend(t.call() for _ in range(chunk))
-    other_load = load.cores()
+    other_load = common.time_interleaved(programs, lambda t: t.call(), args.warmup, args.steps, args.rounds)
     if other_load is not None and other_load > 0.25:
         common.log(f"  WARNING: other processes used {other_load:.2f} cores while timing")
 
@@ -251,9 +244,7 @@ def plot(records, path: str) -> None:
                  + (" (--quick)" if r0.get("mode") == "quick" else ""), fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    common.save_figure(fig, path)
 
 
 def build_parser():
@@ -309,22 +300,11 @@ def main(argv=None):
         raise SystemExit("--quick writes to stdout or benchmarks/scratch/, never to benchmarks/results/")
     common.apply_malloc(args.malloc)
 
-    import jax
 
     import jdfa
 
     rules = [jdfa.rules.parse(s) for s in common.str_list(args.rules)]
-    dev = jax.devices()[0]
-    env = {
-        "device_kind": dev.device_kind,
-        "platform": dev.platform,
-        "jax_version": jax.__version__,
-        "cpu_model": common.cpu_model(),
-        "cpu_count": common.cpu_count(),
-        **common.jdfa_revision(),
-        "malloc": common.malloc_setting(),
-        "xla_flags": os.environ.get("XLA_FLAGS"),
-    }
+    env = common.environment()
     emitter = common.Emitter(args.out, append=args.append)
     records = []
     try:
