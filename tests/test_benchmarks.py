@@ -317,18 +317,18 @@ def test_configs_and_conclusion():
 # --- update_vs_depth.py: update phase = median step - median forward, per (depth, rule) -------------
 
 def test_update_vs_depth_quick_records_and_plot(tmp_path):
-    """--quick (depths 4 and 8) with a rule that does not fit depth 4: one record per fitting (depth,
+    """--quick at depths 4 and 5 with a rule that does not fit depth 4: one record per fitting (depth,
     rule), update_ms the difference of the medians, the same lines on stdout and in --out, a PNG from
     the run and one from --from; --quick refuses benchmarks/results/."""
     script = os.path.join(ROOT, "benchmarks", "update_vs_depth.py")
     out, png, png2 = tmp_path / "u.jsonl", tmp_path / "u.png", tmp_path / "from.png"
-    proc = subprocess.run([sys.executable, script, "--quick", "--rules", "bp,dfa,fp5", "--out", str(out),
-                           "--plot", str(png)], capture_output=True, text=True, timeout=180, cwd=ROOT)
+    proc = subprocess.run([sys.executable, script, "--quick", "--depths", "4,5", "--rules", "dfa,fp5",
+                           "--out", str(out), "--plot", str(png)],
+                          capture_output=True, text=True, timeout=180, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows == [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-    assert [(r["depth"], r["rule"]) for r in rows] == [(4, "bp"), (4, "dfa"), (8, "bp"), (8, "dfa"),
-                                                       (8, "fp5")]
+    assert [(r["depth"], r["rule"]) for r in rows] == [(4, "dfa"), (5, "dfa"), (5, "fp5")]
     assert "skip fp5 at depth 4" in proc.stderr
     for r in rows:
         assert (r["kind"], r["width"], r["batch"], r["mode"]) == ("update_vs_depth", 32, 16, "quick")

@@ -21,7 +21,7 @@ from jdfa.driver.batches import batch_indices, hyper, make_chunk, run_keys
 
 MNIST = Path(os.environ.get("JDFA_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 RUN = ["--dataset", "mnist", "--data-dir", str(MNIST), "--rule", "bdfa", "--block-size", "2",
-       "--depth", "4", "--width", "512", "--batch-size", "64", "--steps", "1500", "--lr", "1e-3",
+       "--depth", "4", "--width", "256", "--batch-size", "64", "--steps", "1500", "--lr", "1e-3",
        "--eval-every", "100", "--checkpoint-every", "100", "--train-eval-size", "1000",
        "--no-progress"]
 
@@ -58,7 +58,7 @@ def _final(out):
 
 
 def _abstract_state():
-    net = jdfa.MLP(784, 512, 4, 10)
+    net = jdfa.MLP(784, 256, 4, 10)
     return jax.eval_shape(lambda: jdfa.init_train_state(jax.random.key(0), net, jdfa.bdfa(2),
                                                         optax.adam(1e-3)))
 

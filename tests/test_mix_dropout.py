@@ -49,11 +49,11 @@ def test_mix_at_zero_is_dfa_and_at_one_is_bp(per, p_bp, other, variant):
     params, feedback = jdfa.init(jax.random.key(0), NET, jdfa.mix())
     own_feedback = jdfa.init(jax.random.key(0), NET, jdfa.rules.parse(other))[1]
     want = update(NET, jdfa.rules.parse(other), params, own_feedback, x, y)
+    rule = jdfa.mix(p_bp, per)
+    mixed = variant(lambda p, f, k: update(NET, rule, p, f, x, y, StepContext(jnp.int32(5), k)))
     for seed in range(3):
-        got = variant(lambda p, f, k: update(NET, jdfa.mix(p_bp, per), p, f, x, y,
-                                             StepContext(jnp.int32(5), k)))(params, feedback,
-                                                                             jax.random.key(seed))
-        chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-7)
+        chex.assert_trees_all_close(mixed(params, feedback, jax.random.key(seed)), want, rtol=1e-5,
+                                    atol=1e-7)
 
 
 def reference_mix_deltas(params, feedback, trace, e, use_bp):
@@ -94,9 +94,9 @@ def test_mix_per_step_draws_anew_at_every_step_of_the_jitted_train_step():
     bp_feedback = jdfa.init(jax.random.key(0), NET, jdfa.bp())[1]
     bp = update(NET, jdfa.bp(), state.params, bp_feedback, x, y)
     dfa = update(NET, jdfa.dfa(), state.params, state.feedback, x, y)
-    seen = []
+    seen, mixed = [], jax.jit(lambda s: update(NET, rule, s.params, s.feedback, x, y, step_context(s)))
     for _ in range(8):
-        u = jax.jit(lambda s: update(NET, rule, s.params, s.feedback, x, y, step_context(s)))(state)
+        u = mixed(state)
         assert close(u, bp) != close(u, dfa)
         seen.append(close(u, bp))
         state, _ = step(state, x, y)  # lr 0: only the step count moves
