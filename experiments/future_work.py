@@ -22,7 +22,8 @@ depth 100 (about an hour on the 2-core CPU); ``full`` 10,000 steps at both depth
 Outputs (experiments/results/future_work/<budget>/): results.json, table.md, no_derivative.png,
 switching.png, runs/.
 
-    python experiments/future_work.py --budget cpu       # what was run here (2-core CPU)
+    python experiments/future_work.py --budget cpu       # the CPU budget, both depths
+    python experiments/future_work.py --budget cpu --depths 15   # what is reported so far
     python experiments/future_work.py --budget full --vmap-seeds
     python experiments/future_work.py --quick            # 30 steps, 2 seeds, depth 15 only
 """
@@ -64,9 +65,15 @@ def rows_for(groups: dict, steps: int, reference: str) -> list:
     return rows
 
 
+def flags(p):
+    p.add_argument("--depths", type=int, nargs="+", choices=sorted(NETS), default=sorted(NETS),
+                   help="the depths to train and report (default both)")
+
+
 def main(argv=None):
-    args = common.parse_args(__doc__, "future_work", budgets=("cpu", "full"), argv=argv)
+    args = common.parse_args(__doc__, "future_work", budgets=("cpu", "full"), extra=flags, argv=argv)
     b = BUDGETS["quick" if args.quick else args.budget]
+    b = dict(b, steps={d: s for d, s in b["steps"].items() if d in args.depths})
     data = common.load_data(args)
     headers = ["run", "steps", "final test % mean ± std (n)", "95 % CI", "seeds reaching 90 %, at step"]
     text, results, figs = "", {}, {}
