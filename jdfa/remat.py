@@ -15,13 +15,12 @@ import jax.numpy as jnp
 from jdfa import losses, model
 from jdfa.feedback import Feedback
 from jdfa.model import MLP, Dense, Params
-from jdfa.rules import FeedbackLayout, FeedbackRule, Rule
+from jdfa.rules import FeedbackRule, Rule
 
 
 def check_remat(net: MLP, rule: Rule, batch_mode: str) -> None:
     """Raises ``ValueError`` unless ``rule`` is DFA-shaped and the batch mode is ``"mean"``."""
-    direct = isinstance(rule, FeedbackRule) and rule.feedback_layout(net) == FeedbackLayout(net.depth, 0)
-    if not direct or batch_mode != "mean":
+    if not (isinstance(rule, FeedbackRule) and rule.is_dfa(net)) or batch_mode != "mean":
         raise ValueError(f"remat is implemented for DFA (every hidden layer reading e: dfa, fp(0), "
                          f"bdfa(K >= depth)) with batch_mode='mean', not {rule} with "
                          f"batch_mode={batch_mode!r}")

@@ -395,8 +395,10 @@ def test_remat_dfa_equals_stored_dfa(rule, variant):
     chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("rule", [jdfa.bp(), jdfa.bdfa(2), jdfa.fp(1)], ids=lambda rule: rule.spec)
+@pytest.mark.parametrize("rule", [jdfa.bp(), jdfa.bdfa(2), jdfa.fp(1), jdfa.bdfa(DEPTH, "backprop"),
+                                  jdfa.mix(1.0)], ids=str)
 def test_remat_is_refused_for_other_rules(rule):
+    """Also where the feedback is laid out as DFA's but the deltas are not (mix)."""
     x, y = batch()
     params, feedback = setup(rule)
     with pytest.raises(ValueError, match="remat is implemented for DFA"):

@@ -67,6 +67,11 @@ class Rule:
         self.check(net)
         return FeedbackLayout(0, 0)
 
+    def is_dfa(self, net: MLP) -> bool:
+        """Whether on ``net`` every hidden delta is DFA's ``(B_i e) * f'(a_i)`` with ``B_i`` the
+        ``i``-th of ``feedback.output`` -- the form `jdfa.remat` recomputes layer by layer."""
+        return False
+
     def deltas(self, net: MLP, params: Params, feedback, trace: Trace, e: jax.Array,
                context: StepContext | None = None) -> jax.Array | None:
         """The deltas of all hidden layers.

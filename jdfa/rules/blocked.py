@@ -58,6 +58,9 @@ class BDFA(FeedbackRule):
         n_mid, r = divmod(depth - k, k)
         return _Blocks(k, n_mid, r)
 
+    def is_dfa(self, net):
+        return self.boundary == "direct" and self.block_size >= net.depth
+
     def feedback_layout(self, net):
         k, n_mid, r = self.blocks(net.depth)
         if self.boundary == "direct":

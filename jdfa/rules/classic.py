@@ -50,6 +50,9 @@ class DFA(FeedbackRule):
     def feedback_layout(self, net):
         return FeedbackLayout(net.depth, 0)
 
+    def is_dfa(self, net):
+        return True
+
     def deltas(self, net, params, feedback, trace, e, context=None):
         return direct(feedback.output, e, self.feedback_fprime(trace))
 

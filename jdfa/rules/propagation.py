@@ -45,6 +45,9 @@ class FP(FeedbackRule):
         if self.bp_depth > net.depth:
             raise ValueError(f"bp_depth must lie in [0, depth={net.depth}], got {self.bp_depth}")
 
+    def is_dfa(self, net):
+        return self.bp_depth == 0
+
     def feedback_layout(self, net):
         self.check(net)
         n = net.depth - self.bp_depth
