@@ -126,7 +126,7 @@ def run(args, tag: str, *, data, **config) -> dict:
     out = args.out / "runs" / tag
     flags = for_rule(config)
     if not keep_state and not args.fresh:
-        done = _finished(args, tag, flags, data)
+        done = finished_run(args, tag, flags, data)
         if done is not None:
             print(f"[{args.name}] {tag}: reusing the finished run in {out} (same config; --fresh retrains)")
             return done
@@ -154,7 +154,7 @@ def run_all(args, runs: dict, *, data) -> dict:
     are those of the same runs trained one after the other: each run is a function of its config."""
     if args.jobs > 1:
         todo = {tag: cfg for tag, cfg in runs.items()
-                if args.fresh or _finished(args, tag, for_rule(cfg), data) is None}
+                if args.fresh or finished_run(args, tag, for_rule(cfg), data) is None}
         _train_concurrently(args, todo)
         args = argparse.Namespace(**{**vars(args), "fresh": False})  # keep what just trained
     return {tag: run(args, tag, data=data, **cfg) for tag, cfg in runs.items()}
@@ -183,13 +183,13 @@ def config_of(args, tag: str, flags: dict, data):
     return jdfa.driver.from_flags(flags, data)
 
 
-def _finished(args, tag: str, flags: dict, data) -> dict | None:
+def finished_run(args, tag: str, flags: dict, data) -> dict | None:
     """The finished run in ``runs/<tag>`` if it was trained with the config of ``flags``, else None."""
     done = load_run(args.out / "runs" / tag)
     if done is None or done["status"] not in ("finished", "diverged"):
         return None
     wanted, _ = config_of(args, tag, flags, data)
-    return done if same_config(done["config"], wanted.to_dict()) else None
+    return done if _same(done["config"], wanted.to_dict()) else None
 
 
 # A child process trains one run through `run` itself, so its folder ends up as a serial run's.
@@ -231,7 +231,7 @@ def _train_concurrently(args, runs: dict) -> None:
                          f"{args.out / 'runs'}/<tag>.log")
 
 
-def same_config(saved: dict, wanted: dict) -> bool:
+def _same(saved: dict, wanted: dict) -> bool:
     """Same config (both `jdfa.Config.to_dict`'s nested dicts), ignoring where it was written and
     run fields a run saved before they existed (when the wanted value is the default)."""
     ignore = {"out", "progress", "data_dir", "tensorboard", "resume", "overwrite"}

@@ -40,15 +40,13 @@ def run_seeds(args, runs: dict, seeds, *, data) -> dict[str, list[dict]]:
 def _vmapped(args, label: str, flags: dict, seeds: list[int], data) -> list[dict]:
     """One label's seeds as one sweep in ``runs/<label>``, reused when every seed's run there is
     finished with the same config."""
-    folder = args.out / "runs" / label
-    config, _ = common.config_of(args, label, common.for_rule(flags), data)
-    configs = [dataclasses.replace(config, seed=s, overwrite=True) for s in seeds]
-    done = [common.load_run(folder / f"seed={s}") for s in seeds]
-    if not args.fresh and all(d is not None and d["status"] in ("finished", "diverged")
-                              and common.same_config(d["config"], c.to_dict())
-                              for d, c in zip(done, configs)):
+    folder, flags = args.out / "runs" / label, common.for_rule(flags)
+    done = [common.finished_run(args, f"{label}/seed={s}", {**flags, "seed": s}, data) for s in seeds]
+    if not args.fresh and all(d is not None for d in done):
         print(f"[{args.name}] {label}: reusing the finished seeds {seeds} in {folder}")
         return done
+    config, _ = common.config_of(args, label, flags, data)
+    configs = [dataclasses.replace(config, seed=s, overwrite=True) for s in seeds]
     print(f"[{args.name}] {label}: seeds {seeds} as one vmapped program", flush=True)
     train_runs(configs, data=data)
     return [common.load_run(folder / f"seed={s}") for s in seeds]
