@@ -94,7 +94,7 @@ def final(args, b, best, shared, data):
     return out
 
 
-def verdict(finals, b) -> tuple[str, list]:
+def verdict(finals) -> tuple[str, list]:
     rows, lines = [], []
     for w, choices in finals.items():
         for choice, by_rule in choices.items():
@@ -120,7 +120,7 @@ def main(argv=None):
 
     screen_rows = [(rule, tag, seeds.text(s)) for rule, rows in table.items()
                    for tag, (_, s) in sorted(rows.items(), key=lambda kv: -kv[1][1].mean)]
-    lines, final_rows = verdict(finals, b)
+    lines, final_rows = verdict(finals)
     text = (f"## Stage 1: screen ({b['screen_steps']} steps, {b['screen_seeds']} seeds, width 200)\n\n"
             + common.markdown_table(["rule", "recipe (weight init, Adam lr, feedback init)",
                                      "final test % mean ± std (n)"], screen_rows)
