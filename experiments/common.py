@@ -81,7 +81,7 @@ def parse_args(doc: str, name: str, datasets=("mnist", "notmnist"), extra=None,
         args.out = str(HERE / ("scratch" if args.quick else "results") / folder)
     args.out = Path(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
-    args.mode = "quick" if args.quick else "full"
+    args.mode = "quick" if args.quick else getattr(args, "budget", "full")
     return args
 
 
@@ -137,7 +137,7 @@ def run(args, tag: str, *, data, **config) -> dict:
     state = summary.pop("state")
     (out / "curves.png").unlink(missing_ok=True)  # the experiment's own figures replace these
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # large for deep nets; not needed here
-    summary["records"] = read_records(out)
+    summary["records"], summary["config"] = read_records(out), saved_config(out)
     if keep_state:
         summary["state"] = state
     print(f"[{args.name}] {tag}: {summary['status']} at step {summary['step']}, "
@@ -244,6 +244,11 @@ def read_records(run_dir) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def saved_config(run_dir) -> dict:
+    """The run's `jdfa.Config.to_dict` from its config.json."""
+    return json.loads((Path(run_dir) / "config.json").read_text())["config"]
+
+
 def load_run(run_dir) -> dict | None:
     """A finished run's summary + records from its folder, or None (for reusing another
     experiment's runs instead of recomputing them). A folder that lacks any of its three files (a
@@ -252,8 +257,7 @@ def load_run(run_dir) -> dict | None:
     if not all((run_dir / name).is_file() for name in ("summary.json", "config.json", "metrics.jsonl")):
         return None
     summary = json.loads((run_dir / "summary.json").read_text())
-    summary["config"] = json.loads((run_dir / "config.json").read_text())["config"]
-    summary["records"] = read_records(run_dir)
+    summary["config"], summary["records"] = saved_config(run_dir), read_records(run_dir)
     return summary
 
 
@@ -297,8 +301,10 @@ def write_results(args, results: dict, table: str, title: str, notes: str = "") 
     """``results.json`` and ``table.md`` (title, mode, the table, then notes) in ``args.out``."""
     results = {"experiment": args.name, "mode": args.mode, "dataset": args.dataset, **results}
     (args.out / "results.json").write_text(json.dumps(results, indent=1, default=_jsonable) + "\n")
-    mode = ("**--quick run** (a smoke test with a tiny budget: the numbers are NOT comparable with "
-            "the paper)" if args.quick else "full run (the budget below)")
+    mode = {"quick": "**--quick run** (a smoke test with a tiny budget: the numbers are NOT comparable "
+                     "with the paper)",
+            "cpu": "**CPU-sized budget** (`--budget cpu`, below: shorter than the paper-like `--budget "
+                   "full`)"}.get(args.mode, "full run (the budget below)")
     text = f"# {title}\n\nMode: {mode}. Dataset: {args.dataset}.\n\n{table}\n{notes.strip()}\n"
     (args.out / "table.md").write_text(text)
     print(text)
