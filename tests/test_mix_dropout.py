@@ -199,3 +199,15 @@ def test_flags_reach_mix_and_dropout():
     config, _ = flags.from_flags({"rule": "mix", "p_bp": 0.25, "per": "layer", "bp_steps": 100,
                                   "dropout": 0.2}, data=data)
     assert config.rule == jdfa.mix(0.25, "layer", 100) and config.net.dropout == 0.2
+
+
+REFUSED = {"dropout-average": dict(net=DROPPED, batch_mode="batch_average"),
+           "dropout-remat": dict(net=DROPPED, remat=True),
+           "mix-remat": dict(net=NET, rule=jdfa.mix(), remat=True)}
+
+
+@pytest.mark.parametrize("fields", REFUSED.values(), ids=REFUSED.keys())
+def test_a_run_that_cannot_train_is_refused_by_its_config(fields):
+    """Before anything starts (no progress bar, no folder): the step's own checks run in `Config`."""
+    with pytest.raises(ValueError, match="dropout|remat is implemented for DFA"):
+        jdfa.Config(**fields)

@@ -14,6 +14,8 @@ from jdfa import rules
 from jdfa.batch_modes import check_batch_mode
 from jdfa.model import MLP
 from jdfa.optimizers import Optimizer
+from jdfa.remat import check_remat
+from jdfa.update import check_dropout
 from jdfa.validate import check_choice, check_int, check_positive
 
 ON_DIVERGE = ("stop", "rollback")
@@ -91,6 +93,10 @@ class Config:
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other: continue the run, or replace it")
         check_batch_mode(self.batch_mode)
+        # The step's own checks, here too: a run that cannot train is refused before it starts.
+        check_dropout(self.net, self.batch_mode, self.remat)
+        if self.remat:
+            check_remat(self.net, self.rule, self.batch_mode)
         check_choice("on_diverge", self.on_diverge, ON_DIVERGE)
         check_positive("rollback_factor", self.rollback_factor)
         if self.resume and not (self.out and self.checkpoint):
