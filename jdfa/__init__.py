@@ -5,7 +5,7 @@ Every attribute is either a submodule under its own name or a function, class or
 name no submodule has (a test walks the package to keep it so).
 """
 
-from jdfa import data
+from jdfa import blocks, data
 from jdfa.alignment import Alignment, align
 from jdfa.batch_modes import BATCH_MODES
 from jdfa.driver import Config, sweep, train
@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ACTIVATIONS", "Alignment", "BATCH_MODES", "Config", "Dense", "Feedback", "LOSSES", "MLP",
-    "Optimizer", "Params", "Rule", "TrainState", "align", "apply", "bdfa", "bp", "data", "dfa",
+    "Optimizer", "Params", "Rule", "TrainState", "align", "apply", "bdfa", "blocks", "bp", "data", "dfa",
     "fa", "forward", "fp", "init", "init_feedback", "init_train_state", "loss", "make_train_step",
     "mix", "predict", "shallow", "sweep", "train", "train_step", "update_direction", "weight_update",
 ]

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jdfa import batch_modes, losses, metrics, model, rules, update
+from jdfa import batch_modes, blocks, losses, metrics, model, rules, update
 from jdfa.feedback import Feedback, check_feedback
 from jdfa.model import MLP, Params
 
@@ -39,14 +39,18 @@ def align(net: MLP, rule: rules.Rule, params: Params, feedback: Feedback, x: jax
     a rule that draws per step (`jdfa.mix`) draws for. The cost is about one BP step, so it can
     run every N steps inside a jitted loop.
     """
-    model.check_inputs(net, x, y)
-    batch_modes.check_batch_mode(batch_mode)
-    check_feedback(net, rule, feedback)
-    trace = model.forward(net, params, x, with_derivative=True)
-    _, e = losses.output_error(net, trace.a_y, y)
-    trace, e = batch_modes.average(net, params, trace, e, y, batch_mode)
-    u = update.weight_update(trace, rule.deltas(net, params, feedback, trace, e, context), e)
-    g = update.weight_update(trace, rules.bp().deltas(net, params, feedback, trace, e), e)
+    if isinstance(net, blocks.BlockNet):  # two passes: XLA merges their common forward
+        u = blocks.compute_update(net, rule, params, feedback, x, y, batch_mode)[0]
+        g = jax.grad(lambda p: losses.output_loss(net, blocks.apply(net, p, x), y))(params)
+    else:
+        model.check_inputs(net, x, y)
+        batch_modes.check_batch_mode(batch_mode)
+        check_feedback(net, rule, feedback)
+        trace = model.forward(net, params, x, with_derivative=True)
+        _, e = losses.output_error(net, trace.a_y, y)
+        trace, e = batch_modes.average(net, params, trace, e, y, batch_mode)
+        u = update.weight_update(trace, rule.deltas(net, params, feedback, trace, e, context), e)
+        g = update.weight_update(trace, rules.bp().deltas(net, params, feedback, trace, e), e)
     uu, gg, ug = metrics.layer_dots(u, u), metrics.layer_dots(g, g), metrics.layer_dots(u, g)
     norm = jnp.sqrt(uu * gg)
     cosine = jnp.where(norm > 0, ug / jnp.where(norm > 0, norm, 1.0), 0.0)

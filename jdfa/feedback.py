@@ -34,18 +34,22 @@ class Feedback(NamedTuple):
     hidden: jax.Array
 
 
+def draw(key, rule: FeedbackRule, shape: tuple[int, ...], fan: int) -> jax.Array:
+    """One feedback array of ``shape`` drawn as ``rule.feedback_init`` says, where ``fan`` is the
+    size of the signal each of its rows reads (``src`` for a ``(width, src)`` matrix)."""
+    scale = rule.feedback_scale
+    if rule.feedback_init == "uniform":
+        lim = scale / np.sqrt(fan)
+        return jax.random.uniform(key, shape, jnp.float32, -lim, lim)
+    if rule.feedback_init == "gaussian":
+        return scale * jax.random.normal(key, shape, jnp.float32)
+    return (scale / np.sqrt(fan)) * jax.random.normal(key, shape, jnp.float32)  # variance_scaling
+
+
 def _draw(key, rule: FeedbackRule, n: int, width: int, src: int) -> jax.Array:
     if n == 0:  # rules without feedback have no options to draw with
         return jnp.zeros((0, width, src), jnp.float32)
-    shape = (1 if rule.shared_feedback else n, width, src)
-    scale = rule.feedback_scale
-    if rule.feedback_init == "uniform":
-        lim = scale / np.sqrt(src)
-        b = jax.random.uniform(key, shape, jnp.float32, -lim, lim)
-    elif rule.feedback_init == "gaussian":
-        b = scale * jax.random.normal(key, shape, jnp.float32)
-    else:  # variance_scaling
-        b = (scale / np.sqrt(src)) * jax.random.normal(key, shape, jnp.float32)
+    b = draw(key, rule, (1 if rule.shared_feedback else n, width, src), src)
     return jnp.broadcast_to(b, (n, width, src)) if rule.shared_feedback else b
 
 

@@ -18,6 +18,7 @@ Everything stacked over layers is indexed bottom-up: index ``0`` is hidden layer
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from collections.abc import Callable
 from typing import NamedTuple
@@ -136,11 +137,11 @@ def init_params(key: jax.Array, net: MLP) -> Params:
     """Draws the parameters of ``net``; biases start at zero."""
     k_in, k_hidden, k_out = jax.random.split(key, 3)
     n_hidden = net.depth - 1
-    w_in = _init_weight(k_in, net, (net.in_features, net.width))
-    w_hidden = jax.vmap(lambda k: _init_weight(k, net, (net.width, net.width)))(
+    w_in = init_weight(k_in, (net.in_features, net.width), net.weight_init, net.activation)
+    w_hidden = jax.vmap(lambda k: init_weight(k, (net.width, net.width), net.weight_init, net.activation))(
         jax.random.split(k_hidden, n_hidden)
     )
-    w_out = _init_weight(k_out, net, (net.width, net.out_features))
+    w_out = init_weight(k_out, (net.width, net.out_features), net.weight_init, net.activation)
     return Params(
         input=Dense(w_in, jnp.zeros((net.width,), jnp.float32)),
         hidden=Dense(w_hidden.reshape(n_hidden, net.width, net.width),
@@ -149,18 +150,20 @@ def init_params(key: jax.Array, net: MLP) -> Params:
     )
 
 
-def _init_weight(key, net: MLP, shape):
-    fan_in, fan_out = shape
-    if net.weight_init == "uniform":
+def init_weight(key, shape, weight_init: str, activation: str) -> jax.Array:
+    """A weight of ``shape`` (``(fan_in, fan_out)``, or a conv kernel ``(..., in, out)`` whose
+    ``fan_in`` is the product of all but the last axis) drawn as `MLP`'s ``weight_init`` says."""
+    fan_in = math.prod(shape[:-1])
+    if weight_init == "uniform":
         lim = 1.0 / np.sqrt(fan_in)
         return jax.random.uniform(key, shape, jnp.float32, -lim, lim)
-    if net.weight_init in ("lecun_normal", "he_normal"):
-        variance = (1.0 if net.weight_init == "lecun_normal" else 2.0) / fan_in
+    if weight_init in ("lecun_normal", "he_normal"):
+        variance = (1.0 if weight_init == "lecun_normal" else 2.0) / fan_in
         return np.float32(np.sqrt(variance)) * jax.random.normal(key, shape, jnp.float32)
-    if net.weight_init == "glorot_uniform":
+    if weight_init == "glorot_uniform":
         return jax.nn.initializers.glorot_uniform()(key, shape, jnp.float32)
-    if net.weight_init == "orthogonal":
-        gain = {"tanh": 5.0 / 3.0, "relu": np.sqrt(2.0)}.get(net.activation, 1.0)
+    if weight_init == "orthogonal":
+        gain = {"tanh": 5.0 / 3.0, "relu": np.sqrt(2.0)}.get(activation, 1.0)
         return jax.nn.initializers.orthogonal(scale=gain)(key, shape, jnp.float32)
     return jnp.zeros(shape, jnp.float32)
 
@@ -271,7 +274,11 @@ def forward(net: MLP, params: Params, x: jax.Array, with_derivative: bool = True
 
 
 def apply(net: MLP, params: Params, x: jax.Array) -> jax.Array:
-    """The output pre-activation ``a_y`` (logits), shape (N, out_features)."""
+    """The output pre-activation ``a_y`` (logits), shape (N, out_features), of a `MLP` or a
+    `jdfa.blocks.BlockNet`."""
+    if not isinstance(net, MLP):  # a jdfa.blocks net; that module is built on this one
+        from jdfa.blocks.net import apply as apply_blocks
+        return apply_blocks(net, params, x)
     check_inputs(net, x)
     f = net.f
     h, _ = layer(f, x, params.input.w, params.input.b, False)

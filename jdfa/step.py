@@ -15,11 +15,10 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from jdfa import batch_modes, losses, model, parallel, update
+from jdfa import blocks, losses, model, parallel, update
 from jdfa.feedback import Feedback, init_feedback
 from jdfa.metrics import layer_dots
 from jdfa.model import MLP, Params
-from jdfa.remat import check_remat
 from jdfa.rules import Rule, StepContext
 
 
@@ -37,6 +36,8 @@ def init(key: jax.Array, net: MLP, rule: Rule) -> tuple[Params, Feedback]:
     same structure, so one feedback can be passed to both."""
     rule.check(net)
     k_params, k_feedback = jax.random.split(key)
+    if isinstance(net, blocks.BlockNet):
+        return blocks.init_params(k_params, net), blocks.init_feedback(k_feedback, net, rule)
     return model.init_params(k_params, net), init_feedback(k_feedback, net, rule)
 
 
@@ -110,11 +111,9 @@ def make_train_step(net: MLP, rule: Rule, optimizer: optax.GradientTransformatio
     remat: DFA only: recompute activations instead of storing them (`jdfa.remat`).
     guard: skip steps on invalid data or non-finite updates (`train_step`).
     """
-    rule.check(net)
-    batch_modes.check_batch_mode(batch_mode)
-    update.check_dropout(net, batch_mode, remat)
-    if remat:
-        check_remat(net, rule, batch_mode)
+    update.check_run(net, rule, batch_mode, remat)
+    if mesh is not None and isinstance(net, blocks.BlockNet):
+        raise ValueError("a mesh splits jdfa.MLP's stacked layers; jdfa.blocks nets run on one device")
 
     def step(state, x, y):
         return train_step(net, rule, optimizer, state, x, y, batch_mode, remat, guard)

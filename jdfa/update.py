@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jdfa import batch_modes, losses, model
+from jdfa import batch_modes, blocks, losses, model
 from jdfa.feedback import Feedback, check_feedback
 from jdfa.model import MLP, Dense, Params, Trace
 from jdfa.remat import check_remat, dfa_update
@@ -51,6 +51,8 @@ def compute_update(net: MLP, rule: Rule, params: Params, feedback: Feedback, x: 
                    y: jax.Array, batch_mode: str = "mean", remat: bool = False,
                    context: StepContext | None = None) -> tuple[Params, tuple[jax.Array, jax.Array]]:
     """`update_direction` plus ``(loss, a_y)`` of the same forward pass, for the train step."""
+    if isinstance(net, blocks.BlockNet):
+        return blocks.compute_update(net, rule, params, feedback, x, y, batch_mode, remat, context)
     model.check_inputs(net, x, y)
     model.check_params(net, params)
     batch_modes.check_batch_mode(batch_mode)
@@ -67,6 +69,19 @@ def compute_update(net: MLP, rule: Rule, params: Params, feedback: Feedback, x: 
     rule_context = context._replace(key=k_rule) if context is not None else None
     deltas = rule.deltas(net, params, feedback, trace_u, e_u, rule_context)
     return weight_update(trace_u, deltas, e_u), (loss, trace.a_y)
+
+
+def check_run(net, rule: Rule, batch_mode: str, remat: bool) -> None:
+    """Raises ``ValueError`` for a run that cannot train: a rule that does not fit the net, an
+    unknown batch mode, dropout or remat where they cannot apply (the step's and `Config`'s check)."""
+    rule.check(net)
+    batch_modes.check_batch_mode(batch_mode)
+    if isinstance(net, blocks.BlockNet):
+        blocks.update.check_supported(net, rule, batch_mode, remat)
+        return
+    check_dropout(net, batch_mode, remat)
+    if remat:
+        check_remat(net, rule, batch_mode)
 
 
 def check_dropout(net: MLP, batch_mode: str, remat: bool) -> None:

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jdfa import parallel
+from jdfa.blocks import BlockNet
 from jdfa.model import MLP
 from jdfa.optimizers import Optimizer
 from jdfa.rules import FeedbackRule, Rule
@@ -96,11 +97,13 @@ def chunk_body(net: MLP, rule: Rule, optimizer: Optimizer, steps: int, batch_siz
     schedule's). With a ``mesh``, each batch is split over its ``data`` axis."""
     steps_per_epoch = n_train // batch_size
 
-    def chunk(state, hyper, x, y, n_steps, loss_sum, accuracy_sum):
+    def chunk(state, hyper, x, y, n_steps, loss_sum, accuracy_sum, order=None):
         opt = optimizer.transform(steps, hyper.lr, hyper.weight_decay)
         # One epoch's order serves the whole chunk (`steps_in_chunk`); a per-step lax.cond would
-        # turn into a select under a sweep's vmap, drawing a permutation every step.
-        order = epoch_order(hyper.data_key, state.step // steps_per_epoch, n_train)
+        # turn into a select under a sweep's vmap, drawing a permutation every step. `stepwise`
+        # draws it once per chunk and passes it in.
+        if order is None:
+            order = epoch_order(hyper.data_key, state.step // steps_per_epoch, n_train)
 
         def step(carry):
             state, acc = carry
@@ -123,7 +126,10 @@ def chunk_body(net: MLP, rule: Rule, optimizer: Optimizer, steps: int, batch_siz
         # A skipped step leaves the state, its step count included, unchanged: every later step of
         # the chunk draws the same batch and is skipped the same way, so nothing needs to stop it.
         acc = ChunkMetrics.start(net.depth + 1, loss_sum, accuracy_sum)
-        state, acc = lax.fori_loop(0, n_steps, lambda _, c: step(c), (state, acc))
+        if n_steps is STEP:  # `stepwise`: one step, no loop around it
+            state, acc = step((state, acc))
+        else:
+            state, acc = lax.fori_loop(0, n_steps, lambda _, c: step(c), (state, acc))
         return state, acc
 
     return chunk
@@ -134,11 +140,52 @@ def make_chunk(net: MLP, rule: Rule, optimizer: Optimizer, steps: int, batch_siz
     """`chunk_body` of one run, jitted. With a ``mesh``, the state is laid out as
     `jdfa.parallel.state_sharding` says."""
     chunk = chunk_body(net, rule, optimizer, steps, batch_size, batch_mode, remat, n_train, mesh)
+    if stepwise_on_cpu(net):
+        return stepwise(chunk, n_train, batch_size)
     if mesh is None:
         return jax.jit(chunk)
     abstract = jax.eval_shape(lambda: init_train_state(jax.random.key(0), net, rule, optimizer.build(steps)))
     states, rep = parallel.state_sharding(mesh, abstract), parallel.replicated(mesh)
     return jax.jit(chunk, in_shardings=(states, rep, rep, rep, rep, rep, rep), out_shardings=(states, rep))
+
+
+STEP = object()  # `chunk_body`'s n_steps for exactly one step, outside any loop
+
+
+def stepwise_on_cpu(net) -> bool:
+    """Whether ``net``'s chunks run one jitted step per call from Python (`stepwise`): jdfa.blocks
+    nets on the CPU, where XLA runs a convolution's weight gradient inside a loop body (or in a
+    program of several steps) 7-20x slower than in a program of one step (jax-ml/jax#12868; a
+    ConvNet step: 161 ms in a loop, 19 ms alone)."""
+    return isinstance(net, BlockNet) and jax.default_backend() == "cpu"
+
+
+def stepwise(chunk, n_train: int, batch_size: int, vmapped: bool = False):
+    """A chunk with `chunk_body`'s signature that runs ``chunk`` one jitted step per call, from
+    Python, drawing the epoch's order once: the same steps and sums as one call of ``chunk``.
+    ``vmapped``: ``chunk`` is vmapped over runs (and their orders)."""
+    def order_of(hyper, step):
+        return epoch_order(hyper.data_key, step // (n_train // batch_size), n_train)
+
+    order_of = jax.jit(jax.vmap(order_of) if vmapped else order_of)
+    one = jax.jit(lambda state, hyper, x, y, loss_sum, accuracy_sum, order: chunk(
+        state, hyper, x, y, STEP, loss_sum, accuracy_sum, order))
+
+    def run(state, hyper, x, y, n_steps, loss_sum, accuracy_sum):
+        order, steps, last = order_of(hyper, state.step), 0, None
+        for _ in range(int(n_steps)):
+            state, acc = one(state, hyper, x, y, loss_sum, accuracy_sum, order)
+            if last is not None:  # a skipped step keeps the last good step's norms
+                good = acc.steps > 0
+                acc = acc._replace(
+                    update_norm=jnp.where(good, acc.update_norm, last.update_norm),
+                    layer_update_norms=jnp.where(good[:, None] if vmapped else good,
+                                                 acc.layer_update_norms, last.layer_update_norms))
+            steps, last = steps + acc.steps, acc
+            loss_sum, accuracy_sum = acc.loss_sum, acc.accuracy_sum
+        return state, last._replace(steps=steps)
+
+    return run
 
 
 def init_runs(init_keys, feedback_scales, net: MLP, rule: Rule, optimizer: Optimizer,
@@ -167,6 +214,9 @@ def make_sweep_chunk(net: MLP, rule: Rule, optimizer: Optimizer, steps: int, bat
     ``n_runs=1`` runs the un-vmapped body on the one run: a batched guard is a select over the
     whole state, which a run alone does not pay for."""
     body = chunk_body(net, rule, optimizer, steps, batch_size, batch_mode, remat, n_train)
+    if stepwise_on_cpu(net):
+        return stepwise(jax.vmap(body, in_axes=(0, 0, None, None, None, 0, 0, 0)), n_train, batch_size,
+                        vmapped=True)
     if n_runs == 1 and mesh is None:
         def one(state, hyper, x, y, n_steps, loss_sums, accuracy_sums):
             state, hyper = jax.tree.map(lambda a: a[0], (state, hyper))

@@ -29,7 +29,7 @@ import typing
 from jdfa import data, model, rules
 from jdfa.batch_modes import BATCH_MODES
 from jdfa.driver import flags, grid
-from jdfa.driver.config import ON_DIVERGE, Config
+from jdfa.driver.config import MODELS, ON_DIVERGE, Config
 from jdfa.driver.loop import train
 from jdfa.driver.sweeps import train_runs
 from jdfa.losses import LOSSES
@@ -39,7 +39,8 @@ CHOICES = {"boundary": rules.BOUNDARIES, "source": rules.SOURCES, "per": rules.P
            "feedback_init": rules.FEEDBACK_INITS,
            "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "batch_mode": BATCH_MODES,
            "activation": tuple(model.ACTIVATIONS), "loss": tuple(LOSSES),
-           "weight_init": model.WEIGHT_INITS, "on_diverge": ON_DIVERGE, "dataset": data.DATASETS}
+           "weight_init": model.WEIGHT_INITS, "on_diverge": ON_DIVERGE, "dataset": data.DATASETS,
+           "model": MODELS}
 
 
 def _types() -> dict:
@@ -49,7 +50,7 @@ def _types() -> dict:
         hints.update(typing.get_type_hints(cls))
     optimizer = typing.get_type_hints(Optimizer)
     hints.update({flag: optimizer[field] for flag, field in flags.OPTIMIZER.items()})
-    return {**hints, "rule": str}
+    return {**hints, "rule": str, "model": str}
 
 
 def parser() -> argparse.ArgumentParser:

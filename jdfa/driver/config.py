@@ -1,7 +1,8 @@
 """What defines a run: the net, the rule and the optimizer (each its own frozen object), and the
 run's own settings.
 
-`Config` holds a `jdfa.MLP`, a `jdfa.rules.Rule` and a `jdfa.optimizers.Optimizer` as they are,
+`Config` holds a net (a `jdfa.MLP` or a `jdfa.blocks.BlockNet`), a `jdfa.rules.Rule` and a
+`jdfa.optimizers.Optimizer` as they are,
 so each default lives in one place. The command line's flat flags map onto it in
 `jdfa.driver.flags`.
 """
@@ -9,16 +10,17 @@ so each default lives in one place. The command line's flat flags map onto it in
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from jdfa import rules
-from jdfa.batch_modes import check_batch_mode
+from jdfa.blocks import BlockNet, ConvNet
 from jdfa.model import MLP
 from jdfa.optimizers import Optimizer
-from jdfa.remat import check_remat
-from jdfa.update import check_dropout
+from jdfa.update import check_run
 from jdfa.validate import check_choice, check_int, check_positive
 
 ON_DIVERGE = ("stop", "rollback")
+MODELS = ("mlp", "conv")  # the nets the command line builds: jdfa.MLP, jdfa.blocks.ConvNet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,7 +28,8 @@ class Config:
     """Everything that defines a run.
 
     Attributes:
-      net: the net; ``in_features`` and ``out_features`` must fit the data (`net_for_data`).
+      net: the net, a `jdfa.MLP` or a `jdfa.blocks.BlockNet`; its ``in_features`` and
+        ``out_features`` must fit the data (`net_for_data`).
       rule: the learning rule, e.g. ``jdfa.bdfa(25)``.
       optimizer: the optimizer, e.g. ``Optimizer("adam", lr=1e-4)``.
       dataset, data_dir: the data, by name (`jdfa.data.load`), unless `jdfa.train` is given arrays.
@@ -47,7 +50,7 @@ class Config:
         (`jdfa.parallel`); ``distributed`` calls `jax.distributed.initialize` first.
     """
 
-    net: MLP = MLP(784, 256, 2, 10)
+    net: MLP | BlockNet = MLP(784, 256, 2, 10)
     rule: rules.Rule = rules.DFA()
     optimizer: Optimizer = Optimizer()
     dataset: str = "mnist"
@@ -76,13 +79,13 @@ class Config:
     distributed: bool = False
 
     def __post_init__(self):
-        if not isinstance(self.net, MLP):
-            raise TypeError(f"net must be a jdfa.MLP, got {type(self.net).__name__}")
+        if not isinstance(self.net, MLP | BlockNet):
+            raise TypeError(f"net must be a jdfa.MLP or a jdfa.blocks.BlockNet, got "
+                            f"{type(self.net).__name__}")
         if not isinstance(self.rule, rules.Rule):
             raise TypeError(f"rule must be a jdfa rule (e.g. jdfa.dfa()), got {self.rule!r}")
         if not isinstance(self.optimizer, Optimizer):
             raise TypeError(f"optimizer must be a jdfa.optimizers.Optimizer, got {self.optimizer!r}")
-        self.rule.check(self.net)
         for name in ("steps", "batch_size", "eval_every", "train_eval_size", "keep_checkpoints",
                      "mesh_data", "mesh_layers"):
             check_int(name, getattr(self, name), 1)
@@ -92,11 +95,11 @@ class Config:
             check_int("checkpoint_every", self.checkpoint_every, 0)
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other: continue the run, or replace it")
-        check_batch_mode(self.batch_mode)
         # The step's own checks, here too: a run that cannot train is refused before it starts.
-        check_dropout(self.net, self.batch_mode, self.remat)
-        if self.remat:
-            check_remat(self.net, self.rule, self.batch_mode)
+        check_run(self.net, self.rule, self.batch_mode, self.remat)
+        if isinstance(self.net, BlockNet) and self.mesh_data * self.mesh_layers > 1:
+            raise ValueError("a mesh splits jdfa.MLP's stacked layers; jdfa.blocks nets run on one "
+                             "device (mesh_data=1, mesh_layers=1)")
         check_choice("on_diverge", self.on_diverge, ON_DIVERGE)
         check_positive("rollback_factor", self.rollback_factor)
         if self.resume and not (self.out and self.checkpoint):
@@ -108,22 +111,48 @@ class Config:
         run's own settings."""
         own = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                if f.name not in ("net", "rule", "optimizer")}
-        return {"net": dataclasses.asdict(self.net), "rule": self.rule.to_dict(),
+        net = self.net.to_dict() if isinstance(self.net, BlockNet) else dataclasses.asdict(self.net)
+        return {"net": net, "rule": self.rule.to_dict(),
                 "optimizer": dataclasses.asdict(self.optimizer), **own}
 
     @classmethod
     def from_dict(cls, d: dict) -> Config:
         """The config of `to_dict`'s dict."""
         d = dict(d)
-        return cls(net=MLP(**d.pop("net")), rule=rules.from_dict(d.pop("rule")),
+        return cls(net=_net_from_dict(d.pop("net")), rule=rules.from_dict(d.pop("rule")),
                    optimizer=Optimizer(**d.pop("optimizer")), **d)
 
 
-def net_for_data(data, **fields) -> MLP:
-    """An `MLP` (``fields``: width, depth, activation, loss, weight_init, dropout) whose ``in_features`` and
-    ``out_features`` fit ``data = ((x_train, y_train), (x_test, y_test))``: one output per class,
-    or a single output unit for two classes under a sigmoid or squared-error loss (as for XOR)."""
+def _net_from_dict(d: dict) -> MLP | BlockNet:
+    d = dict(d)
+    model = d.pop("model", "MLP")
+    if model == "MLP":
+        return MLP(**d)
+    if model == "ConvNet":
+        return ConvNet(**d)
+    raise ValueError(f"a {model} is built by code ({d.get('builder', '?')}) and cannot be rebuilt "
+                     "from its config; pass Config(net=...) with the net itself")
+
+
+def net_for_data(data, model: str = "mlp", **fields) -> MLP | BlockNet:
+    """The net ``model`` names (`MODELS`) fitted to ``data = ((x_train, y_train), (x_test,
+    y_test))``: ``in_features`` and one output per class, or a single output unit for two classes
+    under a sigmoid or squared-error loss (as for XOR).
+
+    ``"mlp"``: a `jdfa.MLP` (``fields``: width, depth, activation, loss, weight_init, dropout).
+    ``"conv"``: a `jdfa.blocks.ConvNet` (LeNet) on square one-channel images, its Dense layer of
+    ``width`` units (``depth`` is the ConvNet's own, 3, and not read).
+    """
+    check_choice("model", model, MODELS)
     (x, y), (_, y_test) = data
     n_classes = int(max(y.max(), y_test.max())) + 1
     single = n_classes == 2 and fields.get("loss", MLP.loss) != "softmax_cross_entropy"
-    return MLP(in_features=x.shape[1], out_features=1 if single else n_classes, **fields)
+    out_features = 1 if single else n_classes
+    if model == "mlp":
+        return MLP(in_features=x.shape[1], out_features=out_features, **fields)
+    side = math.isqrt(x.shape[1])
+    if side * side != x.shape[1]:
+        raise ValueError(f"model 'conv' needs square one-channel images, but the data has "
+                         f"{x.shape[1]} features per example; use model 'mlp'")
+    fields.pop("depth", None)
+    return ConvNet(input_shape=(side, side, 1), classes=out_features, **fields)

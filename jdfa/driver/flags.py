@@ -13,10 +13,11 @@ import dataclasses
 
 from jdfa import data as datasets
 from jdfa import rules
+from jdfa.blocks import BlockNet, ConvNet
 from jdfa.driver.config import Config, net_for_data
 from jdfa.optimizers import Optimizer
 
-NET = ("width", "depth", "activation", "loss", "weight_init", "dropout")
+NET = ("model", "width", "depth", "activation", "loss", "weight_init", "dropout")
 RULE = ("bp_depth", "source", "block_size", "boundary", "p_bp", "per", "bp_steps", "use_derivative",
         "feedback_init", "feedback_scale", "shared_feedback")
 OPTIMIZER = {"optimizer": "name", "lr": "lr", "schedule": "schedule", "weight_decay": "weight_decay"}
@@ -36,8 +37,10 @@ HELP = {
     "feedback_init": "distribution of the fixed feedback matrices B",
     "feedback_scale": "scale of B (uniform: limit scale/sqrt(fan); gaussian: std)",
     "shared_feedback": "one B for every layer of the same kind instead of one per layer",
-    "width": "hidden units per layer",
-    "depth": "number of hidden layers",
+    "model": "the net: mlp (--depth layers of --width units) or conv (LeNet: two 5x5 conv + 2x2 "
+             "max-pool stages of 20 and 50 maps, then a Dense layer of --width units)",
+    "width": "hidden units per layer (conv: of its Dense layer)",
+    "depth": "number of hidden layers (mlp only)",
     "activation": "hidden non-linearity",
     "loss": "output non-linearity and loss",
     "weight_init": "initialisation of the forward weights",
@@ -79,7 +82,11 @@ def config_flags(config: Config) -> dict:
     out features being fitted to the data); ``rule`` is the rule object, its fields inside it."""
     own = {f.name: getattr(config, f.name) for f in dataclasses.fields(Config)
            if f.name not in ("net", "rule", "optimizer")}
-    return {"rule": config.rule, **{name: getattr(config.net, name) for name in NET},
+    net = config.net
+    if isinstance(net, BlockNet) and not isinstance(net, ConvNet):
+        raise ValueError(f"a {type(net).__name__} has no flags; only jdfa.MLP and ConvNet do")
+    model = {"model": "conv" if isinstance(net, ConvNet) else "mlp"}
+    return {"rule": config.rule, **{name: getattr(net, name) for name in NET if name != "model"}, **model,
             **{flag: getattr(config.optimizer, field) for flag, field in OPTIMIZER.items()}, **own}
 
 

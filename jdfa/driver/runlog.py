@@ -16,6 +16,7 @@ import jdfa
 from jdfa.driver.config import Config
 from jdfa.driver.periodic import Periodic
 from jdfa.driver.plots import plot_curves
+from jdfa.model import MLP
 
 
 class RunLog(Periodic):
@@ -141,8 +142,11 @@ def title(config: Config) -> str:
     """The run in one line: rule, net, optimizer, batch, seed."""
     net, opt = config.net, config.optimizer
     decay = f", wd {opt.weight_decay:g}" if opt.weight_decay else ""
-    return (f"{config.rule}  |  depth {net.depth}, width {net.width}, {net.activation}, "
-            f"{net.weight_init} init  |  {opt.name} lr {opt.lr:g} {opt.schedule}{decay}, "
+    shape = (f"depth {net.depth}, width {net.width}" if isinstance(net, MLP) else
+             f"{type(net).__name__}, {net.depth} feedback points")
+    init = f", {net.weight_init} init" if hasattr(net, "weight_init") else ""
+    return (f"{config.rule}  |  {shape}, {net.activation}{init}  |  "
+            f"{opt.name} lr {opt.lr:g} {opt.schedule}{decay}, "
             f"batch {config.batch_size}, seed {config.seed}")
 
 

@@ -32,6 +32,11 @@ blocks (a `lax.scan` of ``depth / K`` steps, each one batched einsum over the bl
 ``"direct"`` no forward weight is on that path. FP is a short BP chain over the top ``k`` layers, then
 one batched DFA-like einsum for the rest. BP and FA are the sequential baselines (a scan over layers).
 
+On nets whose layers differ in shape (`jdfa.blocks`: conv nets, your own Flax layers) no stacked
+einsum applies; there a rule runs by its `Rule.plan`, a `Source` per layer that says where its delta
+comes from (``e`` or another layer's delta through ``B``, the layer above's true or random-weight
+VJP). On the MLP plan and `deltas` agree rule by rule (tested); `mix` has no plan.
+
 Modules: `base` (what a rule is, the registry, `parse`), `pieces` (`direct`, `chain`, `backprop`:
 what rules are made of), `classic` (bp, fa, dfa, shallow), `propagation` (fp), `blocked` (bdfa),
 `switching` (mix). Rules that change from step to step read the step's `StepContext`.
@@ -48,6 +53,7 @@ from jdfa.rules.base import (
     FeedbackLayout,
     FeedbackRule,
     Rule,
+    Source,
     StepContext,
     from_dict,
     parse,
@@ -60,7 +66,7 @@ from jdfa.rules.switching import PER, Mix
 
 __all__ = [
     "BDFA", "BOUNDARIES", "BP", "DFA", "FA", "FEEDBACK_INITS", "FP", "PER", "RULES", "SOURCES",
-    "FeedbackLayout", "FeedbackRule", "Mix", "Rule", "Shallow", "StepContext", "backprop", "bdfa",
+    "FeedbackLayout", "FeedbackRule", "Mix", "Rule", "Shallow", "Source", "StepContext", "backprop", "bdfa",
     "bp", "chain", "dfa", "direct", "fa", "fp", "from_dict", "mix", "parse", "shallow", "stack",
 ]
 

@@ -35,6 +35,20 @@ class StepContext(NamedTuple):
     key: jax.Array
 
 
+class Source(NamedTuple):
+    """Where one hidden layer's delta comes from: a rule's `Rule.plan`, layer by layer, for nets
+    whose layers differ in shape (`jdfa.blocks`), where no stacked einsum applies.
+
+    kind: ``"error"`` -- ``(B_i e) * f'(a_i)``; ``"delta"`` -- ``(B_i delta_j) * f'(a_i)`` with
+      ``j = of``; ``"backprop"`` -- the true step from the layer above (the output layer for the
+      top one); ``"fa"`` -- that step with the layer above's weights replaced by fixed random ones.
+    of: for ``"delta"``, the (0-based, bottom-up) layer whose delta is read, above this one.
+    """
+
+    kind: str
+    of: int = -1
+
+
 class FeedbackLayout(NamedTuple):
     """How many feedback matrices a rule needs on a net (`jdfa.feedback.Feedback`'s leading axes).
 
@@ -71,6 +85,13 @@ class Rule:
         """Whether on ``net`` every hidden delta is DFA's ``(B_i e) * f'(a_i)`` with ``B_i`` the
         ``i``-th of ``feedback.output`` -- the form `jdfa.remat` recomputes layer by layer."""
         return False
+
+    def plan(self, depth: int) -> tuple[Source, ...] | None:
+        """Where each of ``depth`` hidden layers' deltas comes from (bottom-up `Source`s), the
+        rule as `jdfa.blocks` nets run it; None when no hidden layer learns. On `jdfa.MLP` the
+        plan and `deltas` agree (a test checks every rule)."""
+        raise NotImplementedError(f"rule {self.name!r} has no plan, so it cannot train a "
+                                  "jdfa.blocks net; it trains jdfa.MLP only")
 
     def deltas(self, net: MLP, params: Params, feedback, trace: Trace, e: jax.Array,
                context: StepContext | None = None) -> jax.Array | None:

@@ -9,7 +9,7 @@ from typing import ClassVar, NamedTuple
 
 from jax import lax
 
-from jdfa.rules.base import FeedbackLayout, FeedbackRule
+from jdfa.rules.base import FeedbackLayout, FeedbackRule, Source
 from jdfa.rules.pieces import direct, stack
 from jdfa.validate import check_choice, check_int
 
@@ -66,6 +66,18 @@ class BDFA(FeedbackRule):
         if self.boundary == "direct":
             return FeedbackLayout(k, net.depth - k)
         return FeedbackLayout(0, net.depth - (1 + n_mid + (r > 0)))
+
+    def plan(self, depth):
+        k, n_mid, r = self.blocks(depth)
+        tops = [depth] + [depth - k * (m + 1) for m in range(n_mid)] + ([r] if r else [])
+        sources = []
+        for top in reversed(tops):  # blocks bottom-up: [lo, top), the block above starts at top
+            lo = max(top - k, 0)
+            if self.boundary == "direct":
+                sources += [Source("error") if top == depth else Source("delta", top)] * (top - lo)
+            else:
+                sources += [Source("delta", top - 1)] * (top - 1 - lo) + [Source("backprop")]
+        return tuple(sources)
 
     def deltas(self, net, params, feedback, trace, e, context=None):
         # Feedback deltas use fprime_fb (ones without use_derivative); BP steps keep the true f'.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from jdfa.rules.base import FeedbackLayout, FeedbackRule, Rule
+from jdfa.rules.base import FeedbackLayout, FeedbackRule, Rule, Source
 from jdfa.rules.pieces import backprop, chain, direct, stack
 
 
@@ -14,6 +14,9 @@ class BP(Rule):
     """Backpropagation: the exact gradient of the batch-mean loss."""
 
     name: ClassVar[str] = "bp"
+
+    def plan(self, depth):
+        return (Source("backprop"),) * depth
 
     def deltas(self, net, params, feedback, trace, e, context=None):
         return backprop(params, trace.fprime, e, net.depth)
@@ -28,6 +31,9 @@ class FA(FeedbackRule):
     """
 
     name: ClassVar[str] = "fa"
+
+    def plan(self, depth):
+        return (Source("fa"),) * depth
 
     def feedback_layout(self, net):
         return FeedbackLayout(1, net.depth - 1)
@@ -53,6 +59,9 @@ class DFA(FeedbackRule):
     def is_dfa(self, net):
         return True
 
+    def plan(self, depth):
+        return (Source("error"),) * depth
+
     def deltas(self, net, params, feedback, trace, e, context=None):
         return direct(feedback.output, e, self.feedback_fprime(trace))
 
@@ -63,6 +72,9 @@ class Shallow(Rule):
 
     name: ClassVar[str] = "shallow"
     needs_fprime: ClassVar[bool] = False
+
+    def plan(self, depth):
+        return None
 
     def deltas(self, net, params, feedback, trace, e, context=None):
         return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from jdfa.rules.base import FeedbackLayout, FeedbackRule
+from jdfa.rules.base import FeedbackLayout, FeedbackRule, Source
 from jdfa.rules.pieces import backprop, direct, stack
 from jdfa.validate import check_choice, check_int
 
@@ -52,6 +52,11 @@ class FP(FeedbackRule):
         self.check(net)
         n = net.depth - self.bp_depth
         return FeedbackLayout(n, 0) if self._reads_error else FeedbackLayout(0, n)
+
+    def plan(self, depth):
+        n = depth - self.bp_depth
+        lower = Source("error") if self._reads_error else Source("delta", n)
+        return (lower,) * n + (Source("backprop"),) * self.bp_depth
 
     def deltas(self, net, params, feedback, trace, e, context=None):
         fprime, n_dfa = self.feedback_fprime(trace), net.depth - self.bp_depth
