@@ -28,19 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jdfa.activations import ACTIVATIONS, FPRIME_FROM_H
 from jdfa.losses import LOSSES, output_loss
 from jdfa.validate import check_choice, check_int
-
-ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "tanh": jnp.tanh,
-    "sigmoid": jax.nn.sigmoid,
-    "relu": jax.nn.relu,
-    "leaky_relu": jax.nn.leaky_relu,
-    "elu": jax.nn.elu,
-    "gelu": jax.nn.gelu,
-    "linear": lambda a: a,
-}
-
 
 WEIGHT_INITS = ("uniform", "lecun_normal", "he_normal", "glorot_uniform", "orthogonal", "zeros")
 
@@ -248,6 +238,10 @@ def forward(net: MLP, params: Params, x: jax.Array, with_derivative: bool = True
     """
     f, drop = net.f, net.dropout > 0 and key is not None
     keys = jax.random.split(key, net.depth) if drop else None
+    # f' of tanh and sigmoid is a function of h, which the trace keeps anyway: recomputed where
+    # the deltas read it (fused there), the scan neither computes nor stores it.
+    from_h = FPRIME_FROM_H.get(net.activation) if with_derivative and not drop else None
+    with_derivative = with_derivative and from_h is None
 
     def hidden(h, w, b, k):
         h_next, fprime = layer(f, h, w, b, with_derivative)
@@ -267,8 +261,10 @@ def forward(net: MLP, params: Params, x: jax.Array, with_derivative: bool = True
     h_top, (h_in, fprime_rest, keep_rest) = lax.scan(
         step, h1, (params.hidden.w, params.hidden.b, keys[1:] if drop else None))
     a_y = h_top @ params.output.w + params.output.b
-    # Elementwise consumers (the deltas) fuse this concatenate instead of materialising it.
+    # Elementwise consumers (the deltas) fuse these concatenates instead of materialising them.
     fprime = jnp.concatenate([fprime1[None], fprime_rest]) if with_derivative else None
+    if from_h is not None:
+        fprime = from_h(jnp.concatenate([h_in, h_top[None]]))
     keep = jnp.concatenate([keep1[None], keep_rest]) if drop else None
     return Trace(x, h_in, h_top, fprime, a_y, keep)
 

@@ -409,3 +409,19 @@ def test_remat_is_refused_for_class_average():
     with pytest.raises(ValueError, match="batch_mode='class_average'"):
         jdfa.make_train_step(NET, jdfa.dfa(), optax.sgd(0.1), batch_mode="class_average",
                              remat=True)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
+def test_fprime_recomputed_from_h_is_the_jvps_bit_for_bit(activation, variant):
+    """For tanh and sigmoid the forward pass does not store f'(a) but recomputes it from h where
+    the deltas read it (`jdfa.activations.FPRIME_FROM_H`); it must be the JVP's own value."""
+    net = jdfa.MLP(20, 16, 5, 4, activation=activation)
+    params = jdfa.model.init_params(jax.random.key(0), net)
+    x = jax.random.uniform(jax.random.key(1), (8, 20))
+    got = variant(lambda p, x: jdfa.forward(net, p, x).fprime)(params, x)
+    h, want = x, []
+    for w, b in [(params.input.w, params.input.b), *zip(params.hidden.w, params.hidden.b)]:
+        a = h @ w + b
+        want.append(jax.jvp(net.f, (a,), (jnp.ones_like(a),))[1])
+        h = net.f(a)
+    np.testing.assert_array_equal(got, jnp.stack(want))

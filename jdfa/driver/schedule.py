@@ -17,7 +17,7 @@ import os
 import jax
 import jax.numpy as jnp
 
-from jdfa.driver.batches import Hyper, init_runs, make_sweep_chunk
+from jdfa.driver.batches import Hyper, init_runs, make_sweep_chunk, stepwise_on_cpu
 from jdfa.driver.config import Config
 
 CPU_VMAP_MAX_STATE = 2**20  # bytes of state per run up to which the CPU vmaps runs
@@ -57,7 +57,8 @@ def bytes_per_run(config: Config, n_train: int) -> int:
     chunk = make_sweep_chunk(config.net, config.rule, config.optimizer, config.steps, config.batch_size,
                              config.batch_mode, config.remat, n_train)
     sums = jnp.zeros(1)
-    memory = chunk.lower(state, hyper, x, y, jnp.int32(1), sums, sums).compile().memory_analysis()
+    memory = (None if stepwise_on_cpu(config.net) else  # a Python loop of steps: nothing to lower
+              chunk.lower(state, hyper, x, y, jnp.int32(1), sums, sums).compile().memory_analysis())
     data = n_train * (config.net.in_features + 1) * 4
     if memory is None:  # a backend without the analysis: the state, read and written, and the update
         return 3 * state_bytes(config)
