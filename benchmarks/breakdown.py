@@ -22,7 +22,8 @@ Pieces, on inputs of the same shapes (each alone):
 * ``proto_dfa_step``  (``dfa`` on tanh only) a PROTOTYPE of a leaner DFA step, for comparison with
                       ``step``: the forward scan emits each layer's INPUT (the weight gradient
                       reads it with no concatenate copy), ``f'`` is not stored but recomputed as
-                      ``1 - h^2`` inside the delta fusion, no metrics; then SGD. Checked against
+                      ``1 - h^2`` inside the delta fusion (as the library's forward now does for
+                      tanh and sigmoid), no metrics; then SGD. Checked against
                       `jdfa.update_direction` before it is timed.
 
 The stage differences tell where the step's time goes; the pieces show what the contractions

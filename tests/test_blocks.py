@@ -278,3 +278,21 @@ def test_stepwise_chunk_equals_the_looped_chunk(vmapped):
         chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
         state = want[0]
     assert int(np.ravel(want[1].skipped_at)[0]) > 0 and int(np.ravel(want[1].steps)[0]) < 5
+
+
+def test_a_flax_net_sweeps_its_seeds_as_the_runs_alone(tmp_path):
+    net = dense_net(jdfa.MLP(12, 8, 2, 3))
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(128, 12)).astype(np.float32)
+    y = (x[:, 0] * 3).astype(np.int32) % 3
+    data = ((x, y), (x[:32], y[:32]))
+    config = jdfa.Config(net=net, rule=jdfa.dfa(), optimizer=jdfa.Optimizer("adam", lr=1e-2), steps=12,
+                         batch_size=16, eval_every=6, train_eval_size=32, progress=False)
+    swept = jdfa.sweep(dataclasses.replace(config, out=str(tmp_path / "sweep")), data=data, seeds=2)
+    assert [r["status"] for r in swept["runs"]] == ["finished", "finished"]
+    alone = jdfa.train(dataclasses.replace(config, seed=1), data=data)
+    for key in ("test_accuracy", "test_loss", "train_accuracy", "batch_accuracy"):
+        np.testing.assert_allclose(swept["runs"][1]["summary"][key], alone[key], rtol=1e-5, err_msg=key)
+    assert swept["runs"][0]["summary"]["test_loss"] != alone["test_loss"]  # the seeds differ
+    with pytest.raises(ValueError, match="its structure is its builder"):
+        jdfa.sweep(config, data=data, width=[4, 8])

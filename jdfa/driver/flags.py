@@ -13,8 +13,9 @@ import dataclasses
 
 from jdfa import data as datasets
 from jdfa import rules
-from jdfa.blocks import BlockNet, ConvNet
+from jdfa.blocks import ConvNet
 from jdfa.driver.config import Config, net_for_data
+from jdfa.model import MLP
 from jdfa.optimizers import Optimizer
 
 NET = ("model", "width", "depth", "activation", "loss", "weight_init", "dropout")
@@ -83,10 +84,8 @@ def config_flags(config: Config) -> dict:
     own = {f.name: getattr(config, f.name) for f in dataclasses.fields(Config)
            if f.name not in ("net", "rule", "optimizer")}
     net = config.net
-    if isinstance(net, BlockNet) and not isinstance(net, ConvNet):
-        raise ValueError(f"a {type(net).__name__} has no flags; only jdfa.MLP and ConvNet do")
-    model = {"model": "conv" if isinstance(net, ConvNet) else "mlp"}
-    return {"rule": config.rule, **{name: getattr(net, name) for name in NET if name != "model"}, **model,
+    model = "mlp" if isinstance(net, MLP) else "conv" if isinstance(net, ConvNet) else net
+    return {"rule": config.rule, **{name: getattr(net, name, None) for name in NET}, "model": model,
             **{flag: getattr(config.optimizer, field) for flag, field in OPTIMIZER.items()}, **own}
 
 
@@ -103,7 +102,9 @@ def load_data(dataset: str, data_dir: str | None = None):
 
 def from_flags(flags: dict, data=None) -> tuple[Config, tuple]:
     """``(config, data)`` from flat flags (any subset of `HELP`'s names; the rest default).
-    The ``rule`` flag is a spec (`jdfa.rules.parse`) or a rule object.
+    The ``rule`` flag is a spec (`jdfa.rules.parse`) or a rule object; the ``model`` flag ``"mlp"``,
+    ``"conv"`` or a net object (a `jdfa.blocks.FlaxNet`, used as it is: the other net flags are
+    not read).
 
     ``data`` (``((x_train, y_train), (x_test, y_test))``) is loaded from the ``dataset`` flag when
     not given; the net's ``in_features`` and ``out_features`` are fitted to it (`net_for_data`).
@@ -122,6 +123,7 @@ def from_flags(flags: dict, data=None) -> tuple[Config, tuple]:
     optimizer = Optimizer(**{field: flags[flag] for flag, field in OPTIMIZER.items()})
     if data is None:
         data = load_data(flags["dataset"], flags["data_dir"])
-    net = net_for_data(data, **{k: flags[k] for k in NET})
+    model = flags["model"]
+    net = net_for_data(data, **{k: flags[k] for k in NET}) if isinstance(model, str) else model
     own = {k: v for k, v in flags.items() if k not in (*NET, *RULE, *OPTIMIZER, "rule")}
     return Config(net=net, rule=rule, optimizer=optimizer, **own), data

@@ -54,9 +54,14 @@ def expand(config: Config, data, seeds=None, **axes) -> list[Config]:
     unknown = sorted(set(axes) - set(SWEEPABLE) - {"seed"})
     if unknown:
         raise ValueError(f"cannot sweep {unknown}; the settings that take lists are {list(SWEEPABLE)}")
+    flags = config_flags(config)
+    if not isinstance(flags["model"], str) and set(axes) & set(NET):
+        raise ValueError(f"cannot sweep {sorted(set(axes) & set(NET))} of a {type(config.net).__name__}: "
+                         "its structure is its builder; sweep seeds, lr, weight decay, the rule's "
+                         "settings, or pass configs of your own nets to train_runs")
     if seeds is not None:
         axes = {"seed": list(range(seeds)) if isinstance(seeds, int) else list(seeds), **axes}
-    return configs(config_flags(config), axes, data)[0]
+    return configs(flags, axes, data)[0]
 
 
 def configs(flags: dict, lists: dict[str, list], data=None) -> tuple[list[Config], tuple]:
@@ -74,6 +79,8 @@ def settings(config: Config) -> dict:
     block size, boundary or BP depth)."""
     flags = config_flags(config)
     flags["rule"] = config.rule.spec
+    if not isinstance(flags["model"], str):
+        flags["model"] = type(config.net).__name__
     return {k: flags[k] if k in flags else getattr(config.rule, k, None)
             for k in SWEEPABLE if k not in _IN_SPEC}
 
