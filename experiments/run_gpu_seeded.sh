@@ -16,4 +16,5 @@ python experiments/bdfa_study.py --budget full --vmap-seeds > "$LOGS/bdfa_study.
 python experiments/fp_depth15.py --budget full --vmap-seeds > "$LOGS/fp_depth15.log" 2>&1 &
 python experiments/future_work.py --budget full --vmap-seeds > "$LOGS/future_work.log" 2>&1 &
 python experiments/deep97.py --budget full --vmap-seeds > "$LOGS/deep97.log" 2>&1 &
+python experiments/conv_mnist.py --budget full --vmap-seeds > "$LOGS/conv_mnist.log" 2>&1 &
 wait
