@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The seeded study of issue 12 at its full budgets, for a GPU: experiment 1 as a recipe screen and a
 # 5-seed final (bdfa_study), experiment 2 over 5 seeds with the error-reading follow-up
-# (fp_depth15), the paper's future-work questions 1 and 3 (future_work) and experiment 9 with
-# dropout over 5 seeds (deep97). Each recipe's seeds train as one vmapped program (`--vmap-seeds`,
-# `jdfa.driver.train_runs`: on a GPU about the cost of one run; each seed's numbers are those of
-# the run alone, tested), the four scripts at once, into experiments/results/<name>/full/.
+# (fp_depth15), the paper's future-work questions 1 and 3 (future_work), experiment 9 with
+# dropout over 5 seeds (deep97) and the conv net of experiment 11 (conv_mnist). Each recipe's
+# seeds train as one vmapped program (`--vmap-seeds`, `jdfa.driver.train_runs`: on a GPU about the
+# cost of one run; each seed's numbers are those of the run alone, tested), the five scripts at
+# once, into experiments/results/<name>/full/.
 # Finished seeds are reused, so an interrupted call resumes.
 #
 #   LOGS=/tmp/logs bash experiments/run_gpu_seeded.sh
