@@ -160,18 +160,29 @@ def test_feedback_is_shaped_to_each_feedback_point():
     chex.assert_trees_all_equal_shapes(fa.layers, params.blocks[1:] + (params.output,))
 
 
+def bands(n, net=SMALL_CONV, seed=0):
+    """Images of noise with one bright band of rows, the band the class: a task a conv net learns."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % net.out_features
+    x = 0.2 * rng.uniform(size=(n,) + net.input_shape)
+    for i, label in enumerate(y):
+        x[i, 2 * label:2 * label + 2] += 0.8
+    return jnp.asarray(x.reshape(n, -1), jnp.float32), jnp.asarray(y)
+
+
 def test_conv_dfa_trains_and_leaves_feedback_fixed():
-    net, rule, opt = SMALL_CONV, jdfa.dfa(), optax.adam(1e-2)
+    net, rule, opt = SMALL_CONV, jdfa.dfa(), optax.adam(3e-3)
     state = jdfa.init_train_state(jax.random.key(0), net, rule, opt)
     feedback = jax.tree.map(np.array, state.feedback)
     step = jdfa.make_train_step(net, rule, opt)
-    x, y = batch(net, n=20)
+    x, y = bands(n=40)
     losses = []
-    for _ in range(60):
+    for _ in range(120):
         state, metrics = step(state, x, y)
         losses.append(float(metrics["loss"]))
     assert metrics["layer_update_norms"].shape == (4,)
-    assert losses[-1] < 0.9 * losses[0]  # random labels: real training is test_mnist's
+    accuracy = float(jnp.mean(jnp.argmax(jdfa.apply(net, state.params, x), axis=1) == y))
+    assert losses[-1] < 0.7 * losses[0] and accuracy >= 0.8, (losses[-1], accuracy)
     chex.assert_trees_all_equal(state.feedback, feedback)
     alignment = jdfa.align(net, rule, state.params, state.feedback, x, y)
     assert alignment.angle.shape == (4,) and float(alignment.angle[-1]) < 1e-2  # output: BP's
@@ -181,7 +192,7 @@ def test_errors_name_the_problem():
     net = SMALL_CONV
     params, feedback = jdfa.init(jax.random.key(0), net, jdfa.dfa())
     x, y = batch(net)
-    with pytest.raises(NotImplementedError, match="no plan"):
+    with pytest.raises(ValueError, match="no plan"):
         jdfa.init(jax.random.key(0), net, jdfa.mix())
     with pytest.raises(ValueError, match="batch_mode='mean'"):
         jdfa.update_direction(net, jdfa.dfa(), params, feedback, x, y, batch_mode="batch_average")
@@ -213,7 +224,8 @@ MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 def test_cli_model_conv_dfa_trains_on_mnist(tmp_path):
     """``--model conv --rule dfa`` at reduced size (channels of LeNet, a Dense layer of 64, 300
-    steps): DFA trains the conv net well past the shallow control's reach at this budget."""
+    steps): DFA trains the conv net past 90 %, where the shallow control needs 5 epochs to reach
+    91 % (experiment 11)."""
     args = ["--model", "conv", "--width", "64", "--steps", "300", "--eval-every", "300", "--lr", "1e-3",
             "--train-eval-size", "1000", "--no-progress", "--data-dir", str(MNIST_DIR)]
     done = subprocess.run([sys.executable, "-m", "jdfa", "train", *args, "--rule", "dfa",
@@ -222,7 +234,7 @@ def test_cli_model_conv_dfa_trains_on_mnist(tmp_path):
     summary = json.loads(done.stdout)
     config = json.loads((tmp_path / "dfa" / "config.json").read_text())["config"]
     assert config["net"]["model"] == "ConvNet" and config["net"]["width"] == 64
-    assert summary["test_accuracy"] >= 0.93, summary
+    assert summary["test_accuracy"] >= 0.90, summary
     refused = subprocess.run([sys.executable, "-m", "jdfa", "train", *args, "--rule", "mix"],
                              capture_output=True, text=True)
     assert refused.returncode == 2 and "no plan" in refused.stderr

@@ -90,8 +90,8 @@ class Rule:
         """Where each of ``depth`` hidden layers' deltas comes from (bottom-up `Source`s), the
         rule as `jdfa.blocks` nets run it; None when no hidden layer learns. On `jdfa.MLP` the
         plan and `deltas` agree (a test checks every rule)."""
-        raise NotImplementedError(f"rule {self.name!r} has no plan, so it cannot train a "
-                                  "jdfa.blocks net; it trains jdfa.MLP only")
+        raise ValueError(f"rule {self.name!r} has no plan, so it cannot train a jdfa.blocks net; "
+                         "it trains jdfa.MLP only")
 
     def deltas(self, net: MLP, params: Params, feedback, trace: Trace, e: jax.Array,
                context: StepContext | None = None) -> jax.Array | None:
