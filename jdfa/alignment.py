@@ -39,7 +39,7 @@ def align(net: MLP, rule: rules.Rule, params: Params, feedback: Feedback, x: jax
     a rule that draws per step (`jdfa.mix`) draws for. The cost is about one BP step, so it can
     run every N steps inside a jitted loop.
     """
-    if isinstance(net, blocks.BlockNet):  # two passes: XLA merges their common forward
+    if isinstance(net, blocks.BlockNet):  # BP's plan equals jax.grad (tested); the jit shares the forward
         u = blocks.compute_update(net, rule, params, feedback, x, y, batch_mode)[0]
         g = jax.grad(lambda p: losses.output_loss(net, blocks.apply(net, p, x), y))(params)
     else:

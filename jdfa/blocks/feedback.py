@@ -36,7 +36,8 @@ class BlockFeedback(NamedTuple):
 
 def init_feedback(key: jax.Array, net: BlockNet, rule: Rule) -> BlockFeedback:
     """Draws the feedback of ``rule`` for ``net``, shaped as its plan needs."""
-    plan = _plan(net, rule)
+    rule.check(net)
+    plan = rule.plan(net.depth)
     if plan is None:
         return BlockFeedback(())
     if isinstance(rule, FeedbackRule) and rule.shared_feedback:
@@ -71,8 +72,3 @@ def check_feedback(net: BlockNet, rule: Rule, feedback: BlockFeedback) -> None:
     if got != want:
         raise ValueError(f"feedback does not fit {rule} on {type(net).__name__}: expected shapes "
                          f"{want}, got {got}; draw it with jdfa.init(key, net, rule)")
-
-
-def _plan(net: BlockNet, rule: Rule):
-    rule.check(net)
-    return rule.plan(net.depth)

@@ -186,22 +186,24 @@ class ConvNet(BlockNet):
         if len(self.channels) != 2 or len(self.input_shape) != 3:
             raise ValueError(f"ConvNet takes two conv stages and images (height, width, channels); "
                              f"got channels={self.channels}, input_shape={self.input_shape}")
-        side = min(self.input_shape[:2])
-        if (side - self.kernel + 1) // 2 - self.kernel + 1 < 2:
+        if min(map(self._pooled, self.input_shape[:2])) < 1:
             raise ValueError(f"input_shape {self.input_shape} is too small for two {self.kernel}x"
                              f"{self.kernel} conv + 2x2 pool stages")
 
+    def _pooled(self, side: int) -> int:
+        """An image side after the two conv + pool stages."""
+        return ((side - self.kernel + 1) // 2 - self.kernel + 1) // 2
+
     def build(self, rngs):
-        (_, _, c_in), (c1, c2), k = self.input_shape, self.channels, (self.kernel, self.kernel)
+        (height, width, c_in), (c1, c2), k = self.input_shape, self.channels, (self.kernel, self.kernel)
         pool = functools.partial(nnx.max_pool, window_shape=(2, 2), strides=(2, 2))
-        side = ((self.input_shape[0] - k[0] + 1) // 2 - k[0] + 1) // 2
-        side_w = ((self.input_shape[1] - k[1] + 1) // 2 - k[1] + 1) // 2
+        flat = self._pooled(height) * self._pooled(width) * c2
         init = {"kernel_init": lambda key, shape, dtype=None: init_weight(
             key, shape, self.weight_init, self.activation), "rngs": rngs}
         return [
             nnx.Conv(c_in, c1, k, padding="VALID", **init),
             nnx.Sequential(pool, nnx.Conv(c1, c2, k, padding="VALID", **init)),
-            nnx.Sequential(pool, _flatten, nnx.Linear(side * side_w * c2, self.width, **init)),
+            nnx.Sequential(pool, _flatten, nnx.Linear(flat, self.width, **init)),
             nnx.Linear(self.width, self.classes, **init),
         ]
 

@@ -34,12 +34,16 @@ def epoch_order(data_key, epoch, n_train: int) -> jax.Array:
     return jax.random.permutation(jax.random.fold_in(data_key, epoch), n_train)
 
 
+def order_at(data_key, step, n_train: int, batch_size: int) -> jax.Array:
+    """The order (n_train,) of the epoch that step counter ``step`` falls in."""
+    return epoch_order(data_key, step // (n_train // batch_size), n_train)
+
+
 def batch_indices(data_key, step, n_train: int, batch_size: int) -> jax.Array:
     """The training examples (batch_size,) of the batch at counter ``step`` (the ``step + 1``-th
     step): a slice of epoch ``step // steps_per_epoch``'s order; the last partial batch is dropped."""
-    steps_per_epoch = n_train // batch_size
-    order = epoch_order(data_key, step // steps_per_epoch, n_train)
-    return lax.dynamic_slice_in_dim(order, (step % steps_per_epoch) * batch_size, batch_size)
+    order = order_at(data_key, step, n_train, batch_size)
+    return lax.dynamic_slice_in_dim(order, (step % (n_train // batch_size)) * batch_size, batch_size)
 
 
 def steps_in_chunk(step: int, stop: int, n_train: int, batch_size: int, wanted: int) -> int:
@@ -97,13 +101,13 @@ def chunk_body(net: MLP, rule: Rule, optimizer: Optimizer, steps: int, batch_siz
     schedule's). With a ``mesh``, each batch is split over its ``data`` axis."""
     steps_per_epoch = n_train // batch_size
 
-    def chunk(state, hyper, x, y, n_steps, loss_sum, accuracy_sum, order=None):
+    def chunk(state, hyper, x, y, n_steps, loss_sum, accuracy_sum, order=None, acc=None):
         opt = optimizer.transform(steps, hyper.lr, hyper.weight_decay)
         # One epoch's order serves the whole chunk (`steps_in_chunk`); a per-step lax.cond would
         # turn into a select under a sweep's vmap, drawing a permutation every step. `stepwise`
-        # draws it once per chunk and passes it in.
+        # draws it once per chunk and passes it in, with the metrics its last step left.
         if order is None:
-            order = epoch_order(hyper.data_key, state.step // steps_per_epoch, n_train)
+            order = order_at(hyper.data_key, state.step, n_train, batch_size)
 
         def step(carry):
             state, acc = carry
@@ -125,7 +129,8 @@ def chunk_body(net: MLP, rule: Rule, optimizer: Optimizer, steps: int, batch_siz
 
         # A skipped step leaves the state, its step count included, unchanged: every later step of
         # the chunk draws the same batch and is skipped the same way, so nothing needs to stop it.
-        acc = ChunkMetrics.start(net.depth + 1, loss_sum, accuracy_sum)
+        if acc is None:
+            acc = ChunkMetrics.start(net.depth + 1, loss_sum, accuracy_sum)
         if n_steps is STEP:  # `stepwise`: one step, no loop around it
             state, acc = step((state, acc))
         else:
@@ -141,7 +146,7 @@ def make_chunk(net: MLP, rule: Rule, optimizer: Optimizer, steps: int, batch_siz
     `jdfa.parallel.state_sharding` says."""
     chunk = chunk_body(net, rule, optimizer, steps, batch_size, batch_mode, remat, n_train, mesh)
     if stepwise_on_cpu(net):
-        return stepwise(chunk, n_train, batch_size)
+        return stepwise(chunk, n_train, batch_size, net.depth + 1)
     if mesh is None:
         return jax.jit(chunk)
     abstract = jax.eval_shape(lambda: init_train_state(jax.random.key(0), net, rule, optimizer.build(steps)))
@@ -160,30 +165,28 @@ def stepwise_on_cpu(net) -> bool:
     return isinstance(net, BlockNet) and jax.default_backend() == "cpu"
 
 
-def stepwise(chunk, n_train: int, batch_size: int, vmapped: bool = False):
+def stepwise(chunk, n_train: int, batch_size: int, n_layers: int, vmapped: bool = False):
     """A chunk with `chunk_body`'s signature that runs ``chunk`` one jitted step per call, from
-    Python, drawing the epoch's order once: the same steps and sums as one call of ``chunk``.
-    ``vmapped``: ``chunk`` is vmapped over runs (and their orders)."""
+    Python, drawing the epoch's order once and handing each step's metrics to the next, as the
+    loop hands them on: the same steps, sums and norms as one call of ``chunk``. ``vmapped``:
+    ``chunk`` is vmapped over runs (and their orders and metrics)."""
     def order_of(hyper, step):
-        return epoch_order(hyper.data_key, step // (n_train // batch_size), n_train)
+        return order_at(hyper.data_key, step, n_train, batch_size)
 
-    order_of = jax.jit(jax.vmap(order_of) if vmapped else order_of)
-    one = jax.jit(lambda state, hyper, x, y, loss_sum, accuracy_sum, order: chunk(
-        state, hyper, x, y, STEP, loss_sum, accuracy_sum, order))
+    def start(loss_sum, accuracy_sum):
+        return ChunkMetrics.start(n_layers, loss_sum, accuracy_sum)
+
+    if vmapped:
+        order_of, start = jax.vmap(order_of), jax.vmap(start)
+    order_of, start = jax.jit(order_of), jax.jit(start)
+    one = jax.jit(lambda state, hyper, x, y, acc, order: chunk(
+        state, hyper, x, y, STEP, None, None, order, acc))
 
     def run(state, hyper, x, y, n_steps, loss_sum, accuracy_sum):
-        order, steps, last = order_of(hyper, state.step), 0, None
+        order, acc = order_of(hyper, state.step), start(loss_sum, accuracy_sum)
         for _ in range(int(n_steps)):
-            state, acc = one(state, hyper, x, y, loss_sum, accuracy_sum, order)
-            if last is not None:  # a skipped step keeps the last good step's norms
-                good = acc.steps > 0
-                acc = acc._replace(
-                    update_norm=jnp.where(good, acc.update_norm, last.update_norm),
-                    layer_update_norms=jnp.where(good[:, None] if vmapped else good,
-                                                 acc.layer_update_norms, last.layer_update_norms))
-            steps, last = steps + acc.steps, acc
-            loss_sum, accuracy_sum = acc.loss_sum, acc.accuracy_sum
-        return state, last._replace(steps=steps)
+            state, acc = one(state, hyper, x, y, acc, order)
+        return state, acc
 
     return run
 
@@ -215,8 +218,8 @@ def make_sweep_chunk(net: MLP, rule: Rule, optimizer: Optimizer, steps: int, bat
     whole state, which a run alone does not pay for."""
     body = chunk_body(net, rule, optimizer, steps, batch_size, batch_mode, remat, n_train)
     if stepwise_on_cpu(net):
-        return stepwise(jax.vmap(body, in_axes=(0, 0, None, None, None, 0, 0, 0)), n_train, batch_size,
-                        vmapped=True)
+        return stepwise(jax.vmap(body, in_axes=(0, 0, None, None, None, 0, 0, 0, 0)), n_train, batch_size,
+                        net.depth + 1, vmapped=True)
     if n_runs == 1 and mesh is None:
         def one(state, hyper, x, y, n_steps, loss_sums, accuracy_sums):
             state, hyper = jax.tree.map(lambda a: a[0], (state, hyper))

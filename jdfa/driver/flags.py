@@ -85,7 +85,8 @@ def config_flags(config: Config) -> dict:
            if f.name not in ("net", "rule", "optimizer")}
     net = config.net
     model = "mlp" if isinstance(net, MLP) else "conv" if isinstance(net, ConvNet) else net
-    return {"rule": config.rule, **{name: getattr(net, name, None) for name in NET}, "model": model,
+    return {"rule": config.rule, "model": model,
+            **{name: getattr(net, name, None) for name in NET if name != "model"},
             **{flag: getattr(config.optimizer, field) for flag, field in OPTIMIZER.items()}, **own}
 
 
