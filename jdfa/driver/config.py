@@ -2,9 +2,8 @@
 run's own settings.
 
 `Config` holds a net (a `jdfa.MLP` or a `jdfa.blocks.BlockNet`), a `jdfa.rules.Rule` and a
-`jdfa.optimizers.Optimizer` as they are,
-so each default lives in one place. The command line's flat flags map onto it in
-`jdfa.driver.flags`.
+`jdfa.optimizers.Optimizer` as they are, so each default lives in one place. The command line's
+flat flags map onto it in `jdfa.driver.flags`.
 """
 
 from __future__ import annotations
