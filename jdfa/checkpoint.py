@@ -2,15 +2,20 @@
 
 Orbax writes each checkpoint into a temporary folder and renames it into place when complete, so a
 crash while saving never leaves a half-written checkpoint under a step's name: the last good one
-stays readable. A save cut short (a second Ctrl-C) removes its temporary folder. If the newest
+stays readable. A Ctrl-C that arrives during a save is held until the save is complete and then
+handed on (orbax's writer threads cannot be stopped part-way); a save that fails all the same
+removes its temporary folder. If the newest
 checkpoint is unreadable all the same (a disk fault, a hand edit), `Checkpoints.restore_latest`
 warns and falls back to the one before it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
+import signal
+import threading
 import warnings
 from pathlib import Path
 
@@ -33,6 +38,25 @@ def _refill_empty(like, restored):
                               for x in leaves])
 
 
+@contextlib.contextmanager
+def _sigint_held():
+    """Holds a SIGINT that arrives inside the block and raises it again when the block ends, under
+    the handler that was in place (the driver's: the second Ctrl-C aborts). Cutting a save short
+    from the main thread left orbax's writer threads re-creating the temporary folder removed
+    after it; a save takes well under a second, so the abort waits for it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers live in the main thread; a save elsewhere cannot be interrupted
+        return
+    held = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            signal.raise_signal(signal.SIGINT)
+
+
 class Checkpoints:
     """The checkpoints of one run, in ``directory``, keeping the last ``keep``."""
 
@@ -48,24 +72,24 @@ class Checkpoints:
     def save(self, state, meta: dict[str, float] | None = None, step: int | None = None) -> None:
         """Saves ``state`` and the numbers ``meta`` under ``step`` (default: the state's step
         count; a sweep's stacked state, with a count per run, names its own), a no-op if that step
-        is saved already. Interrupted (even by KeyboardInterrupt), it leaves no partial folder
-        behind and re-raises."""
+        is saved already. A Ctrl-C during the save is raised again once the save is complete; a
+        save that fails leaves no partial folder behind and re-raises."""
         step = int(state.step) if step is None else step
         if step in self.manager.all_steps():
             return
         meta = {k: np.float64(v) for k, v in (meta or {}).items()}
-        try:
-            self.manager.save(step, args=ocp.args.StandardSave({"state": _drop_empty(state), "meta": meta}))
-            self.manager.wait_until_finished()
-        except BaseException:
-            # A save cut short (a second Ctrl-C) may still be writing in orbax's threads; let them
-            # end, or they would re-create the folder removed below.
+        item = ocp.args.StandardSave({"state": _drop_empty(state), "meta": meta})
+        with _sigint_held():
             try:
+                self.manager.save(step, args=item)
                 self.manager.wait_until_finished()
-            except BaseException:  # interrupted again: remove what is there now
-                pass
-            self.remove_partial()
-            raise
+            except BaseException:
+                # Orbax's threads may still be writing; let them end, or they would re-create the
+                # folder removed below.
+                with contextlib.suppress(BaseException):
+                    self.manager.wait_until_finished()
+                self.remove_partial()
+                raise
 
     def remove_partial(self) -> None:
         """Deletes the temporary folders of saves that did not complete."""

@@ -144,6 +144,28 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous(tmp_path):
     assert result["step"] == 30
 
 
+def test_ctrl_c_inside_a_save_lets_it_complete_then_interrupts(tmp_path, monkeypatch):
+    # The race the CLI test met by chance (a second Ctrl-C while a periodic checkpoint is written),
+    # made certain: SIGINT arrives while orbax is writing.
+    state = jdfa.init_train_state(jax.random.key(0), jdfa.MLP(8, 16, 3, 3), jdfa.dfa(), optax.sgd(0.1))
+    ckpt = Checkpoints(tmp_path / "checkpoints")
+    write = ckpt.manager.save
+
+    def interrupted_write(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(ckpt.manager, "save", interrupted_write)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save(state)
+    assert ckpt.steps() == [0]
+    assert not list((tmp_path / "checkpoints").glob("*tmp*"))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    restored, _ = ckpt.restore_latest(state)
+    ckpt.close()
+    chex.assert_trees_all_equal(jax.device_get(restored.params), jax.device_get(state.params))
+
+
 def _poisoned(step):
     """Data whose only NaN sits in the batch of ``step`` (1-based) of seed 0, and that row."""
     rng = np.random.default_rng(0)

@@ -147,7 +147,6 @@ def _train(cfg: Config, data, saved_config, signals: SignalFlag) -> dict[str, An
     progress.close()
     if checkpoints is not None:
         checkpoints.close()
-        checkpoints.remove_partial()  # a save that a second Ctrl-C cut short
     summary = {"status": status, "step": int(state.step), "rule": str(rule),
                "steps_per_s": interval.steps_per_s(), **log.last, **log.best(),
                "wall_s": round(interval.wall(), 3), "rollbacks": rollbacks, "out": cfg.out}

@@ -199,7 +199,6 @@ class _Program:
                 self._close(r, "finished" if outcome == "finished" else outcome)
         if self.checkpoints is not None:
             self.checkpoints.close()
-            self.checkpoints.remove_partial()
         return outcome, [{"status": s["status"], "summary": s, "records": log.records}
                          for s, log in zip(self.summaries, self.logs)]
 
