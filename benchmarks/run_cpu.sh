@@ -29,9 +29,11 @@ $ST --rules forward,bp,fa,dfa,fp1,bdfa25,bdfa25-bp --depths 1,2,5,10,25,50,100,2
     --batch 128 --steps 20 --malloc tuned --out "$OUT/depth_sweep_w200.jsonl"
 python benchmarks/update_vs_depth.py --malloc tuned --wait-quiet "$WAIT" --out "$OUT/update_vs_depth.jsonl" \
     --plot "$OUT/update_vs_depth.png"  # update phase (step - forward) against depth, depths 10..400
-# 4. PyTorch baselines at the headline configuration
-python benchmarks/torch_baseline.py --depth 100 --width 200 --batch 128 --steps 30 --malloc tuned \
-    --jdfa-rules forward,dfa,bp --wait-quiet "$WAIT" --out "$OUT/torch_w200.jsonl"
+# 4. PyTorch baselines beside jdfa in one process, at widths 200 and 800 (needs `pip install torch`)
+TB="python benchmarks/torch_baseline.py --depth 100 --batch 128 --malloc tuned --wait-quiet $WAIT
+    --rules torch_forward,torch_wgrad,torch_dfa,torch_bp --jdfa-rules forward,wgrad,dfa,dfa-noguard,bp"
+$TB --widths 200 --steps 40 --rounds 8 --out "$OUT/torch_same_process.jsonl"
+$TB --widths 800 --steps 12 --rounds 6 --append --out "$OUT/torch_same_process.jsonl"
 # 5. where the time goes
 for r in dfa bp bdfa25; do
   python benchmarks/breakdown.py --rule $r --steps 30 --malloc tuned --wait-quiet "$WAIT" \

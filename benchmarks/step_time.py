@@ -50,7 +50,11 @@ QUICK = dict(rules="forward,bp,dfa,dfa-noguard,bdfa25", depths="2,10,100", width
              steps=10, warmup=2, rounds=2)
 HEADLINE = dict(depth=100, width=200, batch=128)
 
-PSEUDO_RULES = ("forward", "dfa-remat", "dfa-noguard")  # the benchmark's own specs on top of jdfa.rules.parse
+# The benchmark's own specs on top of jdfa.rules.parse; "wgrad" is DFA's floor beside the forward:
+# the batched weight-gradient contraction alone, as `jdfa.update` writes it.
+PSEUDO_RULES = ("forward", "wgrad", "dfa-remat", "dfa-noguard")
+ALONE = {"forward": "forward (jdfa.apply)",
+         "wgrad": "the weight-gradient contraction alone (einsum lni,lnj->lij over depth - 1 layers)"}
 
 
 def parse_rule(spec: str):
@@ -63,8 +67,8 @@ def parse_rule(spec: str):
     import jdfa
 
     name = spec.strip().lower()
-    if name == "forward":
-        return "forward", None
+    if name in ("forward", "wgrad"):
+        return name, None
     if name in ("dfa-remat", "dfa-noguard"):  # DFA built with remat=True / guard=False
         return name, jdfa.dfa()
     try:
@@ -101,11 +105,17 @@ class Bench:
 
     def __init__(self, spec, rule, net, batch, optimizer, key, x, y):
         import jax
+        import jax.numpy as jnp
 
         import jdfa
 
         self.spec, self.rule = spec, rule
-        if rule is None:
+        if spec == "wgrad":
+            kh, kd = jax.random.split(key)
+            shape = (net.depth - 1, batch, net.width)
+            fn = jax.jit(lambda h, d: jnp.einsum("lni,lnj->lij", h, d))
+            args = (jax.random.normal(kh, shape), jax.random.normal(kd, shape))
+        elif rule is None:
             params, _ = jdfa.init(key, net, jdfa.bp())
             fn = jax.jit(lambda p, xb: jdfa.apply(net, p, xb))
             args = (params, x)
@@ -123,6 +133,7 @@ class Bench:
         self.memory = memory_fields(self.compiled)
         self._args = args
         self.times: list[float] = []
+        self.description = ALONE.get(spec, str(rule))
 
     def step(self) -> float:
         import jax
@@ -186,7 +197,7 @@ def run_config(depth, width, batch, specs, args, optimizer, opt_name, env, emit)
         rec = {
             "kind": "step",
             "rule": b.spec,
-            "rule_repr": "forward (jdfa.apply)" if b.rule is None else str(b.rule),
+            "rule_repr": b.description,
             "depth": depth, "width": width, "batch": batch,
             "in_features": args.in_features, "out_features": args.out_features,
             "activation": args.activation,

@@ -12,8 +12,11 @@ rule names:
   (over ``B``); the deltas of ALL hidden layers come from ONE batched matmul of ``e`` against the
   stacked feedback ``(depth, out, width)``, times ``f'(a) = 1 - h^2``; the hidden weight gradients
   of all layers from ONE ``torch.bmm``; then SGD in place.
+* ``torch_wgrad``: that one ``torch.bmm`` alone -- PyTorch's side of DFA's floor, to compare with
+  jdfa's contraction alone (``--jdfa-rules wgrad``).
 
-PyTorch is a benchmark-only extra: ``pip install torch==2.13.0``. ``compile_s``, ``lower_s`` and the
+PyTorch is a benchmark-only extra: ``pip install torch`` (PyPI's Linux wheel brings the CUDA
+libraries with it; it runs on the CPU all the same). ``compile_s``, ``lower_s`` and the
 XLA memory fields are null (eager PyTorch compiles nothing).
 
 Example::
@@ -30,9 +33,9 @@ import time
 
 import common  # this folder is on sys.path when the script runs (tests add it to import it)
 
-RULES = ("torch_forward", "torch_bp", "torch_dfa")
-INSTALL_HINT = ("PyTorch is not installed. It is a benchmark-only extra; install the CPU build "
-                "with:\n    pip install torch==2.13.0")
+RULES = ("torch_forward", "torch_bp", "torch_dfa", "torch_wgrad")
+INSTALL_HINT = ("PyTorch is not installed. It is a benchmark-only extra; install it with:\n"
+                "    pip install torch")
 
 
 def _import_torch():
@@ -125,8 +128,13 @@ class TorchDFA:
             t.mul(h, h, out=self.fprime)  # f'(a) = 1 - tanh(a)^2 = 1 - h^2
             self.fprime.neg_().add_(1.0)
             d.mul_(self.fprime)
-            t.bmm(h[:-1].transpose(1, 2), d[1:], out=self.g_h)  # ALL hidden weight grads: ONE bmm
+            self.wgrad()
             return loss, (x.T @ d[0], d[0].sum(0), self.g_h, d[1:].sum(1), h[-1].T @ e, e.sum(0))
+
+    def wgrad(self, x=None, y=None):
+        """ALL hidden weight gradients from the stored ``h`` and deltas: ONE bmm."""
+        h, d = self.h, self.deltas
+        return self.torch.bmm(h[:-1].transpose(1, 2), d[1:], out=self.g_h)
 
     def step(self, x, y):
         with self.torch.no_grad():
@@ -146,13 +154,15 @@ def run_config(torch, depth, width, batch, args, env, emit):
         "torch_bp": TorchBP(*net_args, device=args.device),
         "torch_dfa": TorchDFA(*net_args, batch, gen, device=args.device),
     }
+    nets["torch_wgrad"] = nets["torch_dfa"]  # its bmm, on the buffers of its last step
     # CUDA kernels run asynchronously: a step's time ends when the device is done with it.
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     runs = []
     for rule in common.str_list(args.rules):
         if rule not in nets:
             raise SystemExit(f"unknown rule {rule!r}; expected some of {', '.join(RULES)}")
-        fn = nets[rule].forward if rule == "torch_forward" else nets[rule].step
+        net = nets[rule]
+        fn = net.forward if rule == "torch_forward" else net.wgrad if rule == "torch_wgrad" else net.step
         runs.append((rule, fn, []))
     torch_opt_label = f"sgd(lr={args.lr:g})"  # torch.optim.SGD, labelled as step_time.py labels jdfa's
     jdfa_benches = {}
@@ -191,12 +201,13 @@ def run_config(torch, depth, width, batch, args, env, emit):
     other_load = load.cores()
     reprs = {"torch_forward": "PyTorch forward (nn.Sequential under no_grad)",
              "torch_bp": "PyTorch BP (autograd, optim.SGD)",
-             "torch_dfa": "PyTorch explicit DFA (no_grad, batched matmul deltas, one bmm)"}
+             "torch_dfa": "PyTorch explicit DFA (no_grad, batched matmul deltas, one bmm)",
+             "torch_wgrad": "PyTorch's DFA weight-gradient contraction alone (the one bmm)"}
     for rule, _, times in runs:
         if rule in jdfa_benches:
             b = jdfa_benches[rule]
-            rec = {"kind": "step", "rule": rule, "rule_repr": "jdfa " + ("forward (jdfa.apply)"
-                   if b.rule is None else str(b.rule)) + ", timed beside the PyTorch runs",
+            rec = {"kind": "step", "rule": rule,
+                   "rule_repr": f"jdfa {b.description}, timed beside the PyTorch runs",
                    "depth": depth, "width": width, "batch": batch,
                    "in_features": args.in_features, "out_features": args.out_features,
                    "activation": "tanh", "optimizer": None if b.rule is None else jdfa_opt_label,
@@ -212,7 +223,8 @@ def run_config(torch, depth, width, batch, args, env, emit):
             "kind": "step", "rule": rule, "rule_repr": reprs[rule],
             "depth": depth, "width": width, "batch": batch,
             "in_features": args.in_features, "out_features": args.out_features,
-            "activation": "tanh", "optimizer": None if rule == "torch_forward" else torch_opt_label,
+            "activation": "tanh",
+            "optimizer": None if rule in ("torch_forward", "torch_wgrad") else torch_opt_label,
             **env,
             "lower_s": None, "compile_s": None,
             **common.timing_fields(times, batch),
