@@ -3,10 +3,9 @@
 Orbax writes each checkpoint into a temporary folder and renames it into place when complete, so a
 crash while saving never leaves a half-written checkpoint under a step's name: the last good one
 stays readable. A Ctrl-C that arrives during a save is held until the save is complete and then
-handed on (orbax's writer threads cannot be stopped part-way); a save that fails all the same
-removes its temporary folder. If the newest
-checkpoint is unreadable all the same (a disk fault, a hand edit), `Checkpoints.restore_latest`
-warns and falls back to the one before it.
+handed on (orbax's writer threads cannot be stopped part-way); a save that fails otherwise removes
+its temporary folder. If the newest checkpoint is unreadable all the same (a disk fault, a hand
+edit), `Checkpoints.restore_latest` warns and falls back to the one before it.
 """
 
 from __future__ import annotations
