@@ -22,16 +22,17 @@ Budgets (``--budget``, each in its own results folder):
   ``bdfaK-bp`` the backprop boundary), lr {1e-4, 3e-4, 1e-3}, feedback init {uniform,
   variance_scaling}, screen 3000 steps; final 10,000 steps, 5 seeds, widths 200 and 300. About
   300 runs: a GPU's work (``experiments/run_gpu.sh``), about 20 h on the 2-core CPU.
-* ``cpu``: what a 2-core CPU trains in about an hour: DFA and BDFA 25 in both readings, lr {3e-4,
+* ``cpu``: what a 2-core CPU trains in about 3 h (``--jobs 2``): DFA and BDFA 25 in both readings, lr {3e-4,
   1e-3} (`beat_paper.py`'s one-seed search found BDFA 25 learning only at 3e-4 under Adam; 1e-4 is
   slow at this budget), feedback init uniform (under Adam a layer's feedback scale cancels, see
   `beat_paper.py`, so uniform vs variance_scaling differ only in the shape of the distribution),
-  screen 1000 steps; final 2000 steps, 5 seeds, width 200.
+  screen 1000 steps; final 2000 steps, 5 seeds, widths 200 and 300 (Figures 8 and 9; width 300
+  with the recipes screened at width 200, as the full budget does).
 
 Outputs (experiments/results/bdfa_study/<budget>/): results.json, table.md (screen and final
 tables, the verdict), final_w<width>.png (Figures 8-9 with bands over seeds), runs/.
 
-    python experiments/bdfa_study.py --budget cpu     # what was run here (2-core CPU)
+    python experiments/bdfa_study.py --budget cpu --jobs 2   # what was run here (2-core CPU)
     python experiments/bdfa_study.py --budget full --vmap-seeds   # the GPU budget
     python experiments/bdfa_study.py --quick          # 2 rules x 2 recipes x 2 seeds x 40 steps
 """
@@ -48,7 +49,7 @@ BUDGETS = {
                  steps=10000, seeds=5, widths=[200, 300]),
     "cpu": dict(rules=["dfa", "bdfa25", "bdfa25-bp"], inits=["uniform", "lecun_normal", "orthogonal"],
                 lrs=[3e-4, 1e-3], feedback=["uniform"], screen_steps=1000, screen_seeds=3,
-                steps=2000, seeds=5, widths=[200]),
+                steps=2000, seeds=5, widths=[200, 300]),
     "quick": dict(rules=["dfa", "bdfa25"], inits=["lecun_normal"], lrs=[1e-4, 1e-3], feedback=["uniform"],
                   screen_steps=40, screen_seeds=2, steps=60, seeds=2, widths=[200]),
 }
