@@ -131,7 +131,7 @@ class TorchDFA:
             self.wgrad()
             return loss, (x.T @ d[0], d[0].sum(0), self.g_h, d[1:].sum(1), h[-1].T @ e, e.sum(0))
 
-    def wgrad(self, x=None, y=None):
+    def wgrad(self):
         """ALL hidden weight gradients from the stored ``h`` and deltas: ONE bmm."""
         h, d = self.h, self.deltas
         return self.torch.bmm(h[:-1].transpose(1, 2), d[1:], out=self.g_h)
@@ -149,21 +149,17 @@ def run_config(torch, depth, width, batch, args, env, emit):
     x = torch.randn(batch, args.in_features, generator=gen).to(args.device)
     y = torch.randint(0, args.out_features, (batch,), generator=gen).to(args.device)
     net_args = (torch, args.in_features, width, depth, args.out_features, args.lr)
-    nets = {
-        "torch_forward": TorchBP(*net_args, device=args.device),
-        "torch_bp": TorchBP(*net_args, device=args.device),
-        "torch_dfa": TorchDFA(*net_args, batch, gen, device=args.device),
-    }
-    nets["torch_wgrad"] = nets["torch_dfa"]  # its bmm, on the buffers of its last step
+    bp, dfa = TorchBP(*net_args, device=args.device), TorchDFA(*net_args, batch, gen, device=args.device)
+    dfa.grads(x, y)  # fills the buffers torch_wgrad's bmm reads
+    fns = {"torch_forward": TorchBP(*net_args, device=args.device).forward, "torch_bp": bp.step,
+           "torch_dfa": dfa.step, "torch_wgrad": lambda _x, _y: dfa.wgrad()}
     # CUDA kernels run asynchronously: a step's time ends when the device is done with it.
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     runs = []
     for rule in common.str_list(args.rules):
-        if rule not in nets:
+        if rule not in fns:
             raise SystemExit(f"unknown rule {rule!r}; expected some of {', '.join(RULES)}")
-        net = nets[rule]
-        fn = net.forward if rule == "torch_forward" else net.wgrad if rule == "torch_wgrad" else net.step
-        runs.append((rule, fn, []))
+        runs.append((rule, fns[rule], []))
     torch_opt_label = f"sgd(lr={args.lr:g})"  # torch.optim.SGD, labelled as step_time.py labels jdfa's
     jdfa_benches = {}
     if args.jdfa_rules:  # jdfa's compiled steps, timed in the same rounds: fair cross-framework ratios
