@@ -30,11 +30,6 @@ NETS = {"784-80-10": dict(depth=1, width=80, activation="sigmoid"),
         "784-4x100-10": dict(depth=4, width=100, activation="tanh")}
 
 
-def angles_of(result) -> np.ndarray:
-    """(records, layers) angles in degrees; the last column is the output layer."""
-    return np.array([rec["alignment_angle"] for rec in result["records"] if "alignment_angle" in rec])
-
-
 def main(argv=None):
     args = common.parse_args(__doc__, "angles", argv=argv)
     data = common.load_data(args)
@@ -48,10 +43,9 @@ def main(argv=None):
     fig, axes = common.plt.subplots(1, len(groups), figsize=(6 * len(groups), 4))
     rows, angles = [], {}
     for ax, (net, results) in zip(axes, groups.items()):
-        steps, _ = common.series(results[0], "alignment_angle")
-        a = [angles_of(r) for r in results]
-        n = min(len(x) for x in a)
-        a, steps = np.stack([x[:n] for x in a]), steps[:n]  # (seeds, records, layers)
+        curves = [common.series(r, "alignment_angle") for r in results]  # angles: (records, layers)
+        n = min(len(s) for s, _ in curves)
+        steps, a = curves[0][0][:n], np.stack([x[:n] for _, x in curves])  # a: (seeds, records, layers)
         angles[net], first = a, int(steps[0])  # the first record is at step 0: before any training
         hidden = a.shape[2] - 1  # the last entry is the output layer, which gets e itself (angle 0)
         # Per seed: the settled value (mean over the second half of training) and its oscillation (sd).
