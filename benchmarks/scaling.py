@@ -41,7 +41,7 @@ def bytes_on_device0(tree) -> int:
 def measure(rule, net, batch, data, layers, steps):
     mesh = parallel.make_mesh(data, layers)
     opt = jdfa.Optimizer("sgd", 1e-3).build(1)
-    state = parallel.shard_state(mesh, jdfa.init_train_state(jax.random.key(0), net, rule, opt))
+    state = parallel.shard_state(mesh, jdfa.init_train_state(jax.random.key(0), net, rule, opt), net)
     x = jax.device_put(jax.random.normal(jax.random.key(1), (batch, net.in_features)),
                        parallel.batch_sharding(mesh))
     y = jax.device_put(jnp.arange(batch) % net.out_features, parallel.batch_sharding(mesh))

@@ -16,10 +16,15 @@ Shapes: ``N`` is the batch size, ``G`` the number of master examples.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax
 import jax.numpy as jnp
 
-from jdfa.model import MLP, Params, Trace
+from jdfa.model import Params, Trace
+
+if TYPE_CHECKING:
+    from jdfa.mlp import MLP
 from jdfa.validate import check_choice
 
 BATCH_MODES = ("mean", "batch_average", "class_average")

@@ -8,14 +8,16 @@ for, so an FA chain and the BP chain are the same code with ``B`` in place of ``
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdfa.model import MLP
 from jdfa.rules import FeedbackRule, Rule
+
+if TYPE_CHECKING:
+    from jdfa.mlp import MLP
 
 
 class Feedback(NamedTuple):

@@ -1,4 +1,6 @@
-"""The network: a deep fully connected MLP whose hidden layers are stacked and run with `lax.scan`.
+"""The stacked MLP's arithmetic: its parameters, its forward pass (one `lax.scan` over the stacked
+hidden layers) and its logits. `jdfa.MLP` (in `jdfa.mlp`) is the net these serve; the functions
+here read only its fields.
 
 Notation follows the papers: hidden layer ``i`` (1-based, ``i = 1 .. depth``) computes
 ``a_i = W_i h_{i-1} + b_i`` and ``h_i = f(a_i)`` with ``h_0 = x``; the output layer computes
@@ -17,77 +19,22 @@ Everything stacked over layers is indexed bottom-up: index ``0`` is hidden layer
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
-from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jdfa.activations import ACTIVATIONS, FPRIME_FROM_H
-from jdfa.losses import LOSSES, output_loss
-from jdfa.validate import check_choice, check_int
+from jdfa.activations import FPRIME_FROM_H
+from jdfa.losses import LOSSES
+
+if TYPE_CHECKING:
+    from jdfa.mlp import MLP
 
 WEIGHT_INITS = ("uniform", "lecun_normal", "he_normal", "glorot_uniform", "orthogonal", "zeros")
-
-
-@dataclasses.dataclass(frozen=True)
-class MLP:
-    """A fully connected net: ``in_features -> width`` then ``depth - 1`` times ``width -> width``
-    then ``width -> out_features``.
-
-    ``depth`` is the number of hidden layers: Nøkland's "7x240" is ``depth=7, width=240``, the
-    Blocked-DFA paper's "100 layers, 200 hidden units" is ``depth=100, width=200`` and the PyTorch
-    report's 784-80-10 is ``depth=1, width=80``.
-
-    Attributes:
-      activation: hidden non-linearity, one of `ACTIVATIONS`. Its derivative comes from JAX.
-      loss: output non-linearity and loss, one of `LOSSES`:
-        ``softmax_cross_entropy`` (softmax output), ``sigmoid_binary_cross_entropy`` (sigmoid
-        output, BCE summed over outputs -- Nøkland's recipe), ``mse`` (identity output, 1/2 squared
-        error, so ``e = y_hat - y``), ``sigmoid_mse`` (sigmoid output, 1/2 squared error).
-      weight_init: ``uniform`` = ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` as in Nøkland's code
-        (variance ``1/(3 fan_in)``: a deep tanh stack shrinks its signal layer by layer),
-        ``lecun_normal`` = ``N(0, 1/fan_in)`` and ``he_normal`` = ``N(0, 2/fan_in)`` (untruncated,
-        variance-preserving for tanh and relu), ``glorot_uniform``, ``orthogonal`` (scaled by the
-        activation's usual gain), or ``zeros`` (DFA can train from zero weights, BP cannot).
-      dropout: the probability of dropping each hidden unit in a training step (inverted dropout:
-        kept units are scaled by ``1 / (1 - dropout)``); 0 (the default) never drops. The forward
-        pass drops only when given a key (the train step passes one per step); evaluation and
-        `apply` never drop. Every rule supports it: the mask enters the trace's ``fprime``, so a
-        dropped unit gets a zero delta and BP stays the exact gradient of the thinned net.
-
-    The dataclass is frozen and hashable, so it is a static argument of jitted functions.
-    """
-
-    in_features: int
-    width: int
-    depth: int
-    out_features: int
-    activation: str = "tanh"
-    loss: str = "softmax_cross_entropy"
-    weight_init: str = "uniform"
-    dropout: float = 0.0
-
-    def __post_init__(self):
-        check_int("in_features", self.in_features, 1)
-        check_int("width", self.width, 1)
-        check_int("depth", self.depth, 1)
-        check_int("out_features", self.out_features, 1)
-        check_choice("activation", self.activation, ACTIVATIONS)
-        check_choice("loss", self.loss, LOSSES)
-        check_choice("weight_init", self.weight_init, WEIGHT_INITS)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout is the probability of dropping a hidden unit and must lie in "
-                             f"[0, 1), got {self.dropout}")
-
-    @property
-    def f(self) -> Callable[[jax.Array], jax.Array]:
-        return ACTIVATIONS[self.activation]
 
 
 class Dense(NamedTuple):
@@ -271,11 +218,7 @@ def forward(net: MLP, params: Params, x: jax.Array, with_derivative: bool = True
 
 
 def apply(net: MLP, params: Params, x: jax.Array) -> jax.Array:
-    """The output pre-activation ``a_y`` (logits), shape (N, out_features), of a `MLP` or a
-    `jdfa.blocks.BlockNet`."""
-    if not isinstance(net, MLP):  # a jdfa.blocks net; that module is built on this one
-        from jdfa.blocks.net import apply as apply_blocks
-        return apply_blocks(net, params, x)
+    """The output pre-activation ``a_y`` (logits), shape (N, out_features)."""
     check_inputs(net, x)
     f = net.f
     h, _ = layer(f, x, params.input.w, params.input.b, False)
@@ -284,14 +227,11 @@ def apply(net: MLP, params: Params, x: jax.Array) -> jax.Array:
     return h @ params.output.w + params.output.b
 
 
-def predict(net: MLP, params: Params, x: jax.Array) -> jax.Array:
-    """The network's output ``y_hat = f_y(a_y)`` (probabilities for the classification losses)."""
-    return LOSSES[net.loss].output(apply(net, params, x))
-
-
-def loss(net: MLP, params: Params, x: jax.Array, y: jax.Array) -> jax.Array:
-    """The batch-mean loss of ``net`` on ``(x, y)``, a scalar."""
-    check_inputs(net, x, y)
-    return output_loss(net, apply(net, params, x), y)
-
-
+def layer_dots(u: Params, v: Params) -> jax.Array:
+    """(depth + 1,) per-layer inner products of two params-shaped trees, weights and bias
+    together: hidden layers 1..depth, then the output layer."""
+    first = jnp.vdot(u.input.w, v.input.w) + jnp.vdot(u.input.b, v.input.b)
+    hidden = jnp.einsum("lij,lij->l", u.hidden.w, v.hidden.w) + jnp.einsum(
+        "li,li->l", u.hidden.b, v.hidden.b)
+    last = jnp.vdot(u.output.w, v.output.w) + jnp.vdot(u.output.b, v.output.b)
+    return jnp.concatenate([first[None], hidden, last[None]])

@@ -27,9 +27,6 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jdfa.feedback import Feedback
-from jdfa.model import Params
-
 AXES = ("data", "layers")
 
 
@@ -46,30 +43,24 @@ def make_mesh(data: int = 1, layers: int = 1, devices=None) -> Mesh:
     return Mesh(np.asarray(devices[:data * layers]).reshape(data, layers), AXES)
 
 
-def stacked_mask(state):
-    """A tree of bools shaped like ``state``: True for the leaves on the layer axis.
+def stacked_mask(state, net):
+    """A tree of bools shaped like a `jdfa.TrainState` ``state``: True for the leaves on the
+    layer axis, as the net says (`jdfa.net.Net.layer_axis_mask`): in the params, in every part of
+    the optimizer's state that mirrors the params (Adam's moments), and in the feedback."""
+    params_def = jax.tree.structure(state.params)
+    params_mask = net.layer_axis_mask(state.params)
 
-    Chosen by type, not by field name: the ``hidden`` layer of every `jdfa.model.Params` in the
-    state (the params, and the optimizer's moments that mirror them) and every leaf of a
-    `jdfa.feedback.Feedback`.
-    """
+    def mirrors(node) -> bool:
+        return jax.tree.structure(node) == params_def
 
-    def fill(tree, value):
-        return jax.tree.map(lambda _: value, tree)
-
-    def mark(node):
-        if isinstance(node, Feedback):
-            return fill(node, True)
-        if isinstance(node, Params):
-            return Params(fill(node.input, False), fill(node.hidden, True), fill(node.output, False))
-        return False
-
-    return jax.tree.map(mark, state, is_leaf=lambda n: isinstance(n, (Params, Feedback)))
+    opt_mask = jax.tree.map(lambda n: params_mask if mirrors(n) else False, state.opt_state, is_leaf=mirrors)
+    return state._replace(step=False, params=params_mask, opt_state=opt_mask, key=False,
+                          feedback=net.feedback_layer_axis_mask(state.feedback))
 
 
-def state_sharding(mesh: Mesh, state):
-    """NamedShardings for every leaf of a `jdfa.TrainState` (or its abstract shapes): stacked
-    layers over ``layers`` where they divide evenly, everything else replicated."""
+def state_sharding(mesh: Mesh, state, net):
+    """NamedShardings for every leaf of a `jdfa.TrainState` of ``net`` (or its abstract shapes):
+    stacked layers over ``layers`` where they divide evenly, everything else replicated."""
     n = mesh.shape["layers"]
 
     def spec(leaf, stacked):
@@ -78,7 +69,7 @@ def state_sharding(mesh: Mesh, state):
             return NamedSharding(mesh, P("layers"))
         return NamedSharding(mesh, P())
 
-    return jax.tree.map(spec, state, stacked_mask(state))
+    return jax.tree.map(spec, state, stacked_mask(state, net))
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
@@ -96,9 +87,9 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def shard_state(mesh: Mesh, state):
-    """Places ``state`` on the mesh as `state_sharding` says."""
-    return jax.device_put(state, state_sharding(mesh, state))
+def shard_state(mesh: Mesh, state, net):
+    """Places ``state`` (a `jdfa.TrainState` of ``net``) on the mesh as `state_sharding` says."""
+    return jax.device_put(state, state_sharding(mesh, state, net))
 
 
 def check_batch(mesh: Mesh, batch_size: int) -> None:

@@ -9,12 +9,17 @@ contraction: it applies only where every hidden layer reads ``e`` through its ow
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax
 import jax.numpy as jnp
 
 from jdfa import losses, model
 from jdfa.feedback import Feedback
-from jdfa.model import MLP, Dense, Params
+from jdfa.model import Dense, Params
+
+if TYPE_CHECKING:
+    from jdfa.mlp import MLP
 from jdfa.rules import FeedbackRule, Rule
 
 

@@ -15,33 +15,29 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from jdfa import blocks, losses, model, parallel, update
-from jdfa.feedback import Feedback, init_feedback
-from jdfa.metrics import layer_dots
-from jdfa.model import MLP, Params
+from jdfa import losses, parallel
+from jdfa.net import Net
 from jdfa.rules import Rule, StepContext
 
 
 class TrainState(NamedTuple):
     step: jax.Array  # () int32, steps taken
-    params: Params
-    feedback: Feedback  # fixed
+    params: object  # the net's parameters (`jdfa.net.Net.init_params`)
+    feedback: object  # fixed (`jdfa.net.Net.init_feedback`)
     opt_state: optax.OptState
     key: jax.Array  # raw PRNG key data (uint32), the root of every step's `StepContext`
 
 
-def init(key: jax.Array, net: MLP, rule: Rule) -> tuple[Params, Feedback]:
+def init(key: jax.Array, net: Net, rule: Rule) -> tuple[object, object]:
     """Draws ``(params, feedback)`` for ``net`` trained with ``rule``; the same key gives the
     same bits. Rules paired by an identity (e.g. ``dfa`` and ``bdfa(depth)``) get feedback of the
     same structure, so one feedback can be passed to both."""
     rule.check(net)
     k_params, k_feedback = jax.random.split(key)
-    if isinstance(net, blocks.BlockNet):
-        return blocks.init_params(k_params, net), blocks.init_feedback(k_feedback, net, rule)
-    return model.init_params(k_params, net), init_feedback(k_feedback, net, rule)
+    return net.init_params(k_params), net.init_feedback(k_feedback, rule)
 
 
-def init_train_state(key: jax.Array, net: MLP, rule: Rule,
+def init_train_state(key: jax.Array, net: Net, rule: Rule,
                      optimizer: optax.GradientTransformation) -> TrainState:
     """A fresh `TrainState`: `init` plus the optimizer's state of the params."""
     params, feedback = init(key, net, rule)
@@ -56,7 +52,7 @@ def step_context(state: TrainState) -> StepContext:
     return StepContext(state.step, jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step))
 
 
-def train_step(net: MLP, rule: Rule, optimizer: optax.GradientTransformation, state: TrainState,
+def train_step(net: Net, rule: Rule, optimizer: optax.GradientTransformation, state: TrainState,
                x: jax.Array, y: jax.Array, batch_mode: str = "mean", remat: bool = False,
                guard: bool = True) -> tuple[TrainState, dict]:
     """One un-jitted training step; `make_train_step` compiles it.
@@ -72,11 +68,11 @@ def train_step(net: MLP, rule: Rule, optimizer: optax.GradientTransformation, st
     ``bad_inputs`` saying which (neither: the update diverged). ``guard=False`` applies every
     update as it is, for benchmarking the guard's cost.
     """
-    g, (loss, a_y) = update.compute_update(net, rule, state.params, state.feedback, x, y,
-                                           batch_mode, remat, step_context(state))
+    g, (loss, a_y) = net.compute_update(rule, state.params, state.feedback, x, y, batch_mode, remat,
+                                        step_context(state))
     # One pass over the update gives the per-layer norms, the global norm and the NaN/inf check:
     # a NaN or inf anywhere in a layer makes its sum of squares non-finite.
-    sq = layer_dots(g, g)
+    sq = net.layer_dots(g, g)
     finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(sq))
     metrics = {
         "loss": loss,
@@ -100,7 +96,7 @@ def train_step(net: MLP, rule: Rule, optimizer: optax.GradientTransformation, st
     return lax.cond(ok, apply, lambda _: state, None), metrics
 
 
-def make_train_step(net: MLP, rule: Rule, optimizer: optax.GradientTransformation,
+def make_train_step(net: Net, rule: Rule, optimizer: optax.GradientTransformation,
                     batch_mode: str = "mean", mesh=None, remat: bool = False, guard: bool = True):
     """Returns the jitted step ``(state, x, y) -> (state, metrics)``; the state is donated, so the
     old one must not be used after the call. Inputs are checked when the step is traced.
@@ -111,9 +107,7 @@ def make_train_step(net: MLP, rule: Rule, optimizer: optax.GradientTransformatio
     remat: DFA only: recompute activations instead of storing them (`jdfa.remat`).
     guard: skip steps on invalid data or non-finite updates (`train_step`).
     """
-    update.check_run(net, rule, batch_mode, remat)
-    if mesh is not None and isinstance(net, blocks.BlockNet):
-        raise ValueError("a mesh splits jdfa.MLP's stacked layers; jdfa.blocks nets run on one device")
+    net.check_run(rule, batch_mode, remat, 1 if mesh is None else mesh.size)
 
     def step(state, x, y):
         return train_step(net, rule, optimizer, state, x, y, batch_mode, remat, guard)
@@ -121,7 +115,7 @@ def make_train_step(net: MLP, rule: Rule, optimizer: optax.GradientTransformatio
     if mesh is None:
         return jax.jit(step, donate_argnums=0)
     abstract = jax.eval_shape(lambda: init_train_state(jax.random.key(0), net, rule, optimizer))
-    states = parallel.state_sharding(mesh, abstract)
+    states = parallel.state_sharding(mesh, abstract, net)
     batch = parallel.batch_sharding(mesh)
     return jax.jit(step, in_shardings=(states, batch, batch),
                    out_shardings=(states, parallel.replicated(mesh)), donate_argnums=0)

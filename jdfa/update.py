@@ -6,21 +6,26 @@ Because ``e`` carries the ``1/N`` of the batch-mean loss, these sums are batch m
 as `jax.grad` scales the BP gradient. The hidden-to-hidden updates of all layers are ONE batched
 contraction over the layer axis.
 
-The pipeline (`update_direction`): forward pass -> output error ``e`` -> batch mode
-(`jdfa.batch_modes`) -> the rule's deltas (`jdfa.rules.Rule.deltas`) -> `weight_update`.
-Shapes: ``N`` is the batch size.
+The pipeline of `jdfa.MLP` (`compute_update`, which `jdfa.MLP.compute_update` answers the net
+protocol with): forward pass -> output error ``e`` -> batch mode (`jdfa.batch_modes`) -> the rule's
+deltas (`jdfa.rules.Rule.deltas`) -> `weight_update`. Shapes: ``N`` is the batch size.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax
 import jax.numpy as jnp
 
-from jdfa import batch_modes, blocks, losses, model
+from jdfa import batch_modes, losses, model
 from jdfa.feedback import Feedback, check_feedback
-from jdfa.model import MLP, Dense, Params, Trace
+from jdfa.model import Dense, Params, Trace
 from jdfa.remat import check_remat, dfa_update
 from jdfa.rules import Rule, StepContext
+
+if TYPE_CHECKING:
+    from jdfa.mlp import MLP
 
 
 def weight_update(trace: Trace, deltas: jax.Array | None, e: jax.Array) -> Params:
@@ -49,10 +54,9 @@ def weight_update(trace: Trace, deltas: jax.Array | None, e: jax.Array) -> Param
 
 def compute_update(net: MLP, rule: Rule, params: Params, feedback: Feedback, x: jax.Array,
                    y: jax.Array, batch_mode: str = "mean", remat: bool = False,
-                   context: StepContext | None = None) -> tuple[Params, tuple[jax.Array, jax.Array]]:
-    """`update_direction` plus ``(loss, a_y)`` of the same forward pass, for the train step."""
-    if isinstance(net, blocks.BlockNet):
-        return blocks.compute_update(net, rule, params, feedback, x, y, batch_mode, remat, context)
+                   context: StepContext | None = None,
+                   dropout: bool = True) -> tuple[Params, tuple[jax.Array, jax.Array]]:
+    """`jdfa.update_direction` of a `jdfa.MLP`, plus ``(loss, a_y)`` of the same forward pass."""
     model.check_inputs(net, x, y)
     model.check_params(net, params)
     batch_modes.check_batch_mode(batch_mode)
@@ -63,6 +67,7 @@ def compute_update(net: MLP, rule: Rule, params: Params, feedback: Feedback, x: 
         return dfa_update(net, rule, params, feedback, x, y)
     # One key drops units, the other is the rule's: a rule's draw never repeats the masks'.
     k_dropout, k_rule = jax.random.split(context.key) if context is not None else (None, None)
+    k_dropout = k_dropout if dropout else None
     trace = model.forward(net, params, x, with_derivative=rule.needs_fprime, key=k_dropout)
     loss, e = losses.output_error(net, trace.a_y, y)
     trace_u, e_u = batch_modes.average(net, params, trace, e, y, batch_mode)
@@ -71,14 +76,11 @@ def compute_update(net: MLP, rule: Rule, params: Params, feedback: Feedback, x: 
     return weight_update(trace_u, deltas, e_u), (loss, trace.a_y)
 
 
-def check_run(net, rule: Rule, batch_mode: str, remat: bool) -> None:
+def check_run(net: MLP, rule: Rule, batch_mode: str, remat: bool) -> None:
     """Raises ``ValueError`` for a run that cannot train: a rule that does not fit the net, an
     unknown batch mode, dropout or remat where they cannot apply (the step's and `Config`'s check)."""
     rule.check(net)
     batch_modes.check_batch_mode(batch_mode)
-    if isinstance(net, blocks.BlockNet):
-        blocks.update.check_supported(net, rule, batch_mode, remat)
-        return
     check_dropout(net, batch_mode, remat)
     if remat:
         check_remat(net, rule, batch_mode)
@@ -90,25 +92,3 @@ def check_dropout(net: MLP, batch_mode: str, remat: bool) -> None:
     if net.dropout and (batch_mode != "mean" or remat):
         raise ValueError(f"dropout={net.dropout} works with batch_mode='mean' and without remat; "
                          f"got batch_mode={batch_mode!r}, remat={remat}")
-
-
-def update_direction(net: MLP, rule: Rule, params: Params, feedback: Feedback, x: jax.Array,
-                     y: jax.Array, batch_mode: str = "mean", remat: bool = False,
-                     context: StepContext | None = None) -> Params:
-    """The update direction of ``rule`` for every parameter, shaped like ``params``.
-
-    It plays the role of the gradient: for ``bp`` it equals ``jax.grad(jdfa.loss)``; an optimizer
-    steps against it. Every layer's update comes from one forward pass and one batched contraction.
-
-    Args:
-      x: (N, in_features) float inputs.
-      y: (N,) integer class labels, or (N, out_features) float targets.
-      batch_mode: one of `jdfa.batch_modes.BATCH_MODES`.
-      remat: DFA only: recompute the activations in a second forward scan instead of storing
-        them -- activation memory flat in depth, for about one more forward pass of time
-        (`jdfa.remat`).
-      context: the training step (`jdfa.rules.StepContext`): its key drops units when
-        ``net.dropout > 0`` and feeds rules that draw per step (`jdfa.mix`, which needs it).
-        None: no unit dropped, as at evaluation.
-    """
-    return compute_update(net, rule, params, feedback, x, y, batch_mode, remat, context)[0]

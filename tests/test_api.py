@@ -8,7 +8,7 @@ import pkgutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import ClassVar, NamedTuple
+from typing import ClassVar
 
 import chex
 import jax
@@ -20,7 +20,7 @@ import pytest
 import jdfa
 from jdfa import data, parallel, rules
 from jdfa.driver import from_flags
-from jdfa.optimizers import Optimizer, weight_mask
+from jdfa.optimizers import Optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = sorted(m.name for m in pkgutil.walk_packages(jdfa.__path__, "jdfa.") if m.name != "jdfa.__main__")
@@ -139,32 +139,28 @@ def test_the_spec_defaults_are_the_rules_defaults():
     assert rules.parse("fp", bp_depth=4) == jdfa.fp(4)
 
 
-# --- leaves chosen by type, not by field name ----------------------------------------------------
+# --- the net says which leaves are stacked and which are weights ---------------------------------
 
 
-class Named(NamedTuple):
-    hidden: jax.Array  # a field called "hidden" that is not a layer stack
-    feedback: jax.Array
-
-
-def test_stacked_leaves_are_chosen_by_type():
+def test_stacked_leaves_are_the_nets_and_the_optimizer_state_mirrors_them():
     state = jdfa.init_train_state(jax.random.key(0), NET, jdfa.fa(), optax.adam(1e-3))
-    mask = parallel.stacked_mask((state, Named(jnp.zeros((2, 2)), jnp.zeros((2, 2)))))
-    state_mask, decoy = mask
-    assert decoy == Named(False, False)
+    state_mask = parallel.stacked_mask(state, NET)
     assert jax.tree.leaves(state_mask.params.hidden) == [True, True]
     assert not any(jax.tree.leaves(state_mask.params.input) + jax.tree.leaves(state_mask.params.output))
     assert all(jax.tree.leaves(state_mask.feedback))
     adam = state_mask.opt_state[0]
     assert jax.tree.leaves(adam.mu.hidden) == [True, True] and not any(jax.tree.leaves(adam.mu.output))
-    assert adam.count is False
+    assert adam.count is False and state_mask.step is False
+    conv = jdfa.blocks.ConvNet(input_shape=(12, 12, 1), channels=(2, 3), width=8, kernel=3)
+    conv_state = jdfa.init_train_state(jax.random.key(0), conv, jdfa.dfa(), optax.adam(1e-3))
+    assert not any(jax.tree.leaves(parallel.stacked_mask(conv_state, conv)))
 
 
-def test_weight_decay_mask_is_chosen_by_type():
+def test_weight_mask_marks_every_weight_and_no_bias():
     params, _ = jdfa.init(jax.random.key(0), NET, jdfa.bp())
-    mask = weight_mask(params)
+    mask = NET.weight_mask(params)
     assert mask.input == jdfa.Dense(True, False) and mask.hidden == jdfa.Dense(True, False)
-    assert weight_mask({"w": params.output}) == {"w": jdfa.Dense(True, False)}
+    assert jax.tree.structure(mask) == jax.tree.structure(params)
 
 
 # --- one optimizer factory; adamw decays weights only, once --------------------------------------
@@ -185,8 +181,8 @@ def _grads(params, n=5):
 
 def test_adamw_is_optax_adamw_on_the_weights_only():
     params, _ = jdfa.init(jax.random.key(0), NET, jdfa.bp())
-    ours = Optimizer("adamw", lr=0.01, weight_decay=0.3).build(steps=5)
-    want = optax.adamw(0.01, weight_decay=0.3, mask=weight_mask)
+    ours = Optimizer("adamw", lr=0.01, weight_decay=0.3).build(steps=5, weight_mask=NET.weight_mask)
+    want = optax.adamw(0.01, weight_decay=0.3, mask=NET.weight_mask)
     chex.assert_trees_all_close(_run(ours, params, _grads(params)), _run(want, params, _grads(params)),
                                 rtol=1e-5, atol=1e-6)
 
@@ -203,7 +199,8 @@ def test_decay_touches_no_bias_and_applies_once():
     params = jax.tree.map(lambda p: p + 1.0, params)  # non-zero biases, so a decay would show
     zero = [jax.tree.map(jnp.zeros_like, params)]
     for name in ("adamw", "adam", "sgd", "momentum", "rmsprop"):
-        after = _run(Optimizer(name, lr=0.1, weight_decay=0.5).build(steps=1), params, zero)
+        after = _run(Optimizer(name, lr=0.1, weight_decay=0.5).build(steps=1, weight_mask=NET.weight_mask),
+                     params, zero)
         chex.assert_trees_all_close(after.output.b, params.output.b)
         chex.assert_trees_all_close(after.hidden.b, params.hidden.b)
         chex.assert_trees_all_close(after.output.w, params.output.w * (1 - 0.1 * 0.5), rtol=1e-6)
@@ -212,7 +209,8 @@ def test_decay_touches_no_bias_and_applies_once():
 def test_cosine_weight_decay_follows_the_schedule():
     params, _ = jdfa.init(jax.random.key(0), NET, jdfa.bp())
     zero = [jax.tree.map(jnp.zeros_like, params)] * 2
-    after = _run(Optimizer("sgd", lr=0.1, schedule="cosine", weight_decay=0.5).build(steps=4), params, zero)
+    after = _run(Optimizer("sgd", lr=0.1, schedule="cosine", weight_decay=0.5).build(
+        steps=4, weight_mask=NET.weight_mask), params, zero)
     rate = optax.cosine_decay_schedule(0.1, 4)
     factor = (1 - float(rate(0)) * 0.5) * (1 - float(rate(1)) * 0.5)
     chex.assert_trees_all_close(after.input.w, params.input.w * factor, rtol=1e-6)

@@ -16,7 +16,7 @@ import pytest
 from flax import nnx
 
 import jdfa
-from jdfa import blocks, rules
+from jdfa import blocks, chain, rules
 from jdfa.driver import batches
 from jdfa.model import Dense, Params
 
@@ -34,13 +34,13 @@ def dense_net(net: jdfa.MLP, **fields) -> blocks.FlaxNet:
                           builder=build, **fields)
 
 
-def as_blocks(params: Params) -> blocks.BlockParams:
+def as_blocks(params: Params) -> chain.ChainParams:
     hidden = [Dense(w, b) for w, b in zip(params.hidden.w, params.hidden.b)]
     dense = [{"kernel": d.w, "bias": d.b} for d in [params.input, *hidden, params.output]]
-    return blocks.BlockParams(tuple(dense[:-1]), dense[-1])
+    return chain.ChainParams(tuple(dense[:-1]), dense[-1])
 
 
-def as_block_feedback(rule, feedback: jdfa.Feedback, like: blocks.BlockFeedback):
+def as_block_feedback(rule, feedback: jdfa.Feedback, like: chain.ChainFeedback):
     """The MLP's feedback laid out per feedback point, as the plan reads it: ``error`` sources take
     ``feedback.output`` in order, ``delta`` sources ``feedback.hidden``, ``fa`` the hidden stack
     below the top and the output stack at the top."""
@@ -55,12 +55,7 @@ def as_block_feedback(rule, feedback: jdfa.Feedback, like: blocks.BlockFeedback)
         else:
             layers.append(next(out if source.kind == "error" else hid))
     assert next(out, None) is None and next(hid, None) is None, "feedback left unread"
-    return blocks.BlockFeedback(tuple(layers))
-
-
-@pytest.fixture(params=[True, False], ids=["with_jit", "without_jit"])
-def variant(request):
-    return jax.jit if request.param else (lambda fn: fn)
+    return chain.ChainFeedback(tuple(layers))
 
 
 def batch(net, n=6, seed=1):
@@ -96,10 +91,10 @@ def test_dfa_with_dropout_on_dense_blocks_equals_the_mlps():
     context = rules.StepContext(jnp.int32(3), jax.random.key(7))
     x, y = batch(mlp)
     want = jdfa.update_direction(mlp, rule, params, feedback, x, y, context=context)
-    got = jdfa.update_direction(net, rule, as_blocks(params), blocks.BlockFeedback(tuple(feedback.output)),
+    got = jdfa.update_direction(net, rule, as_blocks(params), chain.ChainFeedback(tuple(feedback.output)),
                                 x, y, context=context)
     chex.assert_trees_all_close(got, as_blocks(want), rtol=1e-5, atol=1e-6)
-    plain = jdfa.update_direction(net, rule, as_blocks(params), blocks.BlockFeedback(tuple(feedback.output)),
+    plain = jdfa.update_direction(net, rule, as_blocks(params), chain.ChainFeedback(tuple(feedback.output)),
                                   x, y)
     assert not np.allclose(plain.blocks[1]["kernel"], got.blocks[1]["kernel"])  # units were dropped
 
@@ -135,7 +130,7 @@ def test_conv_identities(variant):
         bdfa = variant(lambda p, f, k=k: jdfa.update_direction(net, jdfa.bdfa(k), p, f, *x_y))(
             params, feedback)
         chex.assert_trees_all_equal(bdfa, dfa)
-    true_weights = blocks.BlockFeedback(params.blocks[1:] + (params.output,))
+    true_weights = chain.ChainFeedback(params.blocks[1:] + (params.output,))
     fa = variant(lambda p, f: jdfa.update_direction(net, jdfa.fa(), p, f, *x_y))(params, true_weights)
     no_feedback = jdfa.init(jax.random.key(0), net, jdfa.bp())[1]
     bp = variant(lambda p: jdfa.update_direction(net, jdfa.bp(), p, no_feedback, *x_y))(params)
@@ -148,7 +143,7 @@ def test_conv_identities(variant):
 
 def test_feedback_is_shaped_to_each_feedback_point():
     net = SMALL_CONV
-    assert net.structure.points == ((10, 10, 3), (3, 3, 4), (16,))
+    assert net.point_shapes == ((10, 10, 3), (3, 3, 4), (16,))
     feedback = jdfa.init(jax.random.key(0), net, jdfa.dfa())[1]
     assert [b.shape for b in feedback.layers] == [(300, 5), (36, 5), (16, 5)]
     fp = jdfa.init(jax.random.key(0), net, jdfa.fp(1))[1]
@@ -206,7 +201,7 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="params do not fit"):
         jdfa.update_direction(net, jdfa.dfa(), other, feedback, x, y)
     with pytest.raises(ValueError, match="one device"):
-        jdfa.make_train_step(net, jdfa.dfa(), optax.sgd(0.1), mesh=object())
+        jdfa.make_train_step(net, jdfa.dfa(), optax.sgd(0.1), mesh=jdfa.parallel.make_mesh(1, 2))
     with pytest.raises(ValueError, match="BatchNorm"):
         _ = blocks.FlaxNet(input_shape=(4,), builder=lambda rngs: [
             nnx.Sequential(nnx.Linear(4, 3, rngs=rngs), nnx.BatchNorm(3, rngs=rngs)),

@@ -19,11 +19,6 @@ NET = jdfa.MLP(in_features=13, width=11, depth=DEPTH, out_features=5)
 DROPPED = jdfa.MLP(in_features=13, width=11, depth=DEPTH, out_features=5, dropout=0.4)
 
 
-@pytest.fixture(params=[True, False], ids=["with_jit", "without_jit"])
-def variant(request):
-    return jax.jit if request.param else (lambda fn: fn)
-
-
 def batch(net=NET, n=9):
     kx, ky = jax.random.split(jax.random.key(1))
     return jax.random.uniform(kx, (n, net.in_features)), jax.random.randint(ky, (n,), 0, net.out_features)

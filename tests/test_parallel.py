@@ -44,7 +44,7 @@ def test_sharded_step_equals_unsharded(rule, data, layers):
         state, metrics = step(state, x, y)
     want = jax.device_get(state.params)
     mesh = parallel.make_mesh(data, layers)
-    sharded = parallel.shard_state(mesh, jdfa.init_train_state(jax.random.key(0), NET, rule, opt))
+    sharded = parallel.shard_state(mesh, jdfa.init_train_state(jax.random.key(0), NET, rule, opt), NET)
     sharded_step = jdfa.make_train_step(NET, rule, opt, mesh=mesh)
     for _ in range(3):
         sharded, sharded_metrics = sharded_step(sharded, x, y)
@@ -61,7 +61,7 @@ def test_layer_axis_splits_hidden_stack_feedback_and_optimizer_state():
     mesh = parallel.make_mesh(1, 8)
     rule = jdfa.bdfa(1)  # feedback.hidden has depth - 1 = 8 layers, feedback.output 1
     state = parallel.shard_state(mesh, jdfa.init_train_state(jax.random.key(0), NET, rule,
-                                                             optax.adam(1e-3)))
+                                                             optax.adam(1e-3)), NET)
     mu = state.opt_state[0].mu
     for leaf in (state.params.hidden.w, state.params.hidden.b, state.feedback.hidden, mu.hidden.w):
         assert leaf.sharding.spec == P("layers")

@@ -28,12 +28,6 @@ def setup(rule, net=NET, seed=0):
     return params, feedback
 
 
-@pytest.fixture(params=[True, False], ids=["with_jit", "without_jit"])
-def variant(request):
-    """Like chex's ``self.variant``: the function under `jax.jit`, or as it is."""
-    return jax.jit if request.param else (lambda fn: fn)
-
-
 ALL_RULES = [jdfa.bp(), jdfa.fa(), jdfa.dfa(), jdfa.fp(0), jdfa.fp(1), jdfa.fp(3), jdfa.fp(DEPTH),
              jdfa.fp(1, "error"), jdfa.fp(3, "error"),
              jdfa.bdfa(1), jdfa.bdfa(2), jdfa.bdfa(3), jdfa.bdfa(DEPTH), jdfa.bdfa(100),

@@ -104,7 +104,7 @@ def test_weight_decay_is_adamw_decay_on_the_weights_only():
     params, _ = jdfa.init(jax.random.key(0), net, jdfa.dfa())
     grads = jax.tree.map(lambda p: jax.random.normal(jax.random.key(1), p.shape), params)
     weights = jdfa.Params(*(jdfa.model.Dense(w=True, b=False) for _ in range(3)))
-    ours = jdfa.Optimizer("adam", lr=0.01, weight_decay=0.3).build(steps=1000)
+    ours = jdfa.Optimizer("adam", lr=0.01, weight_decay=0.3).build(steps=1000, weight_mask=net.weight_mask)
     adamw = optax.adamw(0.01, weight_decay=0.3, mask=weights)
     state, ref_state = ours.init(params), adamw.init(params)
     for update in (jax.jit(ours.update), ours.update):
@@ -113,7 +113,8 @@ def test_weight_decay_is_adamw_decay_on_the_weights_only():
         chex.assert_trees_all_close(got, want, rtol=1e-6, atol=1e-7)
 
     zero = jax.tree.map(jnp.zeros_like, params)
-    sgd = jdfa.Optimizer("sgd", lr=0.1, schedule="cosine", weight_decay=0.5).build(steps=4)
+    sgd = jdfa.Optimizer("sgd", lr=0.1, schedule="cosine", weight_decay=0.5).build(steps=4,
+                                                                              weight_mask=net.weight_mask)
     state = sgd.init(params)
     for step in range(5):
         rate = 0.1 * 0.5 * (1 + np.cos(np.pi * min(step, 4) / 4))

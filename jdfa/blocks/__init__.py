@@ -4,17 +4,11 @@
     state = jdfa.init_train_state(key, net, jdfa.dfa(), optax.adam(1e-3))
     step = jdfa.make_train_step(net, jdfa.dfa(), optax.adam(1e-3))
 
-A `BlockNet` goes wherever a `jdfa.MLP` goes: `jdfa.init`, the train step, `jdfa.align`,
-`jdfa.train` and its checkpoints and sweeps. Modules: `net` (the nets, their parameters and
-forward pass), `feedback` (feedback shaped to each feedback point), `update` (the deltas by the
-rule's plan and each block's update from its own VJP).
+A `BlockNet` is a `jdfa.chain.ChainNet` of Flax NNX blocks: it goes wherever a `jdfa.MLP` goes
+(`jdfa.init`, the train step, `jdfa.align`, `jdfa.train` and its checkpoints and sweeps), trained
+by the rule's plan (`jdfa.chain`).
 """
 
-from jdfa.blocks.feedback import BlockFeedback, check_feedback, init_feedback
-from jdfa.blocks.net import BlockNet, BlockParams, ConvNet, FlaxNet, apply, check_params, init_params
-from jdfa.blocks.update import Point, compute_update, forward
+from jdfa.blocks.net import BlockNet, ConvNet, FlaxNet
 
-__all__ = [
-    "BlockFeedback", "BlockNet", "BlockParams", "ConvNet", "FlaxNet", "Point", "apply",
-    "check_feedback", "check_params", "compute_update", "forward", "init_feedback", "init_params",
-]
+__all__ = ["BlockNet", "ConvNet", "FlaxNet"]

@@ -24,36 +24,24 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
+from jdfa.activations import ACTIVATIONS
+from jdfa.chain import ChainNet, ChainParams
 from jdfa.losses import LOSSES
-from jdfa.model import ACTIVATIONS, WEIGHT_INITS, check_inputs, init_weight
+from jdfa.model import WEIGHT_INITS, init_weight
 from jdfa.validate import check_choice, check_int
 
 
-class BlockParams(NamedTuple):
-    """The parameters of a `BlockNet`: one Flax pure dict (nested dicts of arrays, as
-    ``nnx.split`` gives them) per block, bottom-up, and one for the output block."""
-
-    blocks: tuple
-    output: dict
-
-
-class _Structure(NamedTuple):
-    graphdefs: tuple  # one nnx.GraphDef per block, the output block's last
-    points: tuple  # the shape of each feedback point without the batch axis, bottom-up
-    out_features: int
-
-
 @dataclasses.dataclass(frozen=True)
-class BlockNet:
+class BlockNet(ChainNet):
     """A net of Flax blocks; subclasses define `build`. Frozen and hashable: a static argument of
-    jitted functions, as `jdfa.MLP` is.
+    jitted functions, as `jdfa.MLP` is. Its parameters are a `jdfa.chain.ChainParams` of Flax
+    pure dicts (nested dicts of arrays, as ``nnx.split`` gives them), one per block.
 
     Attributes:
       input_shape: the shape one example has for the first block, e.g. ``(28, 28, 1)``.
@@ -62,6 +50,8 @@ class BlockNet:
       dropout: the probability of dropping each unit of a feedback point's ``h_i`` in a training
         step (inverted dropout, as `jdfa.MLP`'s: the mask enters ``f'``).
     """
+
+    steps_alone_on_cpu: ClassVar[bool] = True  # conv weight gradients (`jdfa.net.Net`)
 
     input_shape: tuple[int, ...] = (28, 28, 1)
     activation: str = "tanh"
@@ -83,8 +73,8 @@ class BlockNet:
         raise NotImplementedError(f"{type(self).__name__} does not define build")
 
     @functools.cached_property
-    def structure(self) -> _Structure:
-        """The blocks' static graphs and the feedback points' shapes, from one abstract build."""
+    def graphdefs(self) -> tuple:
+        """The blocks' static graphs (the output block's last), from one abstract build."""
         modules = nnx.eval_shape(lambda: list(self.build(nnx.Rngs(0))))
         if len(modules) < 2:
             raise ValueError(f"{type(self).__name__}.build must return at least one block and the "
@@ -99,26 +89,17 @@ class BlockNet:
                                  "blocks are stateless layers; use the net's dropout= instead of "
                                  "nnx.Dropout and LayerNorm instead of BatchNorm")
             graphdefs.append(graphdef)
-        params = jax.eval_shape(lambda: init_params(jax.random.key(0), self))
-        h = jax.ShapeDtypeStruct((1,) + self.input_shape, jnp.float32)
-        points = []
-        for graphdef, p in zip(graphdefs[:-1], params.blocks):
-            h = jax.eval_shape(lambda p, h, g=graphdef: nnx.merge(g, p)(h), p, h)
-            points.append(h.shape[1:])
-        a_y = jax.eval_shape(lambda p, h: nnx.merge(graphdefs[-1], p)(h), params.output, h)
+        return tuple(graphdefs)
+
+    @functools.cached_property
+    def out_features(self) -> int:
+        """The number of logits, from one abstract pass."""
+        x = jax.ShapeDtypeStruct((1, self.in_features), jnp.float32)
+        a_y = jax.eval_shape(self.apply, self.params_shapes, x)
         if len(a_y.shape) != 2:
             raise ValueError(f"the output block must return logits of shape (N, out_features), got "
                              f"{a_y.shape[1:]} per example; end it with a flatten and a Dense layer")
-        return _Structure(tuple(graphdefs), tuple(points), a_y.shape[1])
-
-    @property
-    def depth(self) -> int:
-        """The number of feedback points (blocks before the output block)."""
-        return len(self.structure.points)
-
-    @property
-    def out_features(self) -> int:
-        return self.structure.out_features
+        return a_y.shape[1]
 
     @property
     def in_features(self) -> int:
@@ -128,10 +109,29 @@ class BlockNet:
     def f(self) -> Callable[[jax.Array], jax.Array]:
         return ACTIVATIONS[self.activation]
 
+    def point_activation(self):
+        return self.f
+
+    def embed(self, x):
+        return jnp.reshape(x, (-1,) + self.input_shape)
+
+    def init_params(self, key):
+        """Draws the parameters with ``nnx.Rngs(key)``; the same key gives the same bits."""
+        modules = list(self.build(nnx.Rngs(key)))
+        states = [nnx.to_pure_dict(nnx.split(m)[1]) for m in modules]
+        return ChainParams(tuple(states[:-1]), states[-1])
+
+    def block_apply(self, i, params, h):
+        return nnx.merge(self.graphdefs[i], params)(h)
+
     def to_dict(self) -> dict:
         """A JSON-ready dict of the net (``model`` names its kind)."""
         fields = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
         return {"model": type(self).__name__, **fields}
+
+    def describe(self):
+        init = f", {self.weight_init} init" if hasattr(self, "weight_init") else ""
+        return f"{type(self).__name__}, {self.depth} feedback points, {self.activation}{init}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +152,11 @@ class FlaxNet(BlockNet):
 
     def build(self, rngs):
         return self.builder(rngs)
+
+    @classmethod
+    def from_fields(cls, fields):
+        raise ValueError(f"a FlaxNet is built by code ({fields.get('builder', '?')}) and cannot be "
+                         "rebuilt from its config; pass Config(net=...) with the net itself")
 
     def to_dict(self):
         name = getattr(self.builder, "__qualname__", repr(self.builder))
@@ -175,6 +180,7 @@ class ConvNet(BlockNet):
     width: int = 500
     kernel: int = 5
     weight_init: str = "uniform"
+    flag: ClassVar[str | None] = "conv"
 
     def __post_init__(self):
         super().__post_init__()
@@ -210,38 +216,3 @@ class ConvNet(BlockNet):
 
 def _flatten(h):
     return h.reshape(h.shape[0], -1)
-
-
-def init_params(key: jax.Array, net: BlockNet) -> BlockParams:
-    """Draws the parameters of ``net`` with ``nnx.Rngs(key)``; the same key gives the same bits."""
-    modules = list(net.build(nnx.Rngs(key)))
-    states = [nnx.to_pure_dict(nnx.split(m)[1]) for m in modules]
-    return BlockParams(tuple(states[:-1]), states[-1])
-
-
-def block_apply(net: BlockNet, i: int, params, h: jax.Array) -> jax.Array:
-    """Block ``i`` (``net.depth`` is the output block) on ``h`` with ``params``, a pure dict."""
-    return nnx.merge(net.structure.graphdefs[i], params)(h)
-
-
-def check_params(net: BlockNet, params: BlockParams) -> None:
-    """Raises ``ValueError`` if ``params`` do not have the shapes of ``net``'s parameters."""
-    want = jax.tree.map(lambda s: s.shape, jax.eval_shape(lambda: init_params(jax.random.key(0), net)))
-    got = jax.tree.map(jnp.shape, params)
-    if not isinstance(params, BlockParams) or got != want:
-        raise ValueError(f"params do not fit {type(net).__name__}: expected shapes {want}, got {got}; "
-                         "draw them with jdfa.init(key, net, rule)")
-
-
-def apply(net: BlockNet, params: BlockParams, x: jax.Array) -> jax.Array:
-    """The logits ``a_y`` (N, out_features) of flat inputs ``x`` (N, prod(input_shape))."""
-    check_inputs(net, x)
-    h = jnp.reshape(x, (-1,) + net.input_shape)
-    for i, p in enumerate(params.blocks):
-        h = net.f(block_apply(net, i, p, h))
-    return block_apply(net, net.depth, params.output, h)
-
-
-def points_size(net: BlockNet) -> list[int]:
-    """The number of units of each feedback point, bottom-up."""
-    return [int(np.prod(s)) for s in net.structure.points]

@@ -16,8 +16,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jdfa import parallel
-from jdfa.blocks import BlockNet
-from jdfa.model import MLP
+from jdfa.net import Net
 from jdfa.optimizers import Optimizer
 from jdfa.rules import FeedbackRule, Rule
 from jdfa.step import TrainState, init_train_state, train_step
@@ -90,7 +89,7 @@ def hyper(data_key, optimizer: Optimizer, lr_scale: float = 1.0) -> Hyper:
     return Hyper(data_key, jnp.float32(optimizer.lr * lr_scale), jnp.float32(optimizer.weight_decay))
 
 
-def chunk_body(net: MLP, rule: Rule, optimizer: Optimizer, steps: int, batch_size: int,
+def chunk_body(net: Net, rule: Rule, optimizer: Optimizer, steps: int, batch_size: int,
                batch_mode: str, remat: bool, n_train: int, mesh=None):
     """The un-jitted ``(state, hyper, x, y, n_steps, loss_sum, accuracy_sum) -> (state,
     ChunkMetrics)`` of one run: up to ``n_steps`` (traced: one compilation serves every length)
@@ -102,7 +101,7 @@ def chunk_body(net: MLP, rule: Rule, optimizer: Optimizer, steps: int, batch_siz
     steps_per_epoch = n_train // batch_size
 
     def chunk(state, hyper, x, y, n_steps, loss_sum, accuracy_sum, order=None, acc=None):
-        opt = optimizer.transform(steps, hyper.lr, hyper.weight_decay)
+        opt = optimizer.transform(steps, hyper.lr, hyper.weight_decay, net.weight_mask)
         # One epoch's order serves the whole chunk (`steps_in_chunk`); a per-step lax.cond would
         # turn into a select under a sweep's vmap, drawing a permutation every step. `stepwise`
         # draws it once per chunk and passes it in, with the metrics its last step left.
@@ -140,7 +139,7 @@ def chunk_body(net: MLP, rule: Rule, optimizer: Optimizer, steps: int, batch_siz
     return chunk
 
 
-def make_chunk(net: MLP, rule: Rule, optimizer: Optimizer, steps: int, batch_size: int,
+def make_chunk(net: Net, rule: Rule, optimizer: Optimizer, steps: int, batch_size: int,
                batch_mode: str, remat: bool, n_train: int, mesh=None):
     """`chunk_body` of one run, jitted. With a ``mesh``, the state is laid out as
     `jdfa.parallel.state_sharding` says."""
@@ -149,8 +148,9 @@ def make_chunk(net: MLP, rule: Rule, optimizer: Optimizer, steps: int, batch_siz
         return stepwise(chunk, n_train, batch_size, net.depth + 1)
     if mesh is None:
         return jax.jit(chunk)
-    abstract = jax.eval_shape(lambda: init_train_state(jax.random.key(0), net, rule, optimizer.build(steps)))
-    states, rep = parallel.state_sharding(mesh, abstract), parallel.replicated(mesh)
+    abstract = jax.eval_shape(lambda: init_train_state(jax.random.key(0), net, rule,
+                                                       optimizer.build(steps, weight_mask=net.weight_mask)))
+    states, rep = parallel.state_sharding(mesh, abstract, net), parallel.replicated(mesh)
     return jax.jit(chunk, in_shardings=(states, rep, rep, rep, rep, rep, rep), out_shardings=(states, rep))
 
 
@@ -158,11 +158,12 @@ STEP = object()  # `chunk_body`'s n_steps for exactly one step, outside any loop
 
 
 def stepwise_on_cpu(net) -> bool:
-    """Whether ``net``'s chunks run one jitted step per call from Python (`stepwise`): jdfa.blocks
-    nets on the CPU, where XLA runs a convolution's weight gradient inside a loop body (or in a
-    program of several steps) 7-20x slower than in a program of one step (jax-ml/jax#12868; a
-    ConvNet step: 161 ms in a loop, 19 ms alone)."""
-    return isinstance(net, BlockNet) and jax.default_backend() == "cpu"
+    """Whether ``net``'s chunks run one jitted step per call from Python (`stepwise`): nets that
+    say so (`jdfa.net.Net.steps_alone_on_cpu`: jdfa.blocks nets) on the CPU, where XLA runs a
+    convolution's weight gradient inside a loop body (or in a program of several steps) 7-20x
+    slower than in a program of one step (jax-ml/jax#12868; a ConvNet step: 161 ms in a loop, 19 ms
+    alone)."""
+    return net.steps_alone_on_cpu and jax.default_backend() == "cpu"
 
 
 def stepwise(chunk, n_train: int, batch_size: int, n_layers: int, vmapped: bool = False):
@@ -191,12 +192,12 @@ def stepwise(chunk, n_train: int, batch_size: int, n_layers: int, vmapped: bool 
     return run
 
 
-def init_runs(init_keys, feedback_scales, net: MLP, rule: Rule, optimizer: Optimizer,
+def init_runs(init_keys, feedback_scales, net: Net, rule: Rule, optimizer: Optimizer,
               steps: int) -> TrainState:
     """The stacked `TrainState` of R runs (every leaf with a leading run axis R): run ``r`` drawn
     with ``init_keys[r]`` and its feedback at scale ``feedback_scales[r]``, bit for bit as it is
     drawn alone (one run at a time: XLA:CPU compiles a vmapped draw for seconds)."""
-    opt = optimizer.build(steps)  # the optimizer's state does not depend on lr or decay
+    opt = optimizer.build(steps, weight_mask=net.weight_mask)  # its state depends on neither lr nor decay
     states = [init_train_state(key, net, dataclasses.replace(rule, feedback_scale=float(scale))
                                if isinstance(rule, FeedbackRule) else rule, opt)
               for key, scale in zip(init_keys, feedback_scales)]
@@ -209,7 +210,7 @@ def run_state(states, r):
     return jax.tree.map(lambda a: a[r], states)
 
 
-def make_sweep_chunk(net: MLP, rule: Rule, optimizer: Optimizer, steps: int, batch_size: int,
+def make_sweep_chunk(net: Net, rule: Rule, optimizer: Optimizer, steps: int, batch_size: int,
                      batch_mode: str, remat: bool, n_train: int, mesh=None, n_runs: int | None = None):
     """`chunk_body` vmapped over a leading run axis of the state, the `Hyper` and the sums (the
     data and ``n_steps`` are shared), jitted: R runs as one program. With a ``mesh``, the run

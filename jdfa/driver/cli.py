@@ -26,7 +26,8 @@ import re
 import sys
 import typing
 
-from jdfa import data, model, rules
+from jdfa import data, mlp, model, rules
+from jdfa.activations import ACTIVATIONS
 from jdfa.batch_modes import BATCH_MODES
 from jdfa.driver import flags, grid
 from jdfa.driver.config import MODELS, ON_DIVERGE, Config
@@ -38,14 +39,14 @@ from jdfa.optimizers import OPTIMIZERS, SCHEDULES, Optimizer
 CHOICES = {"boundary": rules.BOUNDARIES, "source": rules.SOURCES, "per": rules.PER,
            "feedback_init": rules.FEEDBACK_INITS,
            "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "batch_mode": BATCH_MODES,
-           "activation": tuple(model.ACTIVATIONS), "loss": tuple(LOSSES),
+           "activation": tuple(ACTIVATIONS), "loss": tuple(LOSSES),
            "weight_init": model.WEIGHT_INITS, "on_diverge": ON_DIVERGE, "dataset": data.DATASETS,
            "model": MODELS}
 
 
 def _types() -> dict:
     """The Python type of every flag, from the annotations of the objects it configures."""
-    hints = {**typing.get_type_hints(Config), **typing.get_type_hints(model.MLP)}
+    hints = {**typing.get_type_hints(Config), **typing.get_type_hints(mlp.MLP)}
     for cls in rules.RULES.values():
         hints.update(typing.get_type_hints(cls))
     optimizer = typing.get_type_hints(Optimizer)

@@ -1,9 +1,9 @@
 """What defines a run: the net, the rule and the optimizer (each its own frozen object), and the
 run's own settings.
 
-`Config` holds a net (a `jdfa.MLP` or a `jdfa.blocks.BlockNet`), a `jdfa.rules.Rule` and a
-`jdfa.optimizers.Optimizer` as they are, so each default lives in one place. The command line's
-flat flags map onto it in `jdfa.driver.flags`.
+`Config` holds a net (any `jdfa.net.Net`: `jdfa.MLP`, a `jdfa.blocks` net, your own), a
+`jdfa.rules.Rule` and a `jdfa.optimizers.Optimizer` as they are, so each default lives in one
+place. The command line's flat flags map onto it in `jdfa.driver.flags`.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from jdfa import net as nets
 from jdfa import rules
-from jdfa.blocks import BlockNet, ConvNet
-from jdfa.model import MLP
+from jdfa.blocks import ConvNet
+from jdfa.mlp import MLP
 from jdfa.optimizers import Optimizer
-from jdfa.update import check_run
 from jdfa.validate import check_choice, check_int, check_positive
 
 ON_DIVERGE = ("stop", "rollback")
@@ -27,7 +27,7 @@ class Config:
     """Everything that defines a run.
 
     Attributes:
-      net: the net, a `jdfa.MLP` or a `jdfa.blocks.BlockNet`; its ``in_features`` and
+      net: the net (a `jdfa.net.Net`: `jdfa.MLP`, a `jdfa.blocks` net, your own); its ``in_features`` and
         ``out_features`` must fit the data (`net_for_data`).
       rule: the learning rule, e.g. ``jdfa.bdfa(25)``.
       optimizer: the optimizer, e.g. ``Optimizer("adam", lr=1e-4)``.
@@ -49,7 +49,7 @@ class Config:
         (`jdfa.parallel`); ``distributed`` calls `jax.distributed.initialize` first.
     """
 
-    net: MLP | BlockNet = MLP(784, 256, 2, 10)
+    net: nets.Net = MLP(784, 256, 2, 10)
     rule: rules.Rule = rules.DFA()
     optimizer: Optimizer = Optimizer()
     dataset: str = "mnist"
@@ -78,9 +78,7 @@ class Config:
     distributed: bool = False
 
     def __post_init__(self):
-        if not isinstance(self.net, MLP | BlockNet):
-            raise TypeError(f"net must be a jdfa.MLP or a jdfa.blocks.BlockNet, got "
-                            f"{type(self.net).__name__}")
+        nets.check_net(self.net)
         if not isinstance(self.rule, rules.Rule):
             raise TypeError(f"rule must be a jdfa rule (e.g. jdfa.dfa()), got {self.rule!r}")
         if not isinstance(self.optimizer, Optimizer):
@@ -95,10 +93,7 @@ class Config:
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other: continue the run, or replace it")
         # The step's own checks, here too: a run that cannot train is refused before it starts.
-        check_run(self.net, self.rule, self.batch_mode, self.remat)
-        if isinstance(self.net, BlockNet) and self.mesh_data * self.mesh_layers > 1:
-            raise ValueError("a mesh splits jdfa.MLP's stacked layers; jdfa.blocks nets run on one "
-                             "device (mesh_data=1, mesh_layers=1)")
+        self.net.check_run(self.rule, self.batch_mode, self.remat, self.mesh_data * self.mesh_layers)
         check_choice("on_diverge", self.on_diverge, ON_DIVERGE)
         check_positive("rollback_factor", self.rollback_factor)
         if self.resume and not (self.out and self.checkpoint):
@@ -110,30 +105,18 @@ class Config:
         run's own settings."""
         own = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                if f.name not in ("net", "rule", "optimizer")}
-        net = self.net.to_dict() if isinstance(self.net, BlockNet) else dataclasses.asdict(self.net)
-        return {"net": net, "rule": self.rule.to_dict(),
+        return {"net": self.net.to_dict(), "rule": self.rule.to_dict(),
                 "optimizer": dataclasses.asdict(self.optimizer), **own}
 
     @classmethod
     def from_dict(cls, d: dict) -> Config:
         """The config of `to_dict`'s dict."""
         d = dict(d)
-        return cls(net=_net_from_dict(d.pop("net")), rule=rules.from_dict(d.pop("rule")),
+        return cls(net=nets.from_dict(d.pop("net")), rule=rules.from_dict(d.pop("rule")),
                    optimizer=Optimizer(**d.pop("optimizer")), **d)
 
 
-def _net_from_dict(d: dict) -> MLP | BlockNet:
-    d = dict(d)
-    model = d.pop("model", "MLP")
-    if model == "MLP":
-        return MLP(**d)
-    if model == "ConvNet":
-        return ConvNet(**d)
-    raise ValueError(f"a {model} is built by code ({d.get('builder', '?')}) and cannot be rebuilt "
-                     "from its config; pass Config(net=...) with the net itself")
-
-
-def net_for_data(data, model: str = "mlp", **fields) -> MLP | BlockNet:
+def net_for_data(data, model: str = "mlp", **fields) -> nets.Net:
     """The net ``model`` names (`MODELS`) fitted to ``data = ((x_train, y_train), (x_test,
     y_test))``: ``in_features`` and one output per class, or a single output unit for two classes
     under a sigmoid or squared-error loss (as for XOR).

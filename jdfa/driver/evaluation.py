@@ -8,23 +8,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdfa import losses, model
+from jdfa import losses
 from jdfa.driver.periodic import Periodic
-from jdfa.model import MLP
+from jdfa.net import Net
 
 
 @functools.cache
-def _eval_fn(net: MLP):
+def _eval_fn(net: Net):
     """The jitted ``(params, x, y) -> [loss, accuracy]`` of ``net``, compiled once per net."""
 
     def fn(params, x, y):
-        a_y = model.apply(net, params, x)
+        a_y = net.apply(params, x)
         return jnp.stack([losses.output_loss(net, a_y, y), losses.accuracy(net, a_y, y)])
 
     return jax.jit(fn)
 
 
-def evaluate(net: MLP, params, x, y, batch: int = 2000) -> dict[str, float]:
+def evaluate(net: Net, params, x, y, batch: int = 2000) -> dict[str, float]:
     """Mean loss and accuracy of ``params`` on ``(x, y)`` (device arrays), in batches."""
     fn = _eval_fn(net)
     totals = np.zeros(2)
@@ -38,7 +38,7 @@ def evaluate(net: MLP, params, x, y, batch: int = 2000) -> dict[str, float]:
 class Evaluate(Periodic):
     """Adds ``train_accuracy`` (on fixed training examples), ``test_accuracy`` and ``test_loss``."""
 
-    def __init__(self, every: int, net: MLP, train_xy, test_xy):
+    def __init__(self, every: int, net: Net, train_xy, test_xy):
         super().__init__(every, at_end=True)
         self.net, self.train_xy, self.test_xy = net, train_xy, test_xy
 

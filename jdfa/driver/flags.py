@@ -13,9 +13,7 @@ import dataclasses
 
 from jdfa import data as datasets
 from jdfa import rules
-from jdfa.blocks import ConvNet
 from jdfa.driver.config import Config, net_for_data
-from jdfa.model import MLP
 from jdfa.optimizers import Optimizer
 
 NET = ("model", "width", "depth", "activation", "loss", "weight_init", "dropout")
@@ -84,7 +82,7 @@ def config_flags(config: Config) -> dict:
     own = {f.name: getattr(config, f.name) for f in dataclasses.fields(Config)
            if f.name not in ("net", "rule", "optimizer")}
     net = config.net
-    model = "mlp" if isinstance(net, MLP) else "conv" if isinstance(net, ConvNet) else net
+    model = net.flag or net
     return {"rule": config.rule, "model": model,
             **{name: getattr(net, name, None) for name in NET if name != "model"},
             **{flag: getattr(config.optimizer, field) for flag, field in OPTIMIZER.items()}, **own}

@@ -31,7 +31,6 @@ from jdfa.driver.periodic import next_stop
 from jdfa.driver.progress import Progress
 from jdfa.driver.runlog import RunLog
 from jdfa.driver.signals import SignalFlag
-from jdfa.model import check_inputs
 from jdfa.step import init_train_state
 
 SECONDS_PER_CHUNK = 0.5
@@ -77,9 +76,9 @@ def _train(cfg: Config, data, saved_config, signals: SignalFlag) -> dict[str, An
                                  replace=False)
     x_eval, y_eval = x[eval_idx], y[eval_idx]
 
-    state = init_train_state(k_init, net, rule, cfg.optimizer.build(cfg.steps))
+    state = init_train_state(k_init, net, rule, cfg.optimizer.build(cfg.steps, weight_mask=net.weight_mask))
     if mesh is not None:
-        state = parallel.shard_state(mesh, state)
+        state = parallel.shard_state(mesh, state, net)
     checkpoints = (Checkpoints(Path(cfg.out) / "checkpoints", cfg.keep_checkpoints)
                    if cfg.out and cfg.checkpoint else None)
     meta = dict.fromkeys(META, 0.0)
@@ -249,13 +248,13 @@ def report_abort(step: int) -> str:
 
 
 def check_data(cfg: Config, x_train, y_train, x_test, y_test) -> None:
-    """Clear errors for data that does not fit the run (`jdfa.model.check_inputs`: shapes, labels,
+    """Clear errors for data that does not fit the run (`jdfa.net.Net.check_inputs`: shapes, labels,
     NaN; a warning for inputs outside [0, 1]), before anything trains."""
     if cfg.batch_size > len(x_train):
         raise ValueError(f"batch_size {cfg.batch_size} exceeds the {len(x_train)} training examples")
     for split, x, y in (("training", x_train, y_train), ("test", x_test, y_test)):
         try:
-            check_inputs(cfg.net, x, y)
+            cfg.net.check_inputs(x, y)
         except ValueError as err:
             raise ValueError(f"the {split} data does not fit the run: {err}") from None
 

@@ -16,7 +16,6 @@ import jdfa
 from jdfa.driver.config import Config
 from jdfa.driver.periodic import Periodic
 from jdfa.driver.plots import plot_curves
-from jdfa.model import MLP
 
 
 class RunLog(Periodic):
@@ -142,10 +141,7 @@ def title(config: Config) -> str:
     """The run in one line: rule, net, optimizer, batch, seed."""
     net, opt = config.net, config.optimizer
     decay = f", wd {opt.weight_decay:g}" if opt.weight_decay else ""
-    shape = (f"depth {net.depth}, width {net.width}" if isinstance(net, MLP) else
-             f"{type(net).__name__}, {net.depth} feedback points")
-    init = f", {net.weight_init} init" if hasattr(net, "weight_init") else ""
-    return (f"{config.rule}  |  {shape}, {net.activation}{init}  |  "
+    return (f"{config.rule}  |  {net.describe()}  |  "
             f"{opt.name} lr {opt.lr:g} {opt.schedule}{decay}, "
             f"batch {config.batch_size}, seed {config.seed}")
 

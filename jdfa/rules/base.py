@@ -16,7 +16,8 @@ from typing import ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jdfa.model import MLP, Params, Trace
+from jdfa.model import Params, Trace
+from jdfa.net import Net
 from jdfa.validate import check_choice, check_positive
 
 RULES: dict[str, type[Rule]] = {}  # name -> class, filled as rule classes are defined
@@ -73,15 +74,15 @@ class Rule:
         if "name" in cls.__dict__:
             RULES[cls.name] = cls
 
-    def check(self, net: MLP) -> None:
+    def check(self, net: Net) -> None:
         """Raises ``ValueError`` if the rule does not fit ``net``."""
 
-    def feedback_layout(self, net: MLP) -> FeedbackLayout:
+    def feedback_layout(self, net: Net) -> FeedbackLayout:
         """How many feedback matrices of each kind the rule reads on ``net``."""
         self.check(net)
         return FeedbackLayout(0, 0)
 
-    def is_dfa(self, net: MLP) -> bool:
+    def is_dfa(self, net: Net) -> bool:
         """Whether on ``net`` every hidden delta is DFA's ``(B_i e) * f'(a_i)`` with ``B_i`` the
         ``i``-th of ``feedback.output`` -- the form `jdfa.remat` recomputes layer by layer."""
         return False
@@ -93,7 +94,7 @@ class Rule:
         raise ValueError(f"rule {self.name!r} has no plan, so it cannot train a jdfa.blocks net; "
                          "it trains jdfa.MLP only")
 
-    def deltas(self, net: MLP, params: Params, feedback, trace: Trace, e: jax.Array,
+    def deltas(self, net: Net, params: Params, feedback, trace: Trace, e: jax.Array,
                context: StepContext | None = None) -> jax.Array | None:
         """The deltas of all hidden layers.
 

@@ -1,0 +1,252 @@
+"""Nets that are a chain of blocks, each ending at a feedback point, trained by the rule's plan.
+
+`ChainNet` implements the `jdfa.net.Net` protocol for any chain ``h_0 = embed(x)``,
+``a_i = block_i(params_i, h_{i-1})`` (the feedback point ``i``), ``h_i = f(a_i)`` (``f`` the net's
+point activation, or none: ``h_i = a_i``), then the output block ``a_y = block_depth(params_out,
+h_depth)``. A subclass gives `ChainNet.init_params` (a `ChainParams`), `ChainNet.block_apply`
+and, where they differ from the defaults, `embed`, `point_activation` and the checks; the rest --
+feedback shaped to each point, the update of every rule with a plan, the per-block measurements,
+the weight mask -- comes from here. `jdfa.blocks` (Flax layers) is built on it.
+
+The update: one forward pass keeps each block's VJP; the deltas of the feedback points follow the
+rule's `jdfa.rules.Rule.plan` (a `jdfa.rules.Source` per point: ``e`` or another point's delta
+through a fixed ``B``, the block above's true VJP, or its VJP with random weights for FA); then
+every block's parameter update is its own VJP at its own delta. What is sequential: the forward
+chain, and the deltas only where the plan chains them; the ``depth + 1`` parameter VJPs are
+independent, which XLA is free to run in parallel.
+
+Feedback per point (`ChainFeedback`): ``"error"``: ``B_i`` (size_i, out_features), ``size_i`` the
+point's number of units per example (`point_sizes`: a conv map H x W x C has ``H*W*C``);
+``"delta"`` from point ``j``: (size_i, size_j); ``"fa"``: the block above's parameters with every
+array of rank >= 2 (the weights) redrawn; ``"backprop"``: None. Memory: DFA holds ``sum_i size_i *
+out_features`` floats; a point reading another point's delta ``size_i * size_j``, which grows as
+the product of two maps' sizes.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jdfa import batch_modes, losses, model
+from jdfa.feedback import draw
+from jdfa.net import Net
+
+
+class ChainParams(NamedTuple):
+    """The parameters of a `ChainNet`: one pytree per block, bottom-up, and the output block's."""
+
+    blocks: tuple
+    output: object
+
+
+class ChainFeedback(NamedTuple):
+    """One entry per feedback point, bottom-up, as the module docstring lays them out."""
+
+    layers: tuple
+
+
+class Point(NamedTuple):
+    """What the forward pass keeps of one feedback point (``N`` the batch size).
+
+    h_in: the block's input. a: the feedback point, the block's output.
+    fprime: ``f'(a)`` times the dropout mask where units were dropped; None without a point
+      activation and dropout (the delta lands on ``a`` as it is).
+    keep: the dropout mask (``0`` or ``1 / (1 - dropout)``), None when no unit was dropped.
+    vjp: the block's VJP at this batch: ``delta -> (param update, input cotangent)``.
+    """
+
+    h_in: jax.Array
+    a: jax.Array
+    fprime: jax.Array | None
+    keep: jax.Array | None
+    vjp: object
+
+
+class ChainNet(Net):
+    """A chain of blocks trained by the rule's plan; see the module docstring."""
+
+    # --- what a subclass gives ---------------------------------------------------------------------
+    def block_apply(self, i: int, params, h: jax.Array) -> jax.Array:
+        """Block ``i`` (``depth``: the output block) on ``h`` with its ``params``."""
+        raise NotImplementedError(f"{type(self).__name__} does not define block_apply")
+
+    def embed(self, x: jax.Array) -> jax.Array:
+        """The first block's input from the net's input ``x``. Default: ``x`` itself."""
+        return x
+
+    def point_activation(self):
+        """The function ``f`` applied after each feedback point, or None (``h_i = a_i``)."""
+        return None
+
+    def check_inputs(self, x, y=None):
+        """Default: flat inputs (N, in_features) and labels (N,) or targets (N, out_features)."""
+        model.check_inputs(self, x, y)
+
+    @functools.cached_property
+    def point_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Each feedback point's shape without the batch axis, bottom-up (one abstract pass)."""
+        x = jax.ShapeDtypeStruct((1, self.in_features), jnp.float32)
+        points = jax.eval_shape(lambda p, x: [pt.a for pt in self.forward(p, x, False)[0]],
+                                self.params_shapes, x)
+        return tuple(p.shape[1:] for p in points)
+
+    @property
+    def depth(self) -> int:
+        """The number of feedback points."""
+        return len(self.point_shapes)
+
+    @functools.cached_property
+    def params_shapes(self) -> ChainParams:
+        """The parameters' shapes and dtypes (`jax.ShapeDtypeStruct` leaves), drawn abstractly."""
+        return jax.eval_shape(self.init_params, jax.random.key(0))
+
+    @property
+    def point_sizes(self) -> list[int]:
+        """The number of units of each feedback point, bottom-up."""
+        return [math.prod(s) for s in self.point_shapes]
+
+    # --- the forward pass and the update -----------------------------------------------------------
+    def apply(self, params, x):
+        self.check_inputs(x)
+        f, h = self.point_activation(), self.embed(x)
+        for i, p in enumerate(params.blocks):
+            h = self.block_apply(i, p, h)
+            h = h if f is None else f(h)
+        return self.block_apply(len(params.blocks), params.output, h)
+
+    def forward(self, params: ChainParams, x: jax.Array, with_derivative: bool = True, key=None):
+        """``(points, h_top, a_y, vjp_out)``: a `Point` per feedback point, bottom-up, the output
+        block's input, the logits and the output block's VJP; ``key`` drops units (dropout)."""
+        f, depth = self.point_activation(), len(params.blocks)
+        drop = self.dropout > 0 and key is not None
+        keys = jax.random.split(key, depth) if drop else [None] * depth
+        h, points = self.embed(x), []
+        for i, k in enumerate(keys):
+            a, vjp = jax.vjp(functools.partial(self.block_apply, i), params.blocks[i], h)
+            h_next, fprime = a, None
+            if f is not None:  # the JVP with ones is f'(a) for an elementwise f
+                h_next, fprime = jax.jvp(f, (a,), (jnp.ones_like(a),)) if with_derivative else (f(a), None)
+            keep = None
+            if drop:
+                keep = jax.random.bernoulli(k, 1.0 - self.dropout, a.shape) / (1.0 - self.dropout)
+                h_next, fprime = h_next * keep, keep if fprime is None else fprime * keep
+            points.append(Point(h, a, fprime, keep, vjp))
+            h = h_next
+        a_y, vjp_out = jax.vjp(functools.partial(self.block_apply, depth), params.output, h)
+        return points, h, a_y, vjp_out
+
+    def compute_update(self, rule, params, feedback, x, y, batch_mode="mean", remat=False, context=None,
+                       dropout=True):
+        self.check_inputs(x, y)
+        self.check_params(params)
+        self.check_feedback(rule, feedback)
+        self.check_run(rule, batch_mode, remat)
+        plan, depth = rule.plan(len(params.blocks)), len(params.blocks)
+        k_dropout = jax.random.split(context.key)[0] if context is not None and dropout else None
+        points, h_top, a_y, vjp_out = self.forward(params, x, plan is not None, k_dropout)
+        loss, e = losses.output_error(self, a_y, y)
+        if plan is None:
+            zeros = tuple(jax.tree.map(jnp.zeros_like, p) for p in params.blocks)
+            return ChainParams(zeros, vjp_out(e)[0]), (loss, a_y)
+        taken = {}  # block -> its param update, where a BP step already ran the block's VJP
+        vjps, inputs = [p.vjp for p in points] + [vjp_out], [p.h_in for p in points] + [h_top]
+        deltas = [None] * depth
+        for i in reversed(range(depth)):
+            source, above = plan[i], deltas[i + 1] if i + 1 < depth else e
+            if source.kind == "backprop":
+                taken[i + 1], signal = vjps[i + 1](above)
+            elif source.kind == "fa":
+                own = params.blocks[i + 1] if i + 1 < depth else params.output
+                stand_in = jax.tree.map(lambda b, p: b if b.ndim >= 2 else p, feedback.layers[i], own)
+                _, vjp_h = jax.vjp(functools.partial(self.block_apply, i + 1, stand_in), inputs[i + 1])
+                signal = vjp_h(above)[0]
+            else:
+                s = e if source.kind == "error" else deltas[source.of]
+                signal = _rows(s) @ feedback.layers[i].T
+            fprime = points[i].fprime if source.kind == "backprop" else _feedback_fprime(rule, points[i])
+            signal = jnp.reshape(signal, points[i].a.shape)
+            deltas[i] = signal if fprime is None else signal * fprime
+        blocks = tuple(taken[i] if i in taken else vjps[i](deltas[i])[0] for i in range(depth))
+        output = taken[depth] if depth in taken else vjp_out(e)[0]
+        return ChainParams(blocks, output), (loss, a_y)
+
+    def layer_dots(self, u, v):
+        def dot(a, b):
+            return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+        return jnp.stack([dot(a, b) for a, b in zip(u.blocks + (u.output,), v.blocks + (v.output,))])
+
+    def weight_mask(self, params):
+        return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
+
+    # --- feedback --------------------------------------------------------------------------------
+    def init_feedback(self, key, rule):
+        rule.check(self)
+        plan = rule.plan(self.depth)
+        if plan is None:
+            return ChainFeedback(())
+        if getattr(rule, "shared_feedback", False):
+            raise ValueError("shared_feedback needs feedback of one shape for every layer; the feedback "
+                             f"points of a {type(self).__name__} may differ in shape, so draw them apart "
+                             "(shared_feedback=False)")
+        sizes, keys = self.point_sizes, jax.random.split(key, self.depth)
+        above = self.params_shapes  # the "fa" stand-ins' shapes
+        layers = []
+        for i, source in enumerate(plan):
+            if source.kind == "backprop":
+                layers.append(None)
+            elif source.kind == "fa":
+                block = above.blocks[i + 1] if i + 1 < self.depth else above.output
+                leaves, tree = jax.tree.flatten(block)
+                drawn = [draw(k, rule, w.shape, math.prod(w.shape) // w.shape[-2]) if len(w.shape) >= 2
+                         else jnp.zeros(w.shape, w.dtype)
+                         for k, w in zip(jax.random.split(keys[i], len(leaves)), leaves)]
+                layers.append(tree.unflatten(drawn))
+            else:
+                src = self.out_features if source.kind == "error" else sizes[source.of]
+                layers.append(draw(keys[i], rule, (sizes[i], src), src))
+        return ChainFeedback(tuple(layers))
+
+    def check_feedback(self, rule, feedback):
+        if not isinstance(feedback, ChainFeedback):
+            raise TypeError(f"feedback for a {type(self).__name__} must be a ChainFeedback, got "
+                            f"{type(feedback).__name__}; draw it with jdfa.init(key, net, rule)")
+        want = jax.tree.map(jnp.shape, jax.eval_shape(lambda: self.init_feedback(jax.random.key(0), rule)))
+        got = jax.tree.map(jnp.shape, feedback)
+        if got != want:
+            raise ValueError(f"feedback does not fit {rule} on {type(self).__name__}: expected shapes "
+                             f"{want}, got {got}; draw it with jdfa.init(key, net, rule)")
+
+    # --- checks ----------------------------------------------------------------------------------
+    def check_params(self, params):
+        want = jax.tree.map(lambda s: s.shape, self.params_shapes)
+        got = jax.tree.map(jnp.shape, params)
+        if not isinstance(params, ChainParams) or got != want:
+            raise ValueError(f"params do not fit {type(self).__name__}: expected shapes {want}, got "
+                             f"{got}; draw them with jdfa.init(key, net, rule)")
+
+    def check_run(self, rule, batch_mode="mean", remat=False, devices=1):
+        rule.check(self)
+        batch_modes.check_batch_mode(batch_mode)
+        if batch_mode != "mean" or remat:
+            raise ValueError(f"a {type(self).__name__} trains with batch_mode='mean' and without remat; "
+                             f"got batch_mode={batch_mode!r}, remat={remat}")
+        if devices > 1:
+            raise ValueError(f"a mesh splits jdfa.MLP's stacked layers; a {type(self).__name__} runs "
+                             "on one device (mesh_data=1, mesh_layers=1)")
+        rule.plan(self.depth)  # raises for rules without a plan
+
+
+def _rows(s: jax.Array) -> jax.Array:
+    """(N, ...) -> (N, units): a point's delta or the error as rows that ``B`` reads."""
+    return jnp.reshape(s, (s.shape[0], -1))
+
+
+def _feedback_fprime(rule, point: Point):
+    """``f'(a)`` for a feedback delta; without ``use_derivative`` the dropout mask (or None)."""
+    return point.fprime if getattr(rule, "use_derivative", True) else point.keep
