@@ -1,0 +1,58 @@
+"""The paper-budget runner survives SIGKILL: restarted, it continues the killed run from its
+checkpoint, never retrains a finished one, and ends with the records of an uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNNER = [sys.executable, str(ROOT / "experiments" / "paper_budget.py"), "--budget", "tiny"]
+TIMING = ("wall_s", "steps_per_s")  # what differs between two runs of the same program
+
+
+def _runner(folder: Path) -> subprocess.Popen:
+    return subprocess.Popen(RUNNER + ["--results", str(folder / "results"), "--work", str(folder / "work")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _without_timing(record: dict) -> dict:
+    def strip(d):
+        return {k: v for k, v in d.items() if k not in TIMING}
+
+    return {**strip(record), "summary": strip(record["summary"]),
+            "records": [strip(r) for r in record["records"]]}
+
+
+def _records(folder: Path) -> dict:
+    return {p.name: _without_timing(json.loads(p.read_text()))
+            for p in sorted((folder / "results" / "records").glob("*.json"))}
+
+
+def test_a_killed_runner_restarts_to_the_uninterrupted_records(tmp_path):
+    whole = _runner(tmp_path / "whole")
+    killed = _runner(tmp_path / "killed")
+    first = tmp_path / "killed" / "results" / "records" / "tiny_dfa_s0.json"
+    second_ckpt = tmp_path / "killed" / "work" / "runs" / "tiny_bdfa2_s0" / "checkpoints" / "40"
+    end = time.time() + 300
+    while not (first.exists() and second_ckpt.exists()):
+        assert killed.poll() is None, killed.communicate()[0]
+        assert time.time() < end, "the runner did not reach the second run's checkpoint"
+        time.sleep(0.02)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not first.with_name("tiny_bdfa2_s0.json").exists()  # killed mid-run
+    first_bytes, first_mtime = first.read_bytes(), os.stat(first).st_mtime_ns
+
+    restarted = _runner(tmp_path / "killed")
+    out = restarted.communicate(timeout=300)[0]
+    assert restarted.returncode == 0, out
+    assert "tiny_dfa_s0" not in out and "run 2/2 tiny_bdfa2_s0" in out  # the finished run is skipped
+    assert first.read_bytes() == first_bytes and os.stat(first).st_mtime_ns == first_mtime
+    assert whole.wait(timeout=300) == 0, whole.communicate()[0]
+    # The resumed run is the same program from the same checkpoint: equal to the bit, timing aside.
+    assert _records(tmp_path / "killed") == _records(tmp_path / "whole")
+    assert len(_records(tmp_path / "whole")) == 2
