@@ -108,7 +108,7 @@ def test_every_rule_with_a_plan_trains_it(rule):
     (x, y), data = _task()
     config = jdfa.Config(net=NET, rule=rule, optimizer=jdfa.Optimizer("adam", lr=3e-3), steps=300,
                          batch_size=32, eval_every=300, train_eval_size=256, progress=False,
-                         checkpoint=False, dataset="mine")
+                         checkpoint=False)
     summary = jdfa.train(config, data=data)
     assert summary["status"] == "finished"
     assert summary["train_accuracy"] > (0.3 if rule.name == "shallow" else 0.6), summary

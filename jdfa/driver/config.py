@@ -14,6 +14,7 @@ import math
 from jdfa import net as nets
 from jdfa import rules
 from jdfa.blocks import ConvNet
+from jdfa.data import DATASETS
 from jdfa.mlp import MLP
 from jdfa.optimizers import Optimizer
 from jdfa.validate import check_choice, check_int, check_positive
@@ -95,6 +96,9 @@ class Config:
         # The step's own checks, here too: a run that cannot train is refused before it starts.
         self.net.check_run(self.rule, self.batch_mode, self.remat, self.mesh_data * self.mesh_layers)
         check_choice("on_diverge", self.on_diverge, ON_DIVERGE)
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; expected one of {list(DATASETS)} (your own "
+                             "arrays go to jdfa.train(config, data=...), whatever the dataset's name)")
         check_positive("rollback_factor", self.rollback_factor)
         if self.resume and not (self.out and self.checkpoint):
             raise ValueError("resume needs out (--out: the run folder whose checkpoints to continue "

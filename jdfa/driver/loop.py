@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -31,13 +30,14 @@ from jdfa.driver.periodic import next_stop
 from jdfa.driver.progress import Progress
 from jdfa.driver.runlog import RunLog
 from jdfa.driver.signals import SignalFlag
+from jdfa.driver.summary import Summary
 from jdfa.step import init_train_state
 
 SECONDS_PER_CHUNK = 0.5
 META = ("loss_sum", "accuracy_sum", "interval_steps", "wall_s")  # saved beside each checkpoint
 
 
-def train(config: Config, *, data=None) -> dict[str, Any]:
+def train(config: Config, *, data=None) -> Summary:
     """Trains ``config.net`` with ``config.rule`` as ``config`` says.
 
     Args:
@@ -48,18 +48,18 @@ def train(config: Config, *, data=None) -> dict[str, Any]:
     raises: a script looping over runs should check the status.
 
     Returns:
-      a summary: ``status`` ("finished", "diverged", "invalid_data", "interrupted" or "aborted"),
-      ``step``, the last evaluation's ``train_accuracy`` / ``test_accuracy`` / ``test_loss``, the
-      best test accuracy and its step, ``wall_s`` (across resumes), ``steps_per_s``, ``out``,
-      ``rollbacks`` and the final ``state`` (a `jdfa.TrainState`: the last state whose steps
-      were all valid).
+      a `jdfa.driver.summary.Summary` (a dict with a one-line repr): ``status`` ("finished",
+      "diverged", "invalid_data", "interrupted" or "aborted"), ``step``, the last evaluation's
+      ``train_accuracy`` / ``test_accuracy`` / ``test_loss``, the best test accuracy and its step,
+      ``wall_s`` (across resumes), ``steps_per_s``, ``out``, ``rollbacks`` and the final ``state``
+      (a `jdfa.TrainState`: the last state whose steps were all valid; also ``summary.state``).
     """
     saved_config = rundir.prepare(config)  # refuses a bad start before anything is created
     with SignalFlag(saves=bool(config.out and config.checkpoint)) as signals:  # Ctrl-C from here on
         return _train(config, data, saved_config, signals)
 
 
-def _train(cfg: Config, data, saved_config, signals: SignalFlag) -> dict[str, Any]:
+def _train(cfg: Config, data, saved_config, signals: SignalFlag) -> Summary:
     net, rule = cfg.net, cfg.rule
     if cfg.distributed:
         parallel.initialize_distributed()
@@ -150,7 +150,7 @@ def _train(cfg: Config, data, saved_config, signals: SignalFlag) -> dict[str, An
                "steps_per_s": interval.steps_per_s(), **log.last, **log.best(),
                "wall_s": round(interval.wall(), 3), "rollbacks": rollbacks, "out": cfg.out}
     log.close(summary, cfg)
-    return {**summary, "state": state}
+    return Summary(summary, state=state)
 
 
 class Interval:

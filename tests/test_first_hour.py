@@ -1,0 +1,27 @@
+"""What a researcher meets in the first hour of the Python API: a summary that prints in a line,
+a config that refuses a misspelt dataset when it is made."""
+
+import jax
+import numpy as np
+import pytest
+
+import jdfa
+
+
+def test_a_summary_prints_in_a_line_and_keeps_the_state():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(256, 6)).astype(np.float32)
+    y = (x[:, 0] > 0.5).astype(np.int32)
+    config = jdfa.Config(net=jdfa.MLP(6, 16, 2, 2), steps=20, eval_every=10, batch_size=32,
+                         train_eval_size=64, progress=False, checkpoint=False)
+    summary = jdfa.train(config, data=((x, y), (x, y)))
+    text = repr(summary)
+    assert len(text) < 400 and str(summary) == text, text
+    assert text.startswith("Summary(status='finished', step=20") and "Array" not in text
+    assert summary["status"] == "finished" and summary.state is summary["state"]
+    assert int(summary.state.step) == 20 and jax.tree.leaves(summary.state.params)
+
+
+def test_a_misspelt_dataset_is_refused_when_the_config_is_made():
+    with pytest.raises(ValueError, match=r"unknown dataset 'mnsit'; expected one of \['mnist'"):
+        jdfa.Config(dataset="mnsit")
