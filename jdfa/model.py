@@ -110,7 +110,7 @@ def check_inputs(net: MLP, x, y=None) -> None:
 
     Shapes and ranks are checked always (they are static, also under `jit`); values only when
     concrete, so traced callers (`jit`, `vmap`, `make_jaxpr`) are not blocked: NaN or inf in ``x``
-    is an error, inputs outside [0, 1] (raw uint8 pixels?) a warning, labels out of range an
+    is an error, whole-number inputs in [0, 255] (raw pixels) a warning, labels out of range an
     error. Under `jit`, `jdfa.train_step`'s guard skips such a step instead.
     """
     if jnp.ndim(x) != 2:
@@ -148,9 +148,12 @@ def _check_values(x: np.ndarray) -> None:
     if x.size and not np.isfinite(x).all():
         rows = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
         raise ValueError(f"x holds NaN or inf in {rows.size} row(s) (the first is row {rows[0]})")
-    if x.size and (x.min() < 0 or x.max() > 1):
-        warnings.warn(f"inputs lie in [{x.min():g}, {x.max():g}], outside [0, 1] (raw uint8 "
-                      "pixels?); jdfa.data.load scales images to [0, 1]", stacklevel=4)
+    # Only where the warning can be right: standardised or other real-valued features are the
+    # user's choice; whole numbers in [0, 255] reaching past 1 are raw pixels. One message for every
+    # split, so Python's warning registry shows it once per place that checks the data.
+    if x.size and x.max() > 1 and x.min() >= 0 and x.max() <= 255 and np.array_equal(x, np.round(x)):
+        warnings.warn("the inputs are whole numbers in [0, 255]: raw pixel values? jdfa.data.load "
+                      "scales images to [0, 1]; divide by 255 for the same", stacklevel=4)
 
 
 def check_params(net: MLP, params: Params) -> None:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import jax
@@ -347,16 +348,27 @@ def test_11_18_wall_time_continues_and_the_summary_has_the_best(tmp_path):
 # --- 13. inputs the API should not take silently ---------------------------------------------------
 
 
-def test_13_raw_pixels_warn_and_nan_inputs_are_an_error():
+def test_13_raw_pixels_warn_once_and_nan_inputs_are_an_error():
     params, feedback = jdfa.init(jax.random.key(0), NET, jdfa.dfa())
     y = jnp.zeros(4, jnp.int32)
-    with pytest.warns(UserWarning, match="outside \\[0, 1\\]"):
+    with pytest.warns(UserWarning, match="whole numbers in \\[0, 255\\]: raw pixel values"):
         jdfa.update_direction(NET, jdfa.dfa(), params, feedback, jnp.full((4, 4), 255.0), y)
     with pytest.raises(ValueError, match="NaN or inf in 1 row"):
         jdfa.update_direction(NET, jdfa.dfa(), params, feedback, jnp.zeros((4, 4)).at[2, 0].set(jnp.nan), y)
-    (x, labels), test = synthetic()
-    with pytest.warns(UserWarning, match="raw uint8 pixels"):
-        run(data=((x * 255, labels), test), steps=2)
+    (x, labels), (xt, yt) = synthetic()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # Python's own: each message once per place it comes from
+        run(data=((np.round(x * 255), labels), (np.round(xt * 255), yt)), steps=2)
+    assert [str(w.message) for w in caught].count(str(caught[0].message)) == 1 and "raw pixel" in str(
+        caught[0].message)
+
+
+def test_13_standardised_inputs_do_not_warn():
+    (x, labels), (xt, yt) = synthetic()
+    standard = ((x - x.mean(0)) / x.std(0), labels), ((xt - x.mean(0)) / x.std(0), yt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        run(data=standard, steps=2)
 
 
 # --- 14. rollback says what it does ------------------------------------------------------------------
