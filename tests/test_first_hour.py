@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import jdfa
+from jdfa.driver import grid
 
 
 def test_a_summary_prints_in_a_line_and_keeps_the_state():
@@ -25,3 +26,13 @@ def test_a_summary_prints_in_a_line_and_keeps_the_state():
 def test_a_misspelt_dataset_is_refused_when_the_config_is_made():
     with pytest.raises(ValueError, match=r"unknown dataset 'mnsit'; expected one of \['mnist'"):
         jdfa.Config(dataset="mnsit")
+
+
+def test_sweep_runs_are_named_by_what_varies_only():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(64, 6)).astype(np.float32)
+    data = ((x, (x[:, 0] > 0.5).astype(np.int32)),) * 2
+    base = jdfa.Config(net=jdfa.MLP(6, 8, 2, 2))
+    configs = grid.expand(base, data, seeds=2, rule=["bp", "dfa", "bdfa1"])
+    names = [grid.run_name(s) for s in grid.varying(configs)]
+    assert names == [f"rule={r}_seed={s}" for s in (0, 1) for r in ("bp", "dfa", "bdfa1")]

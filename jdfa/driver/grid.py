@@ -86,9 +86,12 @@ def settings(config: Config) -> dict:
 
 
 def varying(configs: list[Config]) -> list[dict]:
-    """For each config, the sweepable settings that differ across ``configs``."""
+    """For each config, the sweepable settings that differ across ``configs``. A rule field that
+    only some of the rules have (``feedback_init`` when ``bp`` and ``dfa`` are swept) varies only
+    if the rules that have it differ in it: the rule's own name already tells the others apart."""
     all_settings = [settings(c) for c in configs]
-    keys = [k for k in all_settings[0] if len({repr(s[k]) for s in all_settings}) > 1]
+    keys = [k for k in all_settings[0]
+            if len({repr(s[k]) for s in all_settings if s[k] is not None}) > 1]
     return [{k: s[k] for k in keys} for s in all_settings]
 
 

@@ -146,7 +146,7 @@ def _train(cfg: Config, data, saved_config, signals: SignalFlag) -> Summary:
     progress.close()
     if checkpoints is not None:
         checkpoints.close()
-    summary = {"status": status, "step": int(state.step), "rule": str(rule),
+    summary = {"status": status, "step": int(state.step), "rule": rule.spec,
                "steps_per_s": interval.steps_per_s(), **log.last, **log.best(),
                "wall_s": round(interval.wall(), 3), "rollbacks": rollbacks, "out": cfg.out}
     log.close(summary, cfg)

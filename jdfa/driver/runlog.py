@@ -31,7 +31,7 @@ class RunLog(Periodic):
         if self.dir is None:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        meta = {"config": config.to_dict(), "rule": str(config.rule), **provenance()}
+        meta = {"config": config.to_dict(), "rule": config.rule.spec, **provenance()}
         if saved is not None:  # a resume: the run's first config stays, each resume is noted
             meta = {**saved, "resumes": saved.get("resumes", []) + [
                 {"step": resumed_at, "config": config.to_dict(), **provenance()}]}

@@ -253,7 +253,7 @@ class _Program:
         interval, log = self.intervals[r], self.logs[r]
         self.status[r] = status if status in STOPPED else self.status[r]
         self.summaries[r] = {"status": status, "step": int(np.asarray(self.state.step)[r]),
-                             "rule": str(self.cfgs[r].rule), "steps_per_s": interval.steps_per_s(),
+                             "rule": self.cfgs[r].rule.spec, "steps_per_s": interval.steps_per_s(),
                              **log.last, **log.best(), "wall_s": round(interval.wall(), 3),
                              "rollbacks": 0, "out": self.cfgs[r].out}
         log.close(self.summaries[r], self.cfgs[r])
