@@ -156,6 +156,8 @@ def update_direction(net: Net, rule, params, feedback, x: jax.Array, y: jax.Arra
     steps against it.
 
     Args:
+      feedback: the fixed feedback `jdfa.init` drew; None for a rule that reads none (``bp``,
+        ``shallow``).
       x: inputs, (N, in_features) for jdfa's nets.
       y: (N,) integer class labels, or (N, out_features) float targets (a net may declare more
         label axes, e.g. (N, T) tokens).
@@ -165,4 +167,17 @@ def update_direction(net: Net, rule, params, feedback, x: jax.Array, y: jax.Arra
         dropout and feeds rules that draw per step (`jdfa.mix`, which needs it). None: no unit
         dropped, as at evaluation.
     """
-    return net.compute_update(rule, params, feedback, x, y, batch_mode, remat, context)[0]
+    return net.compute_update(rule, params, feedback_or_none(net, rule, feedback), x, y, batch_mode,
+                              remat, context)[0]
+
+
+def feedback_or_none(net: Net, rule, feedback):
+    """``feedback``; for None, the empty feedback of a rule that reads none (``bp``, ``shallow``),
+    and a clear error for a rule that reads some."""
+    if feedback is not None:
+        return feedback
+    empty = net.init_feedback(jax.random.key(0), rule)
+    if any(leaf.size for leaf in jax.tree.leaves(empty)):
+        raise ValueError(f"rule {rule.spec!r} reads fixed random feedback: pass the feedback that "
+                         "jdfa.init(key, net, rule) drew with the params")
+    return empty

@@ -39,7 +39,13 @@ def init(key: jax.Array, net: Net, rule: Rule) -> tuple[object, object]:
 
 def init_train_state(key: jax.Array, net: Net, rule: Rule,
                      optimizer: optax.GradientTransformation) -> TrainState:
-    """A fresh `TrainState`: `init` plus the optimizer's state of the params."""
+    """A fresh `TrainState`: `init` plus the optimizer's state of the params.
+
+    `make_train_step`'s step donates the state it is given: after a call every array of that state
+    (params, feedback, optimizer state) is deleted, so keep the state the step returns, and copy
+    (``jax.tree.map(jnp.copy, state)``) what you want to keep, or arrays you put into a state
+    yourself before the first step.
+    """
     params, feedback = init(key, net, rule)
     steps_key = jax.random.fold_in(key, 1)  # a stream apart from `init`'s split
     if jnp.issubdtype(steps_key.dtype, jax.dtypes.prng_key):

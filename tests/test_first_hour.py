@@ -1,6 +1,7 @@
 """What a researcher meets in the first hour of the Python API: a summary that prints in a line,
 a config that refuses a misspelt dataset when it is made."""
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -36,3 +37,17 @@ def test_sweep_runs_are_named_by_what_varies_only():
     configs = grid.expand(base, data, seeds=2, rule=["bp", "dfa", "bdfa1"])
     names = [grid.run_name(s) for s in grid.varying(configs)]
     assert names == [f"rule={r}_seed={s}" for s in (0, 1) for r in ("bp", "dfa", "bdfa1")]
+
+
+@pytest.mark.parametrize("net", [jdfa.MLP(6, 8, 3, 2), jdfa.blocks.ConvNet(input_shape=(12, 12, 1),
+                                                                         channels=(2, 3), width=8, kernel=3)],
+                         ids=["mlp", "conv"])
+def test_feedback_is_optional_for_rules_that_read_none(net):
+    params, _ = jdfa.init(jax.random.key(0), net, jdfa.bp())
+    x = jax.random.uniform(jax.random.key(1), (4, net.in_features))
+    y = jax.numpy.array([0, 1, 1, 0])
+    g = jdfa.update_direction(net, jdfa.bp(), params, None, x, y)
+    chex.assert_trees_all_close(g, jax.grad(lambda p: jdfa.loss(net, p, x, y))(params), rtol=1e-5, atol=1e-6)
+    assert jdfa.align(net, jdfa.shallow(), params, None, x, y).angle.shape == (net.depth + 1,)
+    with pytest.raises(ValueError, match="rule 'dfa' reads fixed random feedback: pass the feedback"):
+        jdfa.update_direction(net, jdfa.dfa(), params, None, x, y)
