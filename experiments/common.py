@@ -137,7 +137,7 @@ def run(args, tag: str, *, data, **config) -> dict:
     state = summary.pop("state")
     (out / "curves.png").unlink(missing_ok=True)  # the experiment's own figures replace these
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # large for deep nets; not needed here
-    summary["records"], summary["config"] = read_records(out), saved_config(out)
+    summary["records"], summary["config"] = read_records(out), saved_config(out, args.out)
     if keep_state:
         summary["state"] = state
     print(f"[{args.name}] {tag}: {summary['status']} at step {summary['step']}, "
@@ -185,7 +185,7 @@ def config_of(args, tag: str, flags: dict, data):
 
 def finished_run(args, tag: str, flags: dict, data) -> dict | None:
     """The finished run in ``runs/<tag>`` if it was trained with the config of ``flags``, else None."""
-    done = load_run(args.out / "runs" / tag)
+    done = load_run(args.out / "runs" / tag, args.out)
     if done is None or done["status"] not in ("finished", "diverged"):
         return None
     wanted, _ = config_of(args, tag, flags, data)
@@ -244,20 +244,25 @@ def read_records(run_dir) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def saved_config(run_dir) -> dict:
-    """The run's `jdfa.Config.to_dict` from its config.json."""
-    return json.loads((Path(run_dir) / "config.json").read_text())["config"]
+def saved_config(run_dir, results) -> dict:
+    """The run's `jdfa.Config.to_dict` from its config.json, with ``out`` the run's folder relative
+    to ``results`` (the folder its experiment's results are kept in: ``runs/<tag>``), so that a
+    committed results file names no machine's folders and reads the same in any checkout."""
+    config = json.loads((Path(run_dir) / "config.json").read_text())["config"]
+    config["out"] = Path(os.path.relpath(run_dir, results)).as_posix()
+    return config
 
 
-def load_run(run_dir) -> dict | None:
+def load_run(run_dir, results) -> dict | None:
     """A finished run's summary + records from its folder, or None (for reusing another
-    experiment's runs instead of recomputing them). A folder that lacks any of its three files (a
-    run stopped while its folder was being replaced) is not a finished run."""
+    experiment's runs instead of recomputing them); ``results`` as in `saved_config`. A folder that
+    lacks any of its three files (a run stopped while its folder was being replaced) is not a
+    finished run."""
     run_dir = Path(run_dir)
     if not all((run_dir / name).is_file() for name in ("summary.json", "config.json", "metrics.jsonl")):
         return None
     summary = json.loads((run_dir / "summary.json").read_text())
-    summary["config"], summary["records"] = saved_config(run_dir), read_records(run_dir)
+    summary["config"], summary["records"] = saved_config(run_dir, results), read_records(run_dir)
     return summary
 
 

@@ -118,8 +118,7 @@ def train_one(tag: str, flags: dict, *, work: Path, data, budget: dict):
 
 
 def record_of(part: str, tag: str, flags: dict, run_dir: Path, summary: dict, commit: str) -> dict:
-    config = common.saved_config(run_dir)
-    config["out"] = f"runs/{tag}"  # relative to the work folder: no machine's path in a record
+    config = common.saved_config(run_dir, run_dir.parent.parent)  # out "runs/<tag>": no machine's path
     for how_started in ("resume", "overwrite"):  # a resumed run is the same run
         config.pop(how_started)
     return {"part": part, "tag": tag, "seed": flags["seed"], "steps": flags["steps"], "flags": flags,

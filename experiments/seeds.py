@@ -51,7 +51,7 @@ def _vmapped(args, label: str, flags: dict, seeds: list[int], data) -> list[dict
     configs = [dataclasses.replace(config, seed=s, overwrite=True) for s in seeds]
     print(f"[{args.name}] {label}: seeds {seeds} as one vmapped program", flush=True)
     train_runs(configs, data=data)
-    return [common.load_run(folder / f"seed={s}") for s in seeds]
+    return [common.load_run(folder / f"seed={s}", args.out) for s in seeds]
 
 
 class Stats(NamedTuple):

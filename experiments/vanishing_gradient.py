@@ -57,7 +57,7 @@ def main(argv=None):
     runs, source, data = {}, {}, None
     for name, (tag, rule) in RULES.items():
         shared = common.HERE / "results" / "bdfa_deep" / "runs" / f"w200_{tag}"
-        r = None if args.quick else common.load_run(shared)
+        r = None if args.quick else common.load_run(shared, shared.parent.parent)
         if r is not None and same_recipe(r, base):
             runs[name], source[name] = r, f"reused {shared.relative_to(common.REPO)}"
         else:

@@ -3,13 +3,17 @@ formed in one parallel step.
 
 Every attribute is either a submodule under its own name or a function, class or constant whose
 name no submodule has (a test walks the package to keep it so).
+
+The driver (`Config`, `train`, `sweep`, the `driver` package) is imported on first use: it brings
+orbax-checkpoint, which a user of the rules and nets alone should not wait for.
 """
+
+import importlib
 
 from jdfa import blocks, chain, data
 from jdfa.activations import ACTIVATIONS
 from jdfa.alignment import Alignment, align
 from jdfa.batch_modes import BATCH_MODES
-from jdfa.driver import Config, sweep, train
 from jdfa.feedback import Feedback, init_feedback
 from jdfa.losses import LOSSES
 from jdfa.mlp import MLP
@@ -28,3 +32,21 @@ __all__ = [
     "dfa", "fa", "forward", "fp", "init", "init_feedback", "init_train_state", "loss", "make_train_step",
     "mix", "predict", "shallow", "sweep", "train", "train_step", "update_direction", "weight_update",
 ]
+
+_DRIVER_NAMES = ("Config", "sweep", "train")
+
+
+def __getattr__(name: str):
+    """`Config`, `sweep`, `train` and `driver`, from `jdfa.driver` imported on first access."""
+    if name != "driver" and name not in _DRIVER_NAMES:
+        raise AttributeError(f"module 'jdfa' has no attribute {name!r}")
+    driver = importlib.import_module("jdfa.driver")  # sets jdfa.driver: asked for once
+    if name == "driver":
+        return driver
+    globals()[name] = getattr(driver, name)
+    return globals()[name]
+
+
+def __dir__() -> list[str]:
+    """The module's names, the driver's not yet imported ones included."""
+    return sorted({*globals(), "driver", *_DRIVER_NAMES})

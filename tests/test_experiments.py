@@ -94,7 +94,7 @@ def test_a_half_written_run_folder_is_not_reused(tmp_path):
 import sys
 sys.path.insert(0, {str(EXPERIMENTS)!r})
 import common
-print(common.load_run({str(tmp_path / "runs" / "r")!r}))
+print(common.load_run({str(tmp_path / "runs" / "r")!r}, {str(tmp_path)!r}))
 """
     env = dict(os.environ)
     env.setdefault("JDFA_CACHE_DIR", str(tmp_path / "cache"))
@@ -174,13 +174,15 @@ again = common.run(args, "r", data=data, **config)
 changed = common.run(args, "r", data=data, **dict(config, lr=0.25))
 saved = json.loads((args.out / "runs" / "r" / "config.json").read_text())["config"]
 print(json.dumps(dict(steps=[first["step"], again["step"], changed["step"]], saved=saved,
-                      same=first["records"] == again["records"])))
+                      same=first["records"] == again["records"],
+                      outs=[first["config"]["out"], again["config"]["out"]])))
 """
     proc = run_code(code, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("reusing the finished run") == 1
     result = json.loads(proc.stdout.splitlines()[-1])
     assert result["steps"] == [20, 20, 20] and result["same"]
+    assert result["outs"] == ["runs/r", "runs/r"]  # relative to the results folder, trained or reused
     saved = result["saved"]
     assert saved["rule"] == {"name": "bp"}
     assert saved["optimizer"]["lr"] == 0.25 and saved["net"]["in_features"] == 2
@@ -244,6 +246,7 @@ print(json.dumps(dict(folders=sorted(p.name for p in (args.out / "runs").iterdir
                       same=[two["a"][i]["records"] == three["a"][i]["records"] for i in (0, 1)],
                       differ=three["a"][0]["records"] != three["a"][2]["records"],
                       vmapped=[losses(three["a"]), losses(vmapped["a"]), losses(again["a"])],
+                      outs=[three["a"][0]["config"]["out"], again["a"][0]["config"]["out"]],
                       stats=list(s), text=seeds.text(s),
                       order=[seeds.separated(hi, lo), seeds.separated(lo, hi), seeds.separated(s, hi),
                              seeds.separated(seeds.stats([1]), lo)])))
@@ -256,9 +259,37 @@ print(json.dumps(dict(folders=sorted(p.name for p in (args.out / "runs").iterdir
     serial, vmapped, again = out["vmapped"]
     np.testing.assert_allclose(vmapped, serial, rtol=1e-5)  # one vmapped program = the seeds one by one
     assert again == vmapped and "reusing the finished seeds [0, 1, 2]" in proc.stdout
+    assert out["outs"] == ["runs/a_s0", "runs/a/seed=0"]
     mean, std, n, ci = out["stats"]
     assert n == 3 and abs(mean - 0.92) < 1e-12 and abs(std - 0.02) < 1e-12
     assert abs(ci - 4.303 * 0.02 / 3 ** 0.5) < 1e-4
     assert out["text"] == "92.0 ± 2.0 (3)"
     assert out["order"] == ["higher", "lower", "overlap", "overlap"]
     assert "reusing the finished run" in proc.stdout
+
+
+# The roots of the machines' home and work folders: a committed result that names one was written
+# with the absolute path of the checkout it ran in.
+MACHINE_ROOTS = ("/work/", "/root/", "/home/", "/Users/", "/tmp/", "/mnt/")
+
+
+def test_no_committed_result_names_a_machine_folder():
+    """Every tracked file of the experiments' and benchmarks' results records its run folders
+    relative to where it lies (``runs/<tag>``), so it reads the same in any checkout."""
+    root = EXPERIMENTS.parent
+    listed = subprocess.run(["git", "ls-files", "-z", "experiments/results", "benchmarks/results"],
+                            cwd=root, capture_output=True, text=True)
+    if listed.returncode:
+        pytest.skip("not a git checkout")
+    files = [name for name in listed.stdout.split("\0") if name]
+    assert any(name.endswith("results.json") for name in files)
+    named = {}
+    for name in files:
+        data = (root / name).read_bytes()
+        if b"\0" in data:  # images: their bytes are not paths
+            continue
+        text = data.decode("utf-8", errors="replace")
+        found = [r for r in MACHINE_ROOTS if r in text]
+        if found:
+            named[name] = found
+    assert not named, named

@@ -21,7 +21,7 @@ from jdfa.driver.batches import batch_indices, hyper, make_chunk, run_keys
 
 MNIST = Path(os.environ.get("JDFA_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 RUN = ["--dataset", "mnist", "--data-dir", str(MNIST), "--rule", "bdfa", "--block-size", "2",
-       "--depth", "4", "--width", "256", "--batch-size", "64", "--steps", "1500", "--lr", "1e-3",
+       "--depth", "4", "--width", "256", "--batch-size", "64", "--steps", "800", "--lr", "1e-3",
        "--eval-every", "100", "--checkpoint-every", "100", "--train-eval-size", "1000",
        "--no-progress"]
 
@@ -71,15 +71,15 @@ def _records(out):
 def test_killed_and_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, env):
     whole = _cli(RUN + ["--out", str(tmp_path / "whole")], env)
     killed = _cli(RUN + ["--out", str(tmp_path / "killed")], env)
-    _wait_for(tmp_path / "killed" / "checkpoints" / "300", killed)
+    _wait_for(tmp_path / "killed" / "checkpoints" / "200", killed)  # 600 steps before its end
     killed.send_signal(signal.SIGKILL)
     killed.wait()
-    assert not (tmp_path / "killed" / "checkpoints" / "1500").exists()
+    assert not (tmp_path / "killed" / "checkpoints" / "800").exists()
     resumed = _cli(RUN + ["--out", str(tmp_path / "killed"), "--resume"], env)
     assert resumed.wait(timeout=600) == 0, resumed.communicate()
     assert whole.wait(timeout=600) == 0, whole.communicate()
     a, b = _final(tmp_path / "whole"), _final(tmp_path / "killed")
-    assert int(a.step) == int(b.step) == 1500
+    assert int(a.step) == int(b.step) == 800
     chex.assert_trees_all_equal(a.params, b.params)
     chex.assert_trees_all_equal(a.opt_state, b.opt_state)
     assert _records(tmp_path / "whole") == _records(tmp_path / "killed")
@@ -115,7 +115,7 @@ def test_sigint_saves_a_checkpoint_and_exits_cleanly(tmp_path, env):
     assert proc.returncode == 130, err
     assert "interrupted by SIGINT" in err  # messages on stderr, the JSON summary alone on stdout
     summary = json.loads(out)
-    assert summary["status"] == "interrupted" and summary["step"] < 1500
+    assert summary["status"] == "interrupted" and summary["step"] < 800
     assert (tmp_path / "checkpoints" / str(summary["step"])).exists()
 
 

@@ -5,6 +5,7 @@ The numbers in the test names are the items of the issue."""
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -107,8 +108,18 @@ def _interrupt(out, times, after_s):
     return proc.returncode, first, answered, stdout, stderr
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The metrics of the depth-100 run trained whole: one run for both interruptions below."""
+    out = tmp_path_factory.mktemp("whole") / "run"
+    whole = subprocess.run([sys.executable, "-m", "jdfa", "train", *DEEP, "--out", str(out)],
+                           capture_output=True, text=True, env=ENV)
+    assert whole.returncode == 0, whole.stderr
+    return strip(records(out))
+
+
 @pytest.mark.parametrize("times", [1, 2], ids=["ctrl_c", "double_ctrl_c"])
-def test_2_interrupted_depth_100_run_resumes_to_the_uninterrupted_metrics(tmp_path, times):
+def test_2_interrupted_depth_100_run_resumes_to_the_uninterrupted_metrics(tmp_path, times, uninterrupted):
     code, first, answered, stdout, stderr = _interrupt(tmp_path / "cut", times, after_s=0.0)
     assert code == 130, stderr
     assert "saving a checkpoint" in first and "press Ctrl-C again to abort without saving" in first
@@ -118,10 +129,7 @@ def test_2_interrupted_depth_100_run_resumes_to_the_uninterrupted_metrics(tmp_pa
     resumed = subprocess.run([sys.executable, "-m", "jdfa", "train", *DEEP, "--out", str(tmp_path / "cut"),
                               "--resume"], capture_output=True, text=True, env=ENV)
     assert resumed.returncode == 0, resumed.stderr
-    whole = subprocess.run([sys.executable, "-m", "jdfa", "train", *DEEP, "--out", str(tmp_path / "whole")],
-                           capture_output=True, text=True, env=ENV)
-    assert whole.returncode == 0
-    a, b = strip(records(tmp_path / "cut")), strip(records(tmp_path / "whole"))
+    a, b = strip(records(tmp_path / "cut")), uninterrupted
     assert [r["step"] for r in a] == [0, 1000, 2000, 3000]
     for got, want in zip(a, b):
         assert got.keys() == want.keys()
@@ -137,14 +145,22 @@ def test_2_checkpoints_come_at_every_evaluation_by_default(tmp_path):
 # --- 3. resume continues only the same run ------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def ten_steps(tmp_path_factory):
+    """A finished 10-step XOR run, trained once; each test below continues a copy of it."""
+    out = tmp_path_factory.mktemp("ten") / "r"
+    done = cli(*XOR, "--steps", "10", "--depth", "2", "--eval-every", "5", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    return out
+
+
 @pytest.mark.parametrize("changed, named", [
     (["--lr", "0.05", "--seed", "5"], ["optimizer.lr: saved 0.001, given 0.05", "seed: saved 0, given 5"]),
     (["--optimizer", "sgd"], ["optimizer.name: saved 'adam', given 'sgd'"]),
     (["--rule", "bdfa1"], ["rule.name: saved 'dfa', given 'bdfa'"]),
 ])
-def test_3_resume_with_other_settings_is_refused_with_the_differences(tmp_path, changed, named):
-    out = tmp_path / "r"
-    cli(*XOR, "--steps", "10", "--depth", "2", "--eval-every", "5", "--out", str(out))
+def test_3_resume_with_other_settings_is_refused_with_the_differences(tmp_path, changed, named, ten_steps):
+    out = shutil.copytree(ten_steps, tmp_path / "r")
     before = blobs(out)
     refused = cli(*XOR, "--steps", "20", "--depth", "2", "--eval-every", "5", "--out", str(out),
                   "--resume", *changed)
@@ -154,9 +170,8 @@ def test_3_resume_with_other_settings_is_refused_with_the_differences(tmp_path, 
     assert blobs(out) == before
 
 
-def test_3_resume_may_lengthen_the_run(tmp_path):
-    out = tmp_path / "r"
-    cli(*XOR, "--steps", "10", "--depth", "2", "--eval-every", "5", "--out", str(out))
+def test_3_resume_may_lengthen_the_run(tmp_path, ten_steps):
+    out = shutil.copytree(ten_steps, tmp_path / "r")
     longer = cli(*XOR, "--steps", "20", "--depth", "2", "--eval-every", "5", "--out", str(out), "--resume")
     assert longer.returncode == 0, longer.stderr and "unreadable" not in longer.stderr
     config = json.loads((out / "config.json").read_text())
@@ -217,7 +232,7 @@ def test_5_the_guard_can_be_turned_off_for_benchmarks():
 BLOCKS = re.findall(r"```(python|bash)\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
 SMALL = {r"--steps \d+": "--steps 4", r"--depth \d+": "--depth 2", r"--width \d+": "--width 8",
          r"--eval-every \d+": "--eval-every 2", r"steps=\d+": "steps=4", r"depth=\d+": "depth=2",
-         r"width=\d+": "width=8"}
+         r"width=\d+": "width=8", r"--seeds \d+": "--seeds 2", r"range\(0, \d+, ": "range(0, 256, "}
 
 
 @pytest.mark.parametrize("kind, code", BLOCKS, ids=[f"{k}_{i}" for i, (k, _) in enumerate(BLOCKS)])

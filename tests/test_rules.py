@@ -406,9 +406,10 @@ def test_remat_is_refused_for_class_average():
 
 
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
-def test_fprime_recomputed_from_h_is_the_jvps_bit_for_bit(activation, variant):
+def test_fprime_recomputed_from_h_is_the_jvps(activation, variant):
     """For tanh and sigmoid the forward pass does not store f'(a) but recomputes it from h where
-    the deltas read it (`jdfa.activations.FPRIME_FROM_H`); it must be the JVP's own value."""
+    the deltas read it (`jdfa.activations.FPRIME_FROM_H`); it must be the JVP's own value, up to
+    the rounding of a: the forward scan and the layer-by-layer loop below are two programs."""
     net = jdfa.MLP(20, 16, 5, 4, activation=activation)
     params = jdfa.model.init_params(jax.random.key(0), net)
     x = jax.random.uniform(jax.random.key(1), (8, 20))
@@ -418,4 +419,6 @@ def test_fprime_recomputed_from_h_is_the_jvps_bit_for_bit(activation, variant):
         a = h @ w + b
         want.append(jax.jvp(net.f, (a,), (jnp.ones_like(a),))[1])
         h = net.f(a)
-    np.testing.assert_array_equal(got, jnp.stack(want))
+    # a sums 20 (then 16) products, ~20 eps of 1.2e-7 each, carried through 5 layers whose f'
+    # (slope at most 1) does not grow it: rtol 1e-5; atol 1e-6 for f' near 0 (saturated units).
+    np.testing.assert_allclose(got, jnp.stack(want), rtol=1e-5, atol=1e-6)

@@ -3,6 +3,8 @@ hand, the t half-width, runs that never evaluated, and the three files."""
 
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -135,3 +137,27 @@ def test_write_report_writes_the_three_files(tmp_path, runs):
 def test_runs_sharing_a_name_are_refused(runs):
     with pytest.raises(ValueError, match="share a name"):
         summarize([*runs, runs[0]])
+
+
+def test_figures_leave_the_callers_matplotlib_alone(tmp_path):
+    """The run's and the sweep's figures are drawn on figures of their own: a notebook's backend
+    is not switched and pyplot is never loaded (it would register the figures as open ones)."""
+    code = f"""
+import sys
+from pathlib import Path
+import matplotlib
+matplotlib.use("svg")
+from jdfa.driver import plots, sweep_report
+records = [{{"step": 0, "test_accuracy": 0.1, "train_accuracy": 0.1, "test_loss": 2.0}},
+           {{"step": 5, "loss": 1.0, "alignment_angle": [40.0, 50.0, 60.0]}},
+           {{"step": 10, "test_accuracy": 0.5, "train_accuracy": 0.5, "test_loss": 1.0}}]
+plots.plot_curves(records, Path({str(tmp_path)!r}) / "curves.png", title="t")
+sweep_report.plot_sweep([{{"name": "a", "settings": {{}}, "status": "finished", "records": records}}],
+                        Path({str(tmp_path)!r}) / "sweep.png")
+print(matplotlib.get_backend(), "matplotlib.pyplot" in sys.modules)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["svg", "False"]
+    for name in ("curves.png", "sweep.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -97,6 +97,31 @@ def test_cli_xor_and_bad_flags(tmp_path):
     assert "nowhere" in missing.stderr
 
 
+def test_import_jdfa_loads_the_driver_on_first_use():
+    """``import jdfa`` loads neither orbax-checkpoint nor matplotlib nor tqdm; `jdfa.Config`,
+    `jdfa.train` and `jdfa.sweep` are listed and load the driver when first used, and it trains."""
+    code = """
+import json, sys
+import numpy as np
+import jdfa
+loaded = [m for m in ("orbax", "matplotlib", "tqdm", "jdfa.driver") if m in sys.modules]
+names = {"Config", "sweep", "train"}
+listed = names | {"driver"} <= set(dir(jdfa)) and names <= set(jdfa.__all__)
+x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+y = np.array([0, 1, 1, 0], np.int32)
+config = jdfa.Config(net=jdfa.MLP(2, 4, 1, 2), dataset="xor", steps=3, batch_size=4, eval_every=3,
+                     progress=False)
+summary = jdfa.train(config, data=((x, y), (x, y)))
+print(json.dumps(dict(loaded=loaded, listed=listed, status=summary["status"], step=summary["step"],
+                      same=jdfa.train is jdfa.driver.train and jdfa.sweep is jdfa.driver.sweep)))
+"""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == dict(
+        loaded=[], listed=True, status="finished", step=3, same=True)
+
+
 def test_weight_decay_is_adamw_decay_on_the_weights_only():
     """``weight_decay`` with Adam is optax's AdamW restricted to the weight matrices; with a cosine
     schedule the decay follows the learning rate, and it leaves the biases alone."""

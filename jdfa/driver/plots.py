@@ -1,4 +1,8 @@
-"""The run's figure: loss, accuracy and (if measured) per-layer alignment angle against step."""
+"""The run's figure: loss, accuracy and (if measured) per-layer alignment angle against step.
+
+Drawn on a `matplotlib.figure.Figure` of its own, never through pyplot: a script's or notebook's
+backend and open figures are left as they were.
+"""
 
 from __future__ import annotations
 
@@ -9,30 +13,27 @@ import numpy as np
 
 def plot_curves(records: list[dict], path: Path, title: str = "") -> None:
     """`curves_figure` as a PNG."""
-    import matplotlib.pyplot as plt
-
-    fig = curves_figure(records, title)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    curves_figure(records, title).savefig(path, dpi=100)
 
 
 def curves_figure(records: list[dict], title: str = ""):
-    """Loss, accuracy and (if measured) per-layer alignment angle against step: a matplotlib figure.
+    """Loss, accuracy and (if measured) per-layer alignment angle against step: a
+    `matplotlib.figure.Figure` (shown by a notebook, or saved with ``savefig``).
 
     Readable for any run: markers show single points (a run shorter than one evaluation), step 0
     is the untrained net, and a run that stopped (divergence, invalid data) is marked where it
     stopped, with the reason in the legend.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # Imported here: matplotlib takes a while to load, and only runs that draw need it.
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
 
     train = [r for r in records if "loss" in r]
     ev = [r for r in records if "test_loss" in r]
     aligned = [r for r in records if "alignment_angle" in r]
     stops = [r for r in records if r.get("stopped")]
-    fig, axes = plt.subplots(1, 3 if aligned else 2, figsize=(16 if aligned else 11, 4.5))
+    fig = Figure(figsize=(16 if aligned else 11, 4.5))
+    axes = fig.subplots(1, 3 if aligned else 2)
     loss, acc = axes[0], axes[1]
     loss.plot([r["step"] for r in train], [r["loss"] for r in train], marker=".",
               label="train loss (mean over the steps since the last point)")
@@ -45,7 +46,7 @@ def curves_figure(records: list[dict], title: str = ""):
     acc.set_ylabel("accuracy")
     if aligned:
         angles = np.array([r["alignment_angle"] for r in aligned])
-        cmap, n = plt.get_cmap("viridis"), angles.shape[1]
+        cmap, n = colormaps["viridis"], angles.shape[1]
         for i in range(n):
             label = {0: "layer 1 (input side)", n - 2: f"layer {n - 1} (top hidden)",
                      n - 1: "output layer"}.get(i) if n > 2 or i == n - 1 else None

@@ -136,13 +136,12 @@ def plot_sweep(runs: list[dict], path: Path) -> None:
     """``sweep.png``: per group, the mean test accuracy over its runs against step, in a band of
     ± one standard deviation. At each step the mean is over the runs evaluated there, so a run
     that stopped early leaves the later points to the others."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A figure of its own, never pyplot's: the caller's backend and open figures stay as they were.
+    from matplotlib.figure import Figure
 
     groups = _groups(runs)
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig = Figure(figsize=(8, 5))
+    ax = fig.subplots()
     for settings, members in groups:
         curves = [dict(_evaluations(run["records"])) for run in members]
         steps = sorted(set().union(*curves))
@@ -162,7 +161,6 @@ def plot_sweep(runs: list[dict], path: Path) -> None:
     ax.set_title(f"{len(runs)} runs, {len(groups)} groups (mean ± std over seeds)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _evaluations(records: list[dict]) -> list[tuple[int, float]]:
