@@ -2,7 +2,7 @@
 
     JDFA_DATA_DIR=../shared/data python benchmarks/epoch_time.py --out benchmarks/results/cpu/epoch_time.jsonl
 
-This is `jdfa.driver.batches.make_chunk`, the jitted loop of guarded steps that ``jdfa train`` runs
+This is `jdfa.driver.chunks.make_chunk`, the jitted loop of guarded steps that ``jdfa train`` runs
 (in chunks of about half a second), with the data on the device and every batch drawn there: here
 one epoch is one call. The compile is done and timed first, then the epoch is timed
 (``--repeats`` times, the median kept). One JSON object per rule. Default: depth 100, width 200,
@@ -40,7 +40,7 @@ def main(argv=None):
     import jax.numpy as jnp
 
     import jdfa
-    from jdfa.driver.batches import hyper, make_chunk, run_keys
+    from jdfa.driver.chunks import hyper, make_chunk, run_keys
 
     rules = [jdfa.rules.parse(spec) for spec in common.str_list(args.rules)]  # bad specs fail first
     x_np, y_np = jdfa.data.load("mnist", "train", args.data_dir)

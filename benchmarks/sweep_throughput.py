@@ -5,7 +5,7 @@ r"""Run-steps per second of R training runs: one vmapped program, groups of G, o
         --plot benchmarks/results/cpu/sweep_throughput.png
 
 For every configuration (``--configs``, DEPTHxWIDTH), rule and run count N (``--runs``) it trains N
-runs of the driver's jitted chunk of ``--steps`` guarded steps (`jdfa.driver.batches`, Adam, batches
+runs of the driver's jitted chunk of ``--steps`` guarded steps (`jdfa.driver.chunks`, Adam, batches
 drawn on the device from synthetic data) under three schedules: ``vmapped`` (all N runs in one
 `make_sweep_chunk` program), ``grouped`` (`make_sweep_chunk` programs of ``--group`` runs, one group
 after another) and ``sequential`` (`make_chunk`, one run after another). Every program is compiled
@@ -52,7 +52,7 @@ def measure_rule(depth, width, spec, args, env, emit):
     import jax.numpy as jnp
 
     import jdfa
-    from jdfa.driver.batches import hyper, init_runs, make_chunk, make_sweep_chunk, run_keys
+    from jdfa.driver.chunks import hyper, init_runs, make_chunk, make_sweep_chunk, run_keys
 
     rule, optimizer = jdfa.rules.parse(spec), jdfa.Optimizer("adam", lr=args.lr)
     net, b = jdfa.MLP(784, width, depth, 10), args.batch
@@ -234,7 +234,7 @@ def main(argv=None):
     committed = os.path.join(common.REPO_ROOT, "benchmarks", "results")
     if args.quick and any(p and os.path.abspath(p).startswith(committed) for p in (args.out, args.plot)):
         raise SystemExit("--quick writes to stdout or benchmarks/scratch/, never to benchmarks/results/")
-    # The chunk draws one epoch order per call (jdfa.driver.batches.steps_in_chunk): no chunk of this
+    # The chunk draws one epoch order per call (jdfa.driver.chunks.steps_in_chunk): no chunk of this
     # benchmark (a one-step warm-up, then `repeats` chunks from a fresh state) may cross an epoch.
     least = args.batch * (1 + args.steps * args.repeats)
     args.n_train = args.n_train or max(least, 0 if args.quick else 64 * 50)

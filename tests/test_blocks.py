@@ -17,7 +17,7 @@ from flax import nnx
 
 import jdfa
 from jdfa import blocks, chain, rules
-from jdfa.driver import batches
+from jdfa.driver import chunks
 from jdfa.model import Dense, Params
 
 MLP = jdfa.MLP(12, 8, 4, 3)
@@ -271,18 +271,18 @@ def test_stepwise_chunk_equals_the_looped_chunk(vmapped):
     x = np.asarray(jax.random.uniform(jax.random.key(1), (96, net.in_features)))
     y = np.arange(96) % net.out_features
     y[40:] = 99  # from the 2nd batch of the 2nd epoch on, labels out of range: steps skipped
-    body = batches.chunk_body(net, rule, opt, 50, 16, "mean", False, 96)
+    body = chunks.chunk_body(net, rule, opt, 50, 16, "mean", False, 96)
     state = jdfa.init_train_state(jax.random.key(0), net, rule, opt.build(50))
-    hyper = batches.hyper(jax.random.key(2), opt)
+    hyper = chunks.hyper(jax.random.key(2), opt)
     if vmapped:
         state, hyper = jax.tree.map(lambda a: jnp.stack([a, a]), (state, hyper))
         looped = jax.jit(jax.vmap(body, in_axes=(0, 0, None, None, None, 0, 0)))
-        stepwise = batches.make_sweep_chunk(net, rule, opt, 50, 16, "mean", False, 96, n_runs=2)
+        stepwise = chunks.make_sweep_chunk(net, rule, opt, 50, 16, "mean", False, 96, n_runs=2)
         sums = (jnp.zeros(2), jnp.zeros(2))
     else:
-        looped, stepwise = jax.jit(body), batches.make_chunk(net, rule, opt, 50, 16, "mean", False, 96)
+        looped, stepwise = jax.jit(body), chunks.make_chunk(net, rule, opt, 50, 16, "mean", False, 96)
         sums = (0.0, 0.0)
-    assert batches.stepwise_on_cpu(net)
+    assert chunks.stepwise_on_cpu(net)
     for n in (6, 5):  # an epoch of 6 steps, then 5 of the next, most of them skipped
         want = looped(state, hyper, x, y, n, *sums)
         got = stepwise(state, hyper, x, y, n, *sums)

@@ -15,9 +15,9 @@ import optax
 import pytest
 
 import jdfa
-from jdfa.checkpoint import Checkpoints
 from jdfa.driver import from_flags
-from jdfa.driver.batches import batch_indices, hyper, make_chunk, run_keys
+from jdfa.driver.checkpoints import Checkpoints
+from jdfa.driver.chunks import batch_indices, hyper, make_chunk, run_keys
 
 MNIST = Path(os.environ.get("JDFA_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 RUN = ["--dataset", "mnist", "--data-dir", str(MNIST), "--rule", "bdfa", "--block-size", "2",

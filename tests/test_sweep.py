@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import jdfa
-from jdfa.driver import cli, grid, net_for_data, schedule
+from jdfa.driver import cli, grid, net_for_data, packing
 from jdfa.driver.sweeps import train_runs
 
 MNIST = Path(os.environ.get("JDFA_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -162,7 +162,7 @@ def test_bad_sweeps_are_refused_with_the_fix(tmp_path, mnist, monkeypatch):
         train_runs([jdfa.Config(net=net, steps=10), jdfa.Config(net=net, steps=20)], data=mnist)
     with pytest.raises(ValueError, match="cannot sweep"):
         jdfa.sweep(jdfa.Config(net=net), data=mnist, eval_every=[1, 2])
-    monkeypatch.setattr(schedule, "free_bytes", lambda: 1000)
+    monkeypatch.setattr(packing, "free_bytes", lambda: 1000)
     with pytest.raises(MemoryError, match="one run of this sweep needs"):
         jdfa.sweep(jdfa.Config(net=net, **SMALL), data=mnist, seeds=2)
     assert cli.main(["train", "--data-dir", str(MNIST), "--seeds", "2", "--steps", "5", "--no-progress",

@@ -1,11 +1,12 @@
 """The training driver: `train` a `Config` from a script, ``jdfa train ...`` from a shell.
 
 Modules, one concern each: `config` (what defines a run), `flags` (the flat flag names of the
-command line and the experiments), `loop` (the loop, read top to bottom), `batches` (the data
+command line and the experiments), `loop` (the loop, read top to bottom), `chunks` (the data
 order and the jitted chunk of steps, vmappable over runs), the periodic actions `evaluation`,
-`angles`, `runlog`, `checkpointing`, and `progress`, `signals`, `plots`, `cli`. Sweeps: `grid`
-(the runs of a sweep), `schedule` (how many at a time), `sweeps` (`sweep`: the loop over a run
-axis), `sweep_report` (``sweep.json``, ``.md``, ``.png``).
+`angles`, `runlog`, `checkpoints` (which also writes and restores them), and `summary`,
+`progress`, `signals`, `plots`, `cli`. Sweeps: `grid` (the runs of a sweep), `packing` (how many
+runs one program holds), `sweeps` (`sweep`: the loop over a run axis), `sweep_report`
+(``sweep.json``, ``.md``, ``.png``).
 """
 
 from jdfa.driver.config import Config, net_for_data

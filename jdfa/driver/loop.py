@@ -18,11 +18,10 @@ import jax
 import jax.numpy as jnp
 
 from jdfa import parallel
-from jdfa.checkpoint import Checkpoints
 from jdfa.driver import rundir
 from jdfa.driver.angles import MeasureAlignment
-from jdfa.driver.batches import hyper, make_chunk, run_keys, steps_in_chunk
-from jdfa.driver.checkpointing import SaveCheckpoint
+from jdfa.driver.checkpoints import Checkpoints, SaveCheckpoint
+from jdfa.driver.chunks import hyper, make_chunk, run_keys, steps_in_chunk
 from jdfa.driver.config import Config
 from jdfa.driver.evaluation import Evaluate
 from jdfa.driver.flags import load_data

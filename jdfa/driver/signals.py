@@ -1,6 +1,6 @@
 """SIGINT and SIGTERM as a flag the loop checks between chunks (each about half a second), so a
 Ctrl-C or a preemption saves a checkpoint and ends the run cleanly; a second Ctrl-C aborts at once
-without saving (the last good checkpoint stays: `jdfa.checkpoint.Checkpoints.save` holds a Ctrl-C
+without saving (the last good checkpoint stays: `jdfa.driver.checkpoints.Checkpoints.save` holds a Ctrl-C
 that lands inside a save until the save is complete)."""
 
 from __future__ import annotations

@@ -21,10 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jdfa import parallel
-from jdfa.checkpoint import Checkpoints
-from jdfa.driver import grid, rundir, schedule
+from jdfa.driver import grid, packing, rundir
 from jdfa.driver.angles import MeasureAlignment
-from jdfa.driver.batches import hyper, init_runs, make_sweep_chunk, run_keys, run_state, steps_in_chunk
+from jdfa.driver.checkpoints import Checkpoints
+from jdfa.driver.chunks import hyper, init_runs, make_sweep_chunk, run_keys, run_state, steps_in_chunk
 from jdfa.driver.config import Config
 from jdfa.driver.evaluation import Evaluate
 from jdfa.driver.flags import load_data
@@ -61,7 +61,7 @@ def train_runs(configs: list[Config], *, data=None, max_parallel: int | None = N
 
     Runs of one structure (`grid.structure`: all but seed, lr, weight decay and feedback scale)
     are one jitted program vmapped over a run axis, at most ``max_parallel`` runs at a time
-    (default: `schedule.runs_per_program`). Each run is the run `jdfa.train` would train alone
+    (default: `packing.runs_per_program`). Each run is the run `jdfa.train` would train alone
     (same init, feedback and data order), writing the same files to ``out/<name>``, ``name``
     saying what varies (`grid.run_name`); ``out`` also gets ``sweep.json``, ``sweep.md`` and
     ``sweep.png`` (`sweep_report`). With ``mesh_data`` > 1 the run axis is split over devices.
@@ -129,7 +129,7 @@ def _programs(configs, n_train: int, max_parallel, mesh_size: int) -> list[list[
         groups.setdefault(grid.structure(config), []).append(i)
     programs = []
     for members in groups.values():
-        k = schedule.runs_per_program(configs[members[0]], n_train, len(members), max_parallel, mesh_size)
+        k = packing.runs_per_program(configs[members[0]], n_train, len(members), max_parallel, mesh_size)
         if mesh_size == 1:  # as many programs as k asks for, as even as can be (6 runs by 4: 3 + 3)
             k = -(-len(members) // -(-len(members) // k))
         programs += [members[i:i + k] for i in range(0, len(members), k)]

@@ -1,4 +1,5 @@
-"""Checkpoints of a `jdfa.TrainState` (and a few named numbers beside it) with orbax-checkpoint.
+"""Checkpoints of a `jdfa.TrainState` (and a few named numbers beside it) with orbax-checkpoint, and
+saving them as a periodic action of the loop (`SaveCheckpoint`).
 
 Orbax writes each checkpoint into a temporary folder and renames it into place when complete, so a
 crash while saving never leaves a half-written checkpoint under a step's name: the last good one
@@ -22,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+
+from jdfa.driver.periodic import Periodic
 
 
 def _drop_empty(tree):
@@ -123,3 +126,15 @@ class Checkpoints:
 
     def close(self) -> None:
         self.manager.close()
+
+
+class SaveCheckpoint(Periodic):
+    """The periodic action: saves the state and the numbers ``meta()`` every ``every`` steps (0:
+    only at the end) and after the last step."""
+
+    def __init__(self, every: int, checkpoints: Checkpoints, meta):
+        super().__init__(every, at_end=True)
+        self.checkpoints, self.meta = checkpoints, meta
+
+    def __call__(self, step, state, record):
+        self.checkpoints.save(state, self.meta())

@@ -17,7 +17,7 @@ import os
 import jax
 import jax.numpy as jnp
 
-from jdfa.driver.batches import Hyper, init_runs, make_sweep_chunk, stepwise_on_cpu
+from jdfa.driver.chunks import Hyper, init_runs, make_sweep_chunk, stepwise_on_cpu
 from jdfa.driver.config import Config
 
 CPU_VMAP_MAX_STATE = 2**20  # bytes of state per run up to which the CPU vmaps runs
