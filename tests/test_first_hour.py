@@ -51,3 +51,22 @@ def test_feedback_is_optional_for_rules_that_read_none(net):
     assert jdfa.align(net, jdfa.shallow(), params, None, x, y).angle.shape == (net.depth + 1,)
     with pytest.raises(ValueError, match="rule 'dfa' reads fixed random feedback: pass the feedback"):
         jdfa.update_direction(net, jdfa.dfa(), params, None, x, y)
+
+
+def test_errors_speak_python_to_python_and_flags_to_the_command_line(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(128, 6)).astype(np.float32)
+    data = ((x, (x[:, 0] > 0.5).astype(np.int32)),) * 2
+    config = jdfa.Config(net=jdfa.MLP(6, 8, 2, 2), steps=2, eval_every=2, batch_size=16, train_eval_size=32,
+                         progress=False, out=str(tmp_path / "run"))
+    jdfa.train(config, data=data)
+    with pytest.raises(ValueError, match=r"continue it with Config\(resume=True\), replace it with "
+                                         r"Config\(overwrite=True\), or choose another Config\(out=\.\.\.\)"):
+        jdfa.train(config, data=data)
+    from jdfa.driver import flags
+    token = flags.SPEAKING.set("cli")
+    try:
+        with pytest.raises(ValueError, match="continue it with --resume, replace it with --overwrite"):
+            jdfa.train(config, data=data)
+    finally:
+        flags.SPEAKING.reset(token)

@@ -112,6 +112,15 @@ def _name_flags(message: str) -> str:
 
 
 def main(argv=None) -> int:
+    """``jdfa train ...``; the exit status (0, 2 for bad flags or data, 130 when interrupted)."""
+    token = flags.SPEAKING.set("cli")  # the driver's errors name the flags, not Config's fields
+    try:
+        return _main(argv)
+    finally:
+        flags.SPEAKING.reset(token)
+
+
+def _main(argv) -> int:
     args = vars(parser().parse_args(argv))
     args.pop("command")
     seeds, max_parallel = args.pop("seeds"), args.pop("max_parallel")

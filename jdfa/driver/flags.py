@@ -9,6 +9,7 @@ of 25, ``fp``: one BP layer).
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 
 from jdfa import data as datasets
@@ -74,6 +75,21 @@ HELP = {
     "mesh_layers": "devices on the layers axis (the stacked hidden layers are split)",
     "distributed": "call jax.distributed.initialize() first (TPU pods, multi-host GPU)",
 }
+
+
+# Who is asking: the command line sets "cli" while it runs, so the driver's errors name its flags
+# there and `Config`'s fields to a Python caller.
+SPEAKING = contextvars.ContextVar("jdfa_speaking", default="python")
+
+
+def spelled(field: str, value=True) -> str:
+    """A `Config` field as the caller writes it: ``--resume``, ``--steps 5``, ``--out`` on the
+    command line; ``Config(resume=True)``, ``Config(steps=5)``, ``Config(out=...)`` from Python
+    (``value`` ``...``: any)."""
+    if SPEAKING.get() == "cli":
+        flag = "--" + field.replace("_", "-")
+        return flag if value is True or value is ... else f"{flag} {value}"
+    return f"Config({field}={'...' if value is ... else repr(value)})"
 
 
 def config_flags(config: Config) -> dict:

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from jdfa.driver.config import Config
+from jdfa.driver.flags import spelled
 
 RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "checkpoints")
 SWEEP_FILES = ("sweep_config.json", "sweep.json")
@@ -33,7 +34,8 @@ def prepare(config: Config) -> dict | None:
         try:
             import tensorboardX  # noqa: F401
         except ImportError:
-            raise ValueError("--tensorboard needs tensorboardX: pip install 'jdfa[tensorboard]'") from None
+            raise ValueError(f"{spelled('tensorboard')} needs tensorboardX: pip install "
+                             "'jdfa[tensorboard]'") from None
     if not config.out:
         return None
     out = Path(config.out)
@@ -48,7 +50,8 @@ def _take(out: Path, overwrite: bool) -> None:
     held = sorted({name for name in (*RUN_FILES, *SWEEP_FILES) if (out / name).exists()})
     if held and not overwrite:
         raise ValueError(f"{out} already holds a run or sweep ({', '.join(held)}); continue it with "
-                         "--resume, replace it with --overwrite, or choose another --out")
+                         f"{spelled('resume')}, replace it with {spelled('overwrite')}, or choose another "
+                         f"{spelled('out', ...)}")
     if held:
         shutil.rmtree(out)
 
@@ -56,19 +59,20 @@ def _take(out: Path, overwrite: bool) -> None:
 def _resumable(config: Config, out: Path) -> dict:
     if not (out / "checkpoints").is_dir() or not (out / "config.json").is_file():
         what = "does not exist" if not out.exists() else "holds no checkpoints or no config.json"
-        raise ValueError(f"--resume: {out} {what}, so there is no run to continue; start it without "
-                         "--resume")
+        raise ValueError(f"{spelled('resume')}: {out} {what}, so there is no run to continue; start it "
+                         f"without {spelled('resume')}")
     saved = json.loads((out / "config.json").read_text())
     diffs = differences(saved["config"], config.to_dict())
     if diffs:
-        raise ValueError(f"--resume: the run in {out} was trained with other settings: "
+        raise ValueError(f"{spelled('resume')}: the run in {out} was trained with other settings: "
                          + "; ".join(f"{k}: saved {a!r}, given {b!r}" for k, a, b in diffs)
                          + f". Only run-length settings ({', '.join(RESUMABLE)}) may change on "
-                         "resume; repeat the run's flags, or start a new run with another --out")
+                         f"resume; repeat the run's settings, or start a new run with another "
+                         f"{spelled('out', ...)}")
     if config.optimizer.schedule == "cosine" and saved["config"]["steps"] != config.steps:
-        raise ValueError(f"--resume: --steps {config.steps} differs from the run's "
-                         f"{saved['config']['steps']}, and its cosine schedule is laid over its "
-                         "steps; keep --steps, or start a new run")
+        raise ValueError(f"{spelled('resume')}: {spelled('steps', config.steps)} differs from the "
+                         f"run's {saved['config']['steps']}, and its cosine schedule is laid over its "
+                         f"steps; keep {spelled('steps', saved['config']['steps'])}, or start a new run")
     return saved
 
 
@@ -96,18 +100,19 @@ def prepare_sweep(out: Path, configs: list[Config], names: list[str]) -> dict | 
     if config.resume:
         path = out / "sweep_config.json"
         if not path.is_file():
-            raise ValueError(f"--resume: {out} holds no sweep (no sweep_config.json), so there is no "
-                             "sweep to continue; start it without --resume")
+            raise ValueError(f"{spelled('resume')}: {out} holds no sweep (no sweep_config.json), so "
+                             f"there is no sweep to continue; start it without {spelled('resume')}")
         saved = json.loads(path.read_text())
         if saved["names"] != names:
-            raise ValueError(f"--resume: the sweep in {out} has the runs {saved['names']}, the flags "
-                             f"given make {names}; repeat the sweep's flags, or choose another --out")
+            raise ValueError(f"{spelled('resume')}: the sweep in {out} has the runs {saved['names']}, "
+                             f"the settings given make {names}; repeat the sweep's settings, or choose "
+                             f"another {spelled('out', ...)}")
         for name, old, new in zip(names, saved["configs"], configs):
             diffs = differences(old, new.to_dict())
             if diffs:
                 listed = "; ".join(f"{k}: saved {a!r}, given {b!r}" for k, a, b in diffs)
-                raise ValueError(f"--resume: run {name} of the sweep in {out} was trained with other "
-                                 f"settings: {listed}")
+                raise ValueError(f"{spelled('resume')}: run {name} of the sweep in {out} was trained "
+                                 f"with other settings: {listed}")
         return saved
     _take(out, config.overwrite)
     return None
