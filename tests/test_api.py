@@ -230,7 +230,7 @@ def test_command_line_entry_points(command, tmp_path):
                           "--no-progress", "--out", str(tmp_path / "run")], capture_output=True, text=True)
     assert ran.returncode == 0, ran.stderr
     summary = json.loads(ran.stdout.splitlines()[-1])
-    assert summary["status"] == "finished" and summary["rule"] == "bdfa(block_size=1, boundary='backprop')"
+    assert summary["status"] == "finished" and summary["rule"] == "bdfa1-bp"
 
 
 def test_a_rule_field_for_another_rule_is_refused():
