@@ -1,13 +1,15 @@
 """What a researcher meets in the first hour of the Python API: a summary that prints in a line,
 a config that refuses a misspelt dataset when it is made."""
 
+import json
+
 import chex
 import jax
 import numpy as np
 import pytest
 
 import jdfa
-from jdfa.driver import grid
+from jdfa.driver import flags, grid
 
 
 def test_a_summary_prints_in_a_line_and_keeps_the_state():
@@ -63,10 +65,23 @@ def test_errors_speak_python_to_python_and_flags_to_the_command_line(tmp_path):
     with pytest.raises(ValueError, match=r"continue it with Config\(resume=True\), replace it with "
                                          r"Config\(overwrite=True\), or choose another Config\(out=\.\.\.\)"):
         jdfa.train(config, data=data)
-    from jdfa.driver import flags
     token = flags.SPEAKING.set("cli")
     try:
         with pytest.raises(ValueError, match="continue it with --resume, replace it with --overwrite"):
             jdfa.train(config, data=data)
     finally:
         flags.SPEAKING.reset(token)
+
+
+def test_config_json_says_where_the_data_came_from(tmp_path, monkeypatch):
+    monkeypatch.setenv("JDFA_DATA_DIR", "/somewhere/data")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(128, 6)).astype(np.float32)
+    data = ((x, (x[:, 0] > 0.5).astype(np.int32)),) * 2
+    config = jdfa.Config(net=jdfa.MLP(6, 8, 2, 2), steps=2, eval_every=2, batch_size=16, train_eval_size=32,
+                         progress=False, out=str(tmp_path / "run"))
+    jdfa.train(config, data=data)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["data"] == "arrays passed to jdfa.train(data=...)" and saved["config"]["data_dir"] is None
+    assert flags.data_source("mnist", None, False) == "mnist from $JDFA_DATA_DIR=/somewhere/data"
+    assert flags.data_source("mnist", "/mine", False) == "mnist from data_dir /mine"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import os
 
 from jdfa import data as datasets
 from jdfa import rules
@@ -113,6 +114,20 @@ def defaults() -> dict:
 def load_data(dataset: str, data_dir: str | None = None):
     """``((x_train, y_train), (x_test, y_test))`` of ``dataset`` as NumPy arrays (`jdfa.data.load`)."""
     return datasets.load(dataset, "train", data_dir), datasets.load(dataset, "test", data_dir)
+
+
+def data_source(dataset: str, data_dir: str | None, given: bool) -> str:
+    """Where a run's data came from, in words for its ``config.json``: the arrays a caller passed,
+    the ``data_dir`` argument, ``$JDFA_DATA_DIR`` (its value then), or a download."""
+    if given:
+        return "arrays passed to jdfa.train(data=...)"
+    if dataset == "xor":
+        return "jdfa.data.xor(), made in memory"
+    if data_dir is not None:
+        return f"{dataset} from data_dir {data_dir}"
+    if os.environ.get("JDFA_DATA_DIR"):
+        return f"{dataset} from $JDFA_DATA_DIR={os.environ['JDFA_DATA_DIR']}"
+    return f"{dataset}, downloaded by jdfa.data (no data_dir, $JDFA_DATA_DIR not set)"
 
 
 def from_flags(flags: dict, data=None) -> tuple[Config, tuple]:

@@ -24,7 +24,7 @@ from jdfa.driver.checkpoints import Checkpoints, SaveCheckpoint
 from jdfa.driver.chunks import hyper, make_chunk, run_keys, steps_in_chunk
 from jdfa.driver.config import Config
 from jdfa.driver.evaluation import Evaluate
-from jdfa.driver.flags import load_data
+from jdfa.driver.flags import data_source, load_data
 from jdfa.driver.periodic import next_stop
 from jdfa.driver.progress import Progress
 from jdfa.driver.runlog import RunLog
@@ -87,7 +87,8 @@ def _train(cfg: Config, data, saved_config, signals: SignalFlag) -> Summary:
         if restored is None:
             raise ValueError(f"--resume: no readable checkpoint in {checkpoints.directory}")
         state, meta = restored[0], {**meta, **restored[1]}
-    log = RunLog(cfg, resumed_at=int(state.step) if cfg.resume else None, saved=saved_config)
+    log = RunLog(cfg, resumed_at=int(state.step) if cfg.resume else None, saved=saved_config,
+                 data=data_source(cfg.dataset, cfg.data_dir, data is not None))
     interval = Interval(meta, wall_offset=meta["wall_s"])
     actions = [Evaluate(cfg.eval_every, net, (x_eval, y_eval), (jnp.asarray(x_test), jnp.asarray(y_test))),
                MeasureAlignment(cfg.align_every, net, rule, x_eval[:256], y_eval[:256], cfg.batch_mode),

@@ -20,9 +20,11 @@ from jdfa.driver.plots import plot_curves
 
 class RunLog(Periodic):
     """Keeps the records of the run (``last``: the latest value of each accuracy and the test
-    loss) and, with ``config.out``, writes them. As an action it writes every record."""
+    loss) and, with ``config.out``, writes them. As an action it writes every record.
+    ``config.json`` also says where the data came from (``data``: `jdfa.driver.flags.data_source`)."""
 
-    def __init__(self, config: Config, resumed_at: int | None = None, saved: dict | None = None):
+    def __init__(self, config: Config, resumed_at: int | None = None, saved: dict | None = None,
+                 data: str | None = None):
         super().__init__(0)
         self.records: list[dict] = []
         self.last: dict[str, float] = {}
@@ -31,10 +33,10 @@ class RunLog(Periodic):
         if self.dir is None:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        meta = {"config": config.to_dict(), "rule": config.rule.spec, **provenance()}
+        meta = {"config": config.to_dict(), "rule": config.rule.spec, "data": data, **provenance()}
         if saved is not None:  # a resume: the run's first config stays, each resume is noted
             meta = {**saved, "resumes": saved.get("resumes", []) + [
-                {"step": resumed_at, "config": config.to_dict(), **provenance()}]}
+                {"step": resumed_at, "config": config.to_dict(), "data": data, **provenance()}]}
         (self.dir / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
         self.path = self.dir / "metrics.jsonl"
         if resumed_at is not None and self.path.exists():

@@ -27,7 +27,7 @@ from jdfa.driver.checkpoints import Checkpoints
 from jdfa.driver.chunks import hyper, init_runs, make_sweep_chunk, run_keys, run_state, steps_in_chunk
 from jdfa.driver.config import Config
 from jdfa.driver.evaluation import Evaluate
-from jdfa.driver.flags import load_data
+from jdfa.driver.flags import data_source, load_data
 from jdfa.driver.loop import (
     META,
     SECONDS_PER_CHUNK,
@@ -52,8 +52,9 @@ def sweep(config: Config, *, data=None, seeds=None, max_parallel: int | None = N
     name -> values: ``lr=[1e-3, 3e-4]``, ``feedback_scale=...``, ``weight_decay=...``, and
     structural ones such as ``rule=["dfa", "bdfa25"]``, ``block_size=[50, 25]``, ``depth=...``)
     around ``config``; see `train_runs`."""
-    data = data if data is not None else load_data(config.dataset, config.data_dir)
-    return train_runs(grid.expand(config, data, seeds, **axes), data=data, max_parallel=max_parallel)
+    loaded = data if data is not None else load_data(config.dataset, config.data_dir)
+    # `data` as given, so that the runs' config.json say where the data came from.
+    return train_runs(grid.expand(config, loaded, seeds, **axes), data=data, max_parallel=max_parallel)
 
 
 def train_runs(configs: list[Config], *, data=None, max_parallel: int | None = None) -> dict:
@@ -75,6 +76,7 @@ def train_runs(configs: list[Config], *, data=None, max_parallel: int | None = N
     if max_parallel is not None:
         check_int("max_parallel", max_parallel, 1)
     first = configs[0]
+    source = data_source(first.dataset, first.data_dir, data is not None)
     data = data if data is not None else load_data(first.dataset, first.data_dir)
     check_data(first, *data[0], *data[1])
     names = [grid.run_name(s) for s in grid.varying(configs)]
@@ -96,7 +98,7 @@ def train_runs(configs: list[Config], *, data=None, max_parallel: int | None = N
             cfgs = [dataclasses.replace(configs[i], out=str(out / names[i]) if out else None)
                     for i in members]
             program = _Program(cfgs, [names[i] for i in members], data, mesh, progress, signals,
-                               out / "checkpoints" / str(p) if out and first.checkpoint else None)
+                               out / "checkpoints" / str(p) if out and first.checkpoint else None, source)
             status, done = program.train()
             runs += [{"name": n, "settings": settings[i], **r}
                      for n, i, r in zip(program.names, members, done)]
@@ -144,8 +146,9 @@ class _Program:
     """Runs of one structure trained as one vmapped program."""
 
     def __init__(self, cfgs: list[Config], names: list[str], data, mesh, progress: Progress,
-                 signals: SignalFlag, checkpoint_dir: Path | None):
+                 signals: SignalFlag, checkpoint_dir: Path | None, data_source: str):
         self.cfgs, self.names, self.progress, self.signals = cfgs, names, progress, signals
+        self.data_source = data_source
         cfg = self.cfg = cfgs[0]
         (x_train, y_train), (x_test, y_test) = data
         self.x, self.y = jnp.asarray(x_train), jnp.asarray(y_train)
@@ -186,7 +189,7 @@ class _Program:
         for r, c in enumerate(self.cfgs):
             if status[r] == "running":
                 self.logs[r] = RunLog(c, resumed_at=step if restored else None,
-                                      saved=_saved(c) if restored else None)
+                                      saved=_saved(c) if restored else None, data=self.data_source)
             else:  # frozen before the checkpoint: its folder is complete
                 self.summaries[r] = json.loads((Path(c.out) / "summary.json").read_text())
                 self.logs[r] = _Finished(Path(c.out) / "metrics.jsonl")
