@@ -1,5 +1,6 @@
 """What a researcher meets in the first hour of the Python API: a summary that prints in a line,
-a config that refuses a misspelt dataset when it is made."""
+checks and errors in the API's own terms, runs named by what varies, feedback only where a rule
+reads it, and a record of where the data came from."""
 
 import json
 
@@ -85,3 +86,16 @@ def test_config_json_says_where_the_data_came_from(tmp_path, monkeypatch):
     assert saved["data"] == "arrays passed to jdfa.train(data=...)" and saved["config"]["data_dir"] is None
     assert flags.data_source("mnist", None, False) == "mnist from $JDFA_DATA_DIR=/somewhere/data"
     assert flags.data_source("mnist", "/mine", False) == "mnist from data_dir /mine"
+
+
+def test_the_bar_shows_the_newest_evaluation_and_messages_stand_above_it(capsys):
+    from jdfa.driver.progress import Progress, say
+
+    bar = Progress(10, 0, True)
+    bar.update(5, 0.5, {"test_accuracy": 0.25})
+    say("SIGINT received: saving a checkpoint")
+    bar.update(0, 0.5, {"test_accuracy": 0.75})  # what the loop does right after an evaluation
+    assert "test_accuracy=0.7500" in str(bar.bar)
+    bar.close()
+    lines = capsys.readouterr().err.replace("\r", "\n").split("\n")
+    assert "SIGINT received: saving a checkpoint" in [line.strip() for line in lines]

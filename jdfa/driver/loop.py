@@ -10,7 +10,6 @@ naming the step, or `rollback` returns to the last good checkpoint with a lower 
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -24,9 +23,9 @@ from jdfa.driver.checkpoints import Checkpoints, SaveCheckpoint
 from jdfa.driver.chunks import hyper, make_chunk, run_keys, steps_in_chunk
 from jdfa.driver.config import Config
 from jdfa.driver.evaluation import Evaluate
-from jdfa.driver.flags import data_source, load_data
+from jdfa.driver.flags import data_source, load_data, spelled
 from jdfa.driver.periodic import next_stop
-from jdfa.driver.progress import Progress
+from jdfa.driver.progress import Progress, say
 from jdfa.driver.runlog import RunLog
 from jdfa.driver.signals import SignalFlag
 from jdfa.driver.summary import Summary
@@ -137,6 +136,7 @@ def _train(cfg: Config, data, saved_config, signals: SignalFlag) -> Summary:
                 for action in actions:
                     if action.due(stop, last=stop == cfg.steps):
                         action(stop, state, record)
+                progress.update(0, interval.loss(), log.last)  # the evaluation just made
             if signals.is_set and int(state.step) < cfg.steps:
                 status = "interrupted"
                 save_on_interrupt(state, checkpoints, interval.meta(), signals.name, int(state.step))
@@ -235,15 +235,14 @@ def save_on_interrupt(state, checkpoints: Checkpoints | None, meta: dict, name: 
     and says how to continue."""
     if checkpoints is not None:
         checkpoints.save(state, meta, step=step)
-    print(f"interrupted by {name} at step {step}; "
-          + (f"checkpoint saved in {checkpoints.directory}; the same command plus --resume continues"
-             if checkpoints is not None else "checkpoints are off, nothing saved"), file=sys.stderr)
+    say(f"interrupted by {name} at step {step}; "
+        + (f"checkpoint saved in {checkpoints.directory}; the same run with {spelled('resume')} continues"
+           if checkpoints is not None else "checkpoints are off, nothing saved"))
 
 
 def report_abort(step: int) -> str:
     """The second Ctrl-C: says what is kept; returns the status ``"aborted"``."""
-    print(f"aborted at step {step} without saving; the last good checkpoint and the logs are kept",
-          file=sys.stderr)
+    say(f"aborted at step {step} without saving; the last good checkpoint and the logs are kept")
     return "aborted"
 
 

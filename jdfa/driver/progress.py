@@ -1,7 +1,17 @@
-"""The progress bar (tqdm, on stderr): steps done, steps/s, ETA, the running loss and the last
-accuracies. It moves after every chunk (about half a second), not only at evaluations."""
+"""The progress bar (tqdm, on stderr): steps done, steps/s, ETA, the running loss and the latest
+accuracies. It moves after every chunk (about half a second), not only at evaluations; the loop's
+messages go through `say`, above the bar, never into it."""
 
 from __future__ import annotations
+
+import sys
+
+
+def say(message: str) -> None:
+    """Prints ``message`` on stderr on a line of its own above any progress bar (tqdm's write)."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(message, file=sys.stderr)
 
 
 class Progress:
@@ -14,6 +24,8 @@ class Progress:
                         dynamic_ncols=True)
 
     def update(self, steps: int, loss: float, last: dict) -> None:
+        """Advances by ``steps``, showing the running ``loss`` and the ``last`` evaluation's
+        accuracies (called again after each evaluation, so the bar shows the newest one)."""
         self.bar.update(steps)
         self.bar.set_postfix(loss=f"{loss:.4f}", **{
             k: f"{last[k]:.4f}" for k in ("train_accuracy", "test_accuracy") if k in last})

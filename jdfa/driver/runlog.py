@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -16,6 +15,7 @@ import jdfa
 from jdfa.driver.config import Config
 from jdfa.driver.periodic import Periodic
 from jdfa.driver.plots import plot_curves
+from jdfa.driver.progress import say
 
 
 class RunLog(Periodic):
@@ -94,7 +94,7 @@ class RunLog(Periodic):
 
     def stopped(self, step: int, wall: float, message: str, **fields) -> None:
         """Reports (on stderr) and records why the run stopped at ``step``."""
-        print(message, file=sys.stderr)
+        say(message)
         self.write({"step": step, "wall_s": round(wall, 3), "stopped": True, **fields, "message": message})
 
     def diverged(self, step: int, norms: np.ndarray, wall: float, config: Config, rollbacks: int,

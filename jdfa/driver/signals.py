@@ -6,8 +6,9 @@ that lands inside a save until the save is complete)."""
 from __future__ import annotations
 
 import signal
-import sys
 import threading
+
+from jdfa.driver.progress import say
 
 
 class SignalFlag:
@@ -21,8 +22,7 @@ class SignalFlag:
             raise KeyboardInterrupt
         self.is_set, self.name = True, signal.Signals(signum).name
         then = "saving a checkpoint" if self.saves else "stopping (checkpoints are off: nothing to save)"
-        print(f"{self.name} received: {then}; press Ctrl-C again to abort without saving",
-              file=sys.stderr, flush=True)
+        say(f"{self.name} received: {then}; press Ctrl-C again to abort without saving")
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from jdfa.driver.loop import (
     save_on_interrupt,
 )
 from jdfa.driver.periodic import Periodic, next_stop
-from jdfa.driver.progress import Progress
+from jdfa.driver.progress import Progress, say
 from jdfa.driver.runlog import RunLog
 from jdfa.driver.signals import SignalFlag
 from jdfa.driver.sweep_report import write_report
@@ -248,7 +247,7 @@ class _Program:
             self.checkpoints.save(self.state, self._meta(), step=step)
 
     def _freeze(self, r: int, cm) -> None:
-        print(f"run {self.names[r]}:", file=sys.stderr)
+        say(f"run {self.names[r]}:")
         status, _ = report_skip(self.cfgs[r], cm, self.logs[r], self.intervals[r], None, 0)
         self._close(r, status)
 
