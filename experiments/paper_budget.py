@@ -112,7 +112,10 @@ def train_one(tag: str, flags: dict, *, work: Path, data, budget: dict):
         {**common.for_rule(flags), "out": str(out), "progress": False,
          "checkpoint_every": budget["checkpoint_every"], "keep_checkpoints": 2,
          "resume": started, "overwrite": not started}, data)
-    summary = jdfa.train(config, data=data)
+    try:
+        summary = jdfa.train(config, data=data)
+    except jdfa.driver.Interrupted as stopped:  # SIGTERM or Ctrl-C: the checkpoint is saved
+        summary = stopped.result
     summary.pop("state")
     return summary
 

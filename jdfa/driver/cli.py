@@ -32,6 +32,7 @@ from jdfa.batch_modes import BATCH_MODES
 from jdfa.driver import flags, grid
 from jdfa.driver.config import MODELS, ON_DIVERGE, Config
 from jdfa.driver.loop import train
+from jdfa.driver.summary import Interrupted
 from jdfa.driver.sweeps import train_runs
 from jdfa.losses import LOSSES
 from jdfa.optimizers import OPTIMIZERS, SCHEDULES, Optimizer
@@ -139,6 +140,8 @@ def _main(argv) -> int:
     except (ValueError, MemoryError) as err:  # bad flags or data: the message says what to change
         print(f"error: {_name_flags(str(err))}", file=sys.stderr)
         return 2
+    except Interrupted as stopped:  # the loop said what it saved; the result still goes to stdout
+        summary = stopped.result
     except KeyboardInterrupt:  # a second Ctrl-C before training began
         print("aborted before training began", file=sys.stderr)
         return 130
@@ -153,7 +156,10 @@ EXIT = {"finished": 0, "diverged": 1, "invalid_data": 2, "interrupted": 130, "ab
 def _sweep(args: dict, lists: dict, max_parallel: int | None) -> int:
     """Trains the sweep of ``lists``; prints one JSON line: the status and each run's result."""
     configs, dataset = grid.configs(args, lists)
-    result = train_runs(configs, data=dataset, max_parallel=max_parallel)
+    try:
+        result = train_runs(configs, data=dataset, max_parallel=max_parallel)
+    except Interrupted as stopped:
+        result = stopped.result
     keys = ("status", "step", "test_accuracy", "best_test_accuracy", "best_step")
     print(json.dumps({"status": result["status"], "out": result["out"], "runs": [
         {"name": run["name"], **{k: run["summary"].get(k) for k in keys}} for run in result["runs"]]}))

@@ -28,10 +28,11 @@ from jdfa.driver.periodic import next_stop
 from jdfa.driver.progress import Progress, say
 from jdfa.driver.runlog import RunLog
 from jdfa.driver.signals import SignalFlag
-from jdfa.driver.summary import Summary
+from jdfa.driver.summary import Interrupted, Summary
 from jdfa.step import init_train_state
 
 SECONDS_PER_CHUNK = 0.5
+STOPPED_BY_USER = ("interrupted", "aborted")
 META = ("loss_sum", "accuracy_sum", "interval_steps", "wall_s")  # saved beside each checkpoint
 
 
@@ -41,9 +42,10 @@ def train(config: Config, *, data=None) -> Summary:
     Args:
       data: optional ``((x_train, y_train), (x_test, y_test))`` NumPy arrays to use instead of
         ``config.dataset`` (inputs flattened to (n, in_features), integer labels).
-    A first SIGINT or SIGTERM saves a checkpoint and returns with status "interrupted"; a second
-    SIGINT aborts without saving (status "aborted"; the last good checkpoint stays). Neither
-    raises: a script looping over runs should check the status.
+    A first SIGINT or SIGTERM saves a checkpoint, closes the logs and raises
+    `jdfa.driver.summary.Interrupted` (a `KeyboardInterrupt`, its ``result`` the summary with
+    status "interrupted"), so the calling script stops too; a second SIGINT aborts without saving
+    (status "aborted"; the last good checkpoint stays) and raises the same.
 
     Returns:
       a `jdfa.driver.summary.Summary` (a dict with a one-line repr): ``status`` ("finished",
@@ -54,7 +56,10 @@ def train(config: Config, *, data=None) -> Summary:
     """
     saved_config = rundir.prepare(config)  # refuses a bad start before anything is created
     with SignalFlag(saves=bool(config.out and config.checkpoint)) as signals:  # Ctrl-C from here on
-        return _train(config, data, saved_config, signals)
+        summary = _train(config, data, saved_config, signals)
+    if summary["status"] in STOPPED_BY_USER:
+        raise Interrupted(summary)
+    return summary
 
 
 def _train(cfg: Config, data, saved_config, signals: SignalFlag) -> Summary:

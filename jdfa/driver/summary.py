@@ -34,3 +34,25 @@ def _short(value) -> str:
         return f"{value:.4g}"
     text = repr(value)
     return text if len(text) <= 80 else "..." + text[-77:]
+
+
+class Interrupted(KeyboardInterrupt):
+    """Raised by `jdfa.train` and `jdfa.sweep` when Ctrl-C (or SIGTERM) stopped them, after the
+    checkpoint was saved and the logs closed, so that the caller's script stops too (a loop over
+    seeds does not go on to the next one). A `KeyboardInterrupt`: an ``except KeyboardInterrupt``
+    catches it. ``result`` is what the call would have returned (its ``status`` "interrupted", or
+    "aborted" after a second Ctrl-C)."""
+
+    def __init__(self, result: dict):
+        step = result.get("step", max((r["summary"]["step"] for r in result.get("runs", [])), default="?"))
+        super().__init__(f"{result['status']} at step {step}; {_resume_hint(result)}")
+        self.result = result
+
+
+def _resume_hint(result: dict) -> str:
+    from jdfa.driver.flags import spelled
+
+    if result["status"] == "aborted":
+        return "the last good checkpoint and the logs are kept"
+    return f"the same run with {spelled('resume')} continues from the checkpoint" if result.get("out") \
+        else "checkpoints were off"

@@ -30,6 +30,7 @@ from jdfa.driver.flags import data_source, load_data
 from jdfa.driver.loop import (
     META,
     SECONDS_PER_CHUNK,
+    STOPPED_BY_USER,
     Interval,
     check_data,
     report_abort,
@@ -40,6 +41,7 @@ from jdfa.driver.periodic import Periodic, next_stop
 from jdfa.driver.progress import Progress, say
 from jdfa.driver.runlog import RunLog
 from jdfa.driver.signals import SignalFlag
+from jdfa.driver.summary import Interrupted
 from jdfa.driver.sweep_report import write_report
 from jdfa.validate import check_int
 
@@ -66,8 +68,11 @@ def train_runs(configs: list[Config], *, data=None, max_parallel: int | None = N
     saying what varies (`grid.run_name`); ``out`` also gets ``sweep.json``, ``sweep.md`` and
     ``sweep.png`` (`sweep_report`). With ``mesh_data`` > 1 the run axis is split over devices.
 
+    Ctrl-C saves and raises `jdfa.driver.summary.Interrupted` as `jdfa.train` does (its ``result``
+    the dict below, status "interrupted" or "aborted").
+
     Returns:
-      ``status`` ("finished", or "interrupted"/"aborted" as `jdfa.train`), ``out``, ``runs`` (per
+      ``status`` ("finished"), ``out``, ``runs`` (per
       run: ``name``, ``settings``, ``status``, ``summary``, ``records``) and ``report`` (the
       content of ``sweep.json``, also without ``out``).
     """
@@ -103,7 +108,10 @@ def train_runs(configs: list[Config], *, data=None, max_parallel: int | None = N
                      for n, i, r in zip(program.names, members, done)]
     progress.close()
     report = write_report(out, runs) if out else None
-    return {"status": status, "out": first.out, "runs": runs, "report": report}
+    result = {"status": status, "out": first.out, "runs": runs, "report": report}
+    if status in STOPPED_BY_USER:
+        raise Interrupted(result)
+    return result
 
 
 def _check_sweep(configs: list[Config]) -> None:
