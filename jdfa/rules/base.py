@@ -64,10 +64,10 @@ class FeedbackLayout(NamedTuple):
 @dataclasses.dataclass(frozen=True)
 class Rule:
     """A learning rule. Subclasses set ``name`` (which registers them in `RULES` for `parse`) and
-    override `deltas`, and `feedback_layout` if they read fixed random feedback."""
+    give their `plan` (where each layer's delta comes from) and the stacked `deltas` of `jdfa.MLP`;
+    the feedback layout, whether the rule is DFA and whether it needs ``f'`` follow from the plan."""
 
     name: ClassVar[str] = ""
-    needs_fprime: ClassVar[bool] = True  # whether the forward pass must keep f'(a)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -77,15 +77,42 @@ class Rule:
     def check(self, net: Net) -> None:
         """Raises ``ValueError`` if the rule does not fit ``net``."""
 
+    @property
+    def needs_fprime(self) -> bool:
+        """Whether the forward pass must keep ``f'(a)``: whenever the plan trains a hidden layer
+        (and for a rule without a plan, which forms its deltas itself)."""
+        has_plan, plan = self._planned(1)
+        return not has_plan or plan is not None
+
     def feedback_layout(self, net: Net) -> FeedbackLayout:
-        """How many feedback matrices of each kind the rule reads on ``net``."""
+        """How many feedback matrices of each kind the rule reads on `jdfa.MLP` ``net``, from its
+        plan: a layer reading ``e`` (and FA's top layer, which reads ``e`` through its random
+        stand-in for the output weights) holds a (width, out_features) ``B``; a layer reading a
+        hidden delta (and FA's lower layers) a (width, width) one."""
         self.check(net)
-        return FeedbackLayout(0, 0)
+        has_plan, plan = self._planned(net.depth)
+        if not has_plan:
+            raise NotImplementedError(f"rule {self.name!r} has no plan, so it says its feedback itself: "
+                                      "define feedback_layout(net)")
+        if plan is None:
+            return FeedbackLayout(0, 0)
+        top = len(plan) - 1
+        output = sum(s.kind == "error" or (s.kind == "fa" and i == top) for i, s in enumerate(plan))
+        hidden = sum(s.kind == "delta" or (s.kind == "fa" and i < top) for i, s in enumerate(plan))
+        return FeedbackLayout(output, hidden)
 
     def is_dfa(self, net: Net) -> bool:
-        """Whether on ``net`` every hidden delta is DFA's ``(B_i e) * f'(a_i)`` with ``B_i`` the
-        ``i``-th of ``feedback.output`` -- the form `jdfa.remat` recomputes layer by layer."""
-        return False
+        """Whether on ``net`` every hidden delta is DFA's ``(B_i e) * f'(a_i)`` (every source of the
+        plan ``e``) with ``B_i`` the ``i``-th of ``feedback.output`` -- the form `jdfa.remat`
+        recomputes layer by layer."""
+        has_plan, plan = self._planned(net.depth)
+        return has_plan and plan is not None and all(s.kind == "error" for s in plan)
+
+    def _planned(self, depth: int) -> tuple[bool, tuple[Source, ...] | None]:
+        """``(whether the rule has a plan, the plan)``."""
+        if type(self).plan is Rule.plan:
+            return False, None
+        return True, self.plan(depth)
 
     def plan(self, depth: int) -> tuple[Source, ...] | None:
         """Where each of ``depth`` hidden layers' deltas comes from (bottom-up `Source`s), the

@@ -9,7 +9,7 @@ from typing import ClassVar, NamedTuple
 
 from jax import lax
 
-from jdfa.rules.base import FeedbackLayout, FeedbackRule, Source
+from jdfa.rules.base import FeedbackRule, Source
 from jdfa.rules.pieces import direct, stack
 from jdfa.validate import check_choice, check_int
 
@@ -57,15 +57,6 @@ class BDFA(FeedbackRule):
         k = min(self.block_size, depth)
         n_mid, r = divmod(depth - k, k)
         return _Blocks(k, n_mid, r)
-
-    def is_dfa(self, net):
-        return self.boundary == "direct" and self.block_size >= net.depth
-
-    def feedback_layout(self, net):
-        k, n_mid, r = self.blocks(net.depth)
-        if self.boundary == "direct":
-            return FeedbackLayout(k, net.depth - k)
-        return FeedbackLayout(0, net.depth - (1 + n_mid + (r > 0)))
 
     def plan(self, depth):
         k, n_mid, r = self.blocks(depth)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from jdfa.rules.base import FeedbackLayout, FeedbackRule, Rule, Source
+from jdfa.rules.base import FeedbackRule, Rule, Source
 from jdfa.rules.pieces import backprop, chain, direct, stack
 
 
@@ -35,9 +35,6 @@ class FA(FeedbackRule):
     def plan(self, depth):
         return (Source("fa"),) * depth
 
-    def feedback_layout(self, net):
-        return FeedbackLayout(1, net.depth - 1)
-
     def deltas(self, net, params, feedback, trace, e, context=None):
         fprime = self.feedback_fprime(trace)
         top = (e @ feedback.output[0].T) * fprime[-1]
@@ -53,12 +50,6 @@ class DFA(FeedbackRule):
 
     name: ClassVar[str] = "dfa"
 
-    def feedback_layout(self, net):
-        return FeedbackLayout(net.depth, 0)
-
-    def is_dfa(self, net):
-        return True
-
     def plan(self, depth):
         return (Source("error"),) * depth
 
@@ -71,7 +62,6 @@ class Shallow(Rule):
     """The control: hidden layers stay at their initial values, only the output layer learns."""
 
     name: ClassVar[str] = "shallow"
-    needs_fprime: ClassVar[bool] = False
 
     def plan(self, depth):
         return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from jdfa.rules.base import FeedbackLayout, FeedbackRule, Source
+from jdfa.rules.base import FeedbackRule, Source
 from jdfa.rules.pieces import backprop, direct, stack
 from jdfa.validate import check_choice, check_int
 
@@ -44,14 +44,6 @@ class FP(FeedbackRule):
     def check(self, net):
         if self.bp_depth > net.depth:
             raise ValueError(f"bp_depth must lie in [0, depth={net.depth}], got {self.bp_depth}")
-
-    def is_dfa(self, net):
-        return self.bp_depth == 0
-
-    def feedback_layout(self, net):
-        self.check(net)
-        n = net.depth - self.bp_depth
-        return FeedbackLayout(n, 0) if self._reads_error else FeedbackLayout(0, n)
 
     def plan(self, depth):
         n = depth - self.bp_depth

@@ -54,7 +54,7 @@ class Mix(FeedbackRule):
         check_int("bp_steps", self.bp_steps, 0)
 
     def feedback_layout(self, net):
-        return FeedbackLayout(net.depth, 0)
+        return FeedbackLayout(net.depth, 0)  # DFA's: every layer may read e
 
     def deltas(self, net, params, feedback, trace, e, context=None):
         if context is None:
