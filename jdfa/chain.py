@@ -168,8 +168,10 @@ class ChainNet(Net):
             else:
                 s = e if source.kind == "error" else deltas[source.of]
                 signal = _rows(s) @ feedback.layers[i].T
-            fprime = points[i].fprime if source.kind == "backprop" else _feedback_fprime(rule, points[i])
-            signal = jnp.reshape(signal, points[i].a.shape)
+            point = points[i]  # a BP step keeps the true f'; a feedback delta takes the rule's
+            fprime = (point.fprime if source.kind == "backprop"
+                      else rule.feedback_fprime(point.fprime, point.keep))
+            signal = jnp.reshape(signal, point.a.shape)
             deltas[i] = signal if fprime is None else signal * fprime
         blocks = tuple(taken[i] if i in taken else vjps[i](deltas[i])[0] for i in range(depth))
         output = taken[depth] if depth in taken else vjp_out(e)[0]
@@ -245,8 +247,3 @@ class ChainNet(Net):
 def _rows(s: jax.Array) -> jax.Array:
     """(N, ...) -> (N, units): a point's delta or the error as rows that ``B`` reads."""
     return jnp.reshape(s, (s.shape[0], -1))
-
-
-def _feedback_fprime(rule, point: Point):
-    """``f'(a)`` for a feedback delta; without ``use_derivative`` the dropout mask (or None)."""
-    return point.fprime if getattr(rule, "use_derivative", True) else point.keep

@@ -20,7 +20,7 @@ from jdfa.model import Dense, Params
 
 if TYPE_CHECKING:
     from jdfa.mlp import MLP
-from jdfa.rules import FeedbackRule, Rule
+from jdfa.rules import FeedbackRule, Rule, direct
 
 
 def check_remat(net: MLP, rule: Rule, batch_mode: str) -> None:
@@ -42,8 +42,7 @@ def dfa_update(net: MLP, rule: FeedbackRule, params: Params, feedback: Feedback,
 
     def layer_update(h, w, b, b_feedback):
         h_next, fprime = model.layer(net.f, h, w, b, True)
-        d = e @ b_feedback.T
-        d = d * fprime if rule.use_derivative else d
+        d = direct(b_feedback[None], e, rule.feedback_fprime(fprime[None], None))[0]  # DFA's delta, one layer
         return h_next, Dense(h.T @ d, jnp.sum(d, axis=0))
 
     h, g_in = layer_update(x, params.input.w, params.input.b, feedback.output[0])

@@ -108,6 +108,11 @@ class Rule:
         has_plan, plan = self._planned(net.depth)
         return has_plan and plan is not None and all(s.kind == "error" for s in plan)
 
+    def feedback_fprime(self, fprime: jax.Array | None, keep: jax.Array | None) -> jax.Array | None:
+        """What a delta read through ``B`` is multiplied by: ``f'(a)`` (`FeedbackRule` may drop it)."""
+        del keep
+        return fprime
+
     def _planned(self, depth: int) -> tuple[bool, tuple[Source, ...] | None]:
         """``(whether the rule has a plan, the plan)``."""
         if type(self).plan is Rule.plan:
@@ -182,14 +187,17 @@ class FeedbackRule(Rule):
         check_choice("feedback_init", self.feedback_init, FEEDBACK_INITS)
         check_positive("feedback_scale", self.feedback_scale)
 
-    def feedback_fprime(self, trace: Trace) -> jax.Array:
-        """``f'(a)`` (depth, N, width) for feedback deltas; without ``use_derivative`` the dropout
-        mask where units were dropped, else ones (shape (depth, 1, 1): it broadcasts inside the
-        fused multiply, so dropping f' costs no pass)."""
-        fprime = trace.fprime
-        if self.use_derivative:
-            return fprime
-        return trace.keep if trace.keep is not None else jnp.ones((fprime.shape[0], 1, 1), fprime.dtype)
+    def feedback_fprime(self, fprime: jax.Array | None, keep: jax.Array | None) -> jax.Array | None:
+        """What a feedback delta is multiplied by, from the forward pass's ``fprime`` (``f'(a)``
+        times the dropout mask) and ``keep`` (the mask, None when no unit was dropped): ``fprime``,
+        or without ``use_derivative`` the mask, else ones of shape (L, 1, ...) that broadcast
+        inside the fused multiply (so dropping f' costs no pass, and the stack can still be sliced
+        by layer). For a point without an activation (``fprime`` None) the mask, or None."""
+        if self.use_derivative or fprime is None:
+            return fprime if self.use_derivative else keep
+        if keep is not None:
+            return keep
+        return jnp.ones((fprime.shape[0],) + (1,) * (fprime.ndim - 1), fprime.dtype)
 
 
 _SPEC = re.compile(r"([a-z_]+)(\d*)((?:-[a-z]+)?)")

@@ -72,7 +72,7 @@ class BDFA(FeedbackRule):
 
     def deltas(self, net, params, feedback, trace, e, context=None):
         # Feedback deltas use fprime_fb (ones without use_derivative); BP steps keep the true f'.
-        depth, fprime, fprime_fb = net.depth, trace.fprime, self.feedback_fprime(trace)
+        depth, fprime, fprime_fb = net.depth, trace.fprime, self.feedback_fprime(trace.fprime, trace.keep)
         k, n_mid, r = self.blocks(depth)
 
         def mid_blocks(a, size):  # (n_mid * k, ...) -> (n_mid, size, ...), each block's first `size`

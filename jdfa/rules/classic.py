@@ -36,7 +36,7 @@ class FA(FeedbackRule):
         return (Source("fa"),) * depth
 
     def deltas(self, net, params, feedback, trace, e, context=None):
-        fprime = self.feedback_fprime(trace)
+        fprime = self.feedback_fprime(trace.fprime, trace.keep)
         top = (e @ feedback.output[0].T) * fprime[-1]
         return stack(chain(top, feedback.hidden, fprime[:-1]), top[None])
 
@@ -54,7 +54,7 @@ class DFA(FeedbackRule):
         return (Source("error"),) * depth
 
     def deltas(self, net, params, feedback, trace, e, context=None):
-        return direct(feedback.output, e, self.feedback_fprime(trace))
+        return direct(feedback.output, e, self.feedback_fprime(trace.fprime, trace.keep))
 
 
 @dataclasses.dataclass(frozen=True)

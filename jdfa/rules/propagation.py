@@ -51,7 +51,7 @@ class FP(FeedbackRule):
         return (lower,) * n + (Source("backprop"),) * self.bp_depth
 
     def deltas(self, net, params, feedback, trace, e, context=None):
-        fprime, n_dfa = self.feedback_fprime(trace), net.depth - self.bp_depth
+        fprime, n_dfa = self.feedback_fprime(trace.fprime, trace.keep), net.depth - self.bp_depth
         if self.bp_depth == 0:
             return direct(feedback.output, e, fprime)
         bp_part = backprop(params, trace.fprime, e, self.bp_depth)

@@ -61,7 +61,7 @@ class Mix(FeedbackRule):
             raise ValueError("mix draws BP or DFA anew at every training step, so its deltas need "
                              "the step: pass context=jdfa.rules.StepContext(index, key) (the "
                              "train step passes one)")
-        dfa = direct(feedback.output, e, self.feedback_fprime(trace))
+        dfa = direct(feedback.output, e, self.feedback_fprime(trace.fprime, trace.keep))
         draws = jax.random.uniform(context.key, (1 if self.per == "step" else net.depth,))
         use_bp = jnp.broadcast_to((draws < self.p_bp) | (context.index < self.bp_steps), (net.depth,))
         top = jnp.where(use_bp[-1], (e @ params.output.w.T) * trace.fprime[-1], dfa[-1])
