@@ -13,13 +13,20 @@ import jdfa
 from jdfa.driver import flags, grid
 
 
+def _toy(n=128):
+    """Train and test data of a learnable toy task (class: the first feature over 0.5)."""
+    x = np.random.default_rng(0).uniform(size=(n, 6)).astype(np.float32)
+    return ((x, (x[:, 0] > 0.5).astype(np.int32)),) * 2
+
+
+def _tiny_config(out=None, **fields):
+    fields = {"steps": 2, "eval_every": 2, **fields}
+    return jdfa.Config(net=jdfa.MLP(6, 8, 2, 2), batch_size=16, train_eval_size=32, progress=False, out=out,
+                       **fields)
+
+
 def test_a_summary_prints_in_a_line_and_keeps_the_state():
-    rng = np.random.default_rng(0)
-    x = rng.uniform(size=(256, 6)).astype(np.float32)
-    y = (x[:, 0] > 0.5).astype(np.int32)
-    config = jdfa.Config(net=jdfa.MLP(6, 16, 2, 2), steps=20, eval_every=10, batch_size=32,
-                         train_eval_size=64, progress=False, checkpoint=False)
-    summary = jdfa.train(config, data=((x, y), (x, y)))
+    summary = jdfa.train(_tiny_config(steps=20, eval_every=10, checkpoint=False), data=_toy())
     text = repr(summary)
     assert len(text) < 400 and str(summary) == text, text
     assert text.startswith("Summary(status='finished', step=20") and "Array" not in text
@@ -33,11 +40,7 @@ def test_a_misspelt_dataset_is_refused_when_the_config_is_made():
 
 
 def test_sweep_runs_are_named_by_what_varies_only():
-    rng = np.random.default_rng(0)
-    x = rng.uniform(size=(64, 6)).astype(np.float32)
-    data = ((x, (x[:, 0] > 0.5).astype(np.int32)),) * 2
-    base = jdfa.Config(net=jdfa.MLP(6, 8, 2, 2))
-    configs = grid.expand(base, data, seeds=2, rule=["bp", "dfa", "bdfa1"])
+    configs = grid.expand(_tiny_config(), _toy(), seeds=2, rule=["bp", "dfa", "bdfa1"])
     names = [grid.run_name(s) for s in grid.varying(configs)]
     assert names == [f"rule={r}_seed={s}" for s in (0, 1) for r in ("bp", "dfa", "bdfa1")]
 
@@ -57,11 +60,7 @@ def test_feedback_is_optional_for_rules_that_read_none(net):
 
 
 def test_errors_speak_python_to_python_and_flags_to_the_command_line(tmp_path):
-    rng = np.random.default_rng(0)
-    x = rng.uniform(size=(128, 6)).astype(np.float32)
-    data = ((x, (x[:, 0] > 0.5).astype(np.int32)),) * 2
-    config = jdfa.Config(net=jdfa.MLP(6, 8, 2, 2), steps=2, eval_every=2, batch_size=16, train_eval_size=32,
-                         progress=False, out=str(tmp_path / "run"))
+    data, config = _toy(), _tiny_config(str(tmp_path / "run"))
     jdfa.train(config, data=data)
     with pytest.raises(ValueError, match=r"continue it with Config\(resume=True\), replace it with "
                                          r"Config\(overwrite=True\), or choose another Config\(out=\.\.\.\)"):
@@ -76,11 +75,7 @@ def test_errors_speak_python_to_python_and_flags_to_the_command_line(tmp_path):
 
 def test_config_json_says_where_the_data_came_from(tmp_path, monkeypatch):
     monkeypatch.setenv("JDFA_DATA_DIR", "/somewhere/data")
-    rng = np.random.default_rng(0)
-    x = rng.uniform(size=(128, 6)).astype(np.float32)
-    data = ((x, (x[:, 0] > 0.5).astype(np.int32)),) * 2
-    config = jdfa.Config(net=jdfa.MLP(6, 8, 2, 2), steps=2, eval_every=2, batch_size=16, train_eval_size=32,
-                         progress=False, out=str(tmp_path / "run"))
+    data, config = _toy(), _tiny_config(str(tmp_path / "run"))
     jdfa.train(config, data=data)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["data"] == "arrays passed to jdfa.train(data=...)" and saved["config"]["data_dir"] is None
