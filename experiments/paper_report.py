@@ -107,7 +107,9 @@ def main(argv=None) -> int:
             "`experiments/paper_budget.py` (commits: "
             + ", ".join(sorted({r["commit"][:12] for s in parts.values() for rs in s.values() for r in rs}))
             + "). Depth 100, tanh, batch 64, Adam; shared recipe: orthogonal init, lr 3e-4; "
-              "contrast: uniform init, lr 1e-3.\n"]
+              "contrast: uniform init, lr 1e-3.\n",
+            f"{sum(len(rs) for s in parts.values() for rs in s.values())} of "
+            f"{len(paper_budget.plan('paper'))} runs have records; a row with n < 5 is still training.\n"]
     for part, width in TABLES.items():
         if part in parts:
             text += [f"## Table {part[-1]} (width {width})\n", table(parts[part], width)]
