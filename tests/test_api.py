@@ -59,7 +59,7 @@ class SignDFA(rules.FeedbackRule):
         return rules.FeedbackLayout(output=net.depth, hidden=0)
 
     def deltas(self, net, params, feedback, trace, e, context=None):
-        return rules.direct(feedback.output, jnp.sign(e), self.feedback_fprime(trace))
+        return rules.direct(feedback.output, jnp.sign(e), self.feedback_fprime(trace.fprime, trace.keep))
 
 
 NET = jdfa.MLP(in_features=6, width=8, depth=3, out_features=4)
