@@ -63,3 +63,19 @@ def test_interrupted_is_a_keyboard_interrupt_that_carries_the_result():
     stopped = jdfa.driver.Interrupted({"status": "interrupted", "step": 7, "out": "runs/x"})
     assert isinstance(stopped, KeyboardInterrupt) and stopped.result["step"] == 7
     assert "interrupted at step 7" in str(stopped) and "Config(resume=True)" in str(stopped)
+
+
+def test_a_ctrl_c_after_the_loop_stopped_is_answered_not_raised(capsys):
+    """A second Ctrl-C that lands once the loop has saved and stopped must not cut the logs short
+    (the CLI would print no summary): it is answered and ignored."""
+    from jdfa.driver.signals import SignalFlag
+
+    with SignalFlag(saves=True) as signals:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert signals.is_set and signals.name == "SIGINT"
+        signals.closing()
+        os.kill(os.getpid(), signal.SIGINT)  # would raise KeyboardInterrupt before `closing`
+    assert "the run has stopped; writing its logs" in capsys.readouterr().err
+    with pytest.raises(KeyboardInterrupt), SignalFlag(saves=True):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)

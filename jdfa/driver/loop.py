@@ -148,6 +148,7 @@ def _train(cfg: Config, data, saved_config, signals: SignalFlag) -> Summary:
                 break
     except KeyboardInterrupt:  # the second Ctrl-C: leave at once, the last good checkpoint kept
         status = report_abort(int(state.step))
+    signals.closing()
     progress.close()
     if checkpoints is not None:
         checkpoints.close()

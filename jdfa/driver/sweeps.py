@@ -204,6 +204,8 @@ class _Program:
         if restored is None:
             self._act(0, last=False, save=self.checkpoints is not None)
         outcome = self._loop(step)
+        if outcome != "finished":  # no program follows: the logs below are written whole
+            self.signals.closing()
         for r in range(n):
             if self.summaries[r] is None:
                 self._close(r, "finished" if outcome == "finished" else outcome)
