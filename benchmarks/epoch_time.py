@@ -40,7 +40,7 @@ def main(argv=None):
     import jax.numpy as jnp
 
     import jdfa
-    from jdfa.driver.chunks import hyper, make_chunk, run_keys
+    from jdfa.driver.chunks import hyper, init_runs, make_chunk, run_keys
 
     rules = [jdfa.rules.parse(spec) for spec in common.str_list(args.rules)]  # bad specs fail first
     x_np, y_np = jdfa.data.load("mnist", "train", args.data_dir)
@@ -50,12 +50,11 @@ def main(argv=None):
     for rule in rules:
         cfg = jdfa.Config(net=jdfa.MLP(x.shape[1], args.width, args.depth, 10), rule=rule,
                           batch_size=args.batch, steps=steps)
-        optimizer = cfg.optimizer.build(cfg.steps)
         k_init, k_data, _ = run_keys(cfg.seed)
-        state = jdfa.init_train_state(k_init, cfg.net, rule, optimizer)
-        zeros = (jnp.float32(0), jnp.float32(0))  # the interval's running loss and accuracy sums
+        state = init_runs([k_init], [1.0], cfg.net, rule, cfg.optimizer, cfg.steps)  # a run axis of 1
+        zeros = (jnp.zeros(1), jnp.zeros(1))  # the interval's running loss and accuracy sums
         t0 = time.perf_counter()
-        call = (hyper(k_data, cfg.optimizer), x, y, jnp.int32(steps), *zeros)
+        call = (jax.tree.map(lambda a: a[None], hyper(k_data, cfg.optimizer)), x, y, jnp.int32(steps), *zeros)
         chunk = make_chunk(cfg.net, rule, cfg.optimizer, cfg.steps, cfg.batch_size, cfg.batch_mode,
                            cfg.remat, len(x_np)).lower(state, *call).compile()
         compile_s = time.perf_counter() - t0
@@ -72,7 +71,8 @@ def main(argv=None):
                "jax": jax.__version__, "compile_s": round(compile_s, 3),
                "epoch_s": round(epoch_s, 3), "step_ms": round(1e3 * epoch_s / steps, 3),
                "examples_per_s": round(steps * cfg.batch_size / epoch_s, 1),
-               "mean_batch_loss": float(metrics.loss_sum / metrics.steps), "malloc": common.malloc_setting(),
+               "mean_batch_loss": float(metrics.loss_sum[0] / metrics.steps[0]),
+               "malloc": common.malloc_setting(),
                **common.jdfa_revision()}
         out.emit(row)
     out.close()

@@ -7,8 +7,8 @@ r"""Run-steps per second of R training runs: one vmapped program, groups of G, o
 For every configuration (``--configs``, DEPTHxWIDTH), rule and run count N (``--runs``) it trains N
 runs of the driver's jitted chunk of ``--steps`` guarded steps (`jdfa.driver.chunks`, Adam, batches
 drawn on the device from synthetic data) under three schedules: ``vmapped`` (all N runs in one
-`make_sweep_chunk` program), ``grouped`` (`make_sweep_chunk` programs of ``--group`` runs, one group
-after another) and ``sequential`` (`make_chunk`, one run after another). Every program is compiled
+`make_chunk` program), ``grouped`` (programs of ``--group`` runs, one group after another) and
+``sequential`` (programs of one run, as `jdfa.train` runs one, one after another). Every program is compiled
 first (timed apart, ``compile_s``); then the schedules of one N take turns, ``--repeats`` times with
 the order rotating, and the median is kept, so ``speedup_vs_sequential`` (run-steps/s over the
 sequential schedule's at the same N) compares times taken side by side. ``vs_one_run`` divides by
@@ -52,7 +52,7 @@ def measure_rule(depth, width, spec, args, env, emit):
     import jax.numpy as jnp
 
     import jdfa
-    from jdfa.driver.chunks import hyper, init_runs, make_chunk, make_sweep_chunk, run_keys
+    from jdfa.driver.chunks import hyper, init_runs, make_chunk, run_keys
 
     rule, optimizer = jdfa.rules.parse(spec), jdfa.Optimizer("adam", lr=args.lr)
     net, b = jdfa.MLP(784, width, depth, 10), args.batch
@@ -60,16 +60,13 @@ def measure_rule(depth, width, spec, args, env, emit):
     x = jax.random.uniform(kx, (args.n_train, 784), jnp.float32)
     y = jax.random.randint(ky, (args.n_train,), 0, 10)
     n_steps, length = jnp.int32(args.steps), 100 * args.steps  # length: the (constant) lr schedule's
-    programs = {}  # runs per program (0: make_chunk) -> (compiled, compile seconds, temp MiB)
+    programs = {}  # runs per program -> (compiled, compile seconds, temp MiB)
 
     def program(r):
         if r not in programs:
-            s, h, z = stacked(max(r, 1))
-            make = make_sweep_chunk if r else make_chunk
-            if not r:
-                s, h, z = jax.tree.map(lambda a: a[0], (s, h, z))
+            s, h, z = stacked(r)
             t0 = time.perf_counter()
-            c = make(net, rule, optimizer, length, b, "mean", False, args.n_train).lower(
+            c = make_chunk(net, rule, optimizer, length, b, "mean", False, args.n_train, r).lower(
                 s, h, x, y, n_steps, z, z).compile()
             mem = c.memory_analysis()
             programs[r] = (c, time.perf_counter() - t0, mem.temp_size_in_bytes / 2**20 if mem else None)
@@ -83,23 +80,18 @@ def measure_rule(depth, width, spec, args, env, emit):
 
     def schedule(name, n):
         """A closure that runs one chunk of every run as ``name`` says, and its program sizes."""
-        size = {"vmapped": n, "grouped": min(args.group, n), "sequential": 0}[name]
-        parts = [(i, min(max(size, 1), n - i)) for i in range(0, n, max(size, 1))]
+        size = {"vmapped": n, "grouped": min(args.group, n), "sequential": 1}[name]
+        parts = [(i, min(size, n - i)) for i in range(0, n, size)]
         sizes = {s for _, s in parts}
         for s in sizes:
-            program(s if size else 0)
-        live = []
-        for i, s in parts:
-            st, h, z = stacked(s, i)
-            live.append([st, h, z] if size else jax.tree.map(lambda a: a[0], [st, h, z]))
+            program(s)
+        live = [list(stacked(s, i)) for i, s in parts]
 
         def run(k=n_steps):
             for item in live:  # one program after another: each ends before the next starts
-                item[0], _ = programs[len(item[2]) if size else 0][0](item[0], item[1], x, y, k,
-                                                                       item[2], item[2])
+                item[0], _ = programs[len(item[2])][0](item[0], item[1], x, y, k, item[2], item[2])
                 jax.block_until_ready(item[0])
-        return run, size, sum(programs[s if size else 0][1] for s in sizes), programs[
-            max(sizes) if size else 0][2]
+        return run, size, sum(programs[s][1] for s in sizes), programs[max(sizes)][2]
 
     state_mib = sum(a.nbytes for a in jax.tree.leaves(stacked(1)[0])) / 2**20
     records, one_run = [], None
@@ -122,7 +114,7 @@ def measure_rule(depth, width, spec, args, env, emit):
             _, size, compile_s, temp = runs[name]
             rec = {"kind": "throughput", "config": f"{depth}x{width}", "depth": depth, "width": width,
                    "batch": b, "rule": rule.spec, "optimizer": f"adam(lr={args.lr:g})", "runs": n,
-                   "schedule": name, "group_size": size or 1, "steps_per_chunk": args.steps,
+                   "schedule": name, "group_size": size, "steps_per_chunk": args.steps,
                    "repeats": args.repeats, "time_s_median": statistics.median(times[name]),
                    "time_s_min": min(times[name]), "run_steps_per_s": rate[name],
                    "ms_per_run_step": 1e3 / rate[name],

@@ -10,12 +10,13 @@ the weight mask -- comes from here. `jdfa.blocks` (Flax layers) is built on it.
 
 The update: one forward pass keeps each block's VJP; the deltas of the feedback points follow the
 rule's `jdfa.rules.Rule.plan` (a `jdfa.rules.Source` per point: ``e`` or another point's delta
-through a fixed ``B``, the block above's true VJP, or its VJP with random weights for FA); then
+through a fixed ``B``, the block above's true VJP, its VJP with random weights for FA, or a draw
+between the true VJP and ``e`` through ``B`` for mix); then
 every block's parameter update is its own VJP at its own delta. What is sequential: the forward
 chain, and the deltas only where the plan chains them; the ``depth + 1`` parameter VJPs are
 independent, which XLA is free to run in parallel.
 
-Feedback per point (`ChainFeedback`): ``"error"``: ``B_i`` (size_i, out_features), ``size_i`` the
+Feedback per point (`ChainFeedback`): ``"error"``, ``"mix"``: ``B_i`` (size_i, out_features), ``size_i`` the
 point's number of units per example (`point_sizes`: a conv map H x W x C has ``H*W*C``);
 ``"delta"`` from point ``j``: (size_i, size_j); ``"fa"``: the block above's parameters with every
 array of rank >= 2 (the weights) redrawn; ``"backprop"``: None. Memory: DFA holds ``sum_i size_i *
@@ -147,7 +148,9 @@ class ChainNet(Net):
         self.check_feedback(rule, feedback)
         self.check_run(rule, batch_mode, remat)
         plan, depth = rule.plan(len(params.blocks)), len(params.blocks)
-        k_dropout = jax.random.split(context.key)[0] if context is not None and dropout else None
+        # One key drops units, the other is the rule's, as `jdfa.update` splits them for the MLP.
+        k_dropout, k_rule = jax.random.split(context.key) if context is not None else (None, None)
+        k_dropout = k_dropout if dropout else None
         points, h_top, a_y, vjp_out = self.forward(params, x, plan is not None, k_dropout)
         loss, e = losses.output_error(self, a_y, y)
         if plan is None:
@@ -156,19 +159,28 @@ class ChainNet(Net):
         taken = {}  # block -> its param update, where a BP step already ran the block's VJP
         vjps, inputs = [p.vjp for p in points] + [vjp_out], [p.h_in for p in points] + [h_top]
         deltas = [None] * depth
+        draws = (rule.draws(depth, context._replace(key=k_rule) if context is not None else None)
+                 if any(s.kind == "mix" for s in plan) else None)
         for i in reversed(range(depth)):
-            source, above = plan[i], deltas[i + 1] if i + 1 < depth else e
-            if source.kind == "backprop":
+            source, above, point = plan[i], deltas[i + 1] if i + 1 < depth else e, points[i]
+            if source.kind in ("backprop", "mix"):  # the VJP of the block above is its update too
                 taken[i + 1], signal = vjps[i + 1](above)
-            elif source.kind == "fa":
+            if source.kind == "mix":  # BP where this step's draw says so, else the error through B
+                fb_signal = jnp.reshape(_rows(e) @ feedback.layers[i].T, point.a.shape)
+                fb_fprime = rule.feedback_fprime(point.fprime, point.keep)
+                bp = jnp.reshape(signal, point.a.shape) * (1 if point.fprime is None else point.fprime)
+                fb = fb_signal * (1 if fb_fprime is None else fb_fprime)
+                deltas[i] = jnp.where(draws[i], bp, fb)
+                continue
+            if source.kind == "fa":
                 own = params.blocks[i + 1] if i + 1 < depth else params.output
                 stand_in = jax.tree.map(lambda b, p: b if b.ndim >= 2 else p, feedback.layers[i], own)
                 _, vjp_h = jax.vjp(functools.partial(self.block_apply, i + 1, stand_in), inputs[i + 1])
                 signal = vjp_h(above)[0]
-            else:
+            elif source.kind != "backprop":
                 s = e if source.kind == "error" else deltas[source.of]
                 signal = _rows(s) @ feedback.layers[i].T
-            point = points[i]  # a BP step keeps the true f'; a feedback delta takes the rule's
+            # a BP step keeps the true f'; a feedback delta takes the rule's
             fprime = (point.fprime if source.kind == "backprop"
                       else rule.feedback_fprime(point.fprime, point.keep))
             signal = jnp.reshape(signal, point.a.shape)
@@ -210,7 +222,7 @@ class ChainNet(Net):
                          for k, w in zip(jax.random.split(keys[i], len(leaves)), leaves)]
                 layers.append(tree.unflatten(drawn))
             else:
-                src = self.out_features if source.kind == "error" else sizes[source.of]
+                src = self.out_features if source.kind in ("error", "mix") else sizes[source.of]
                 layers.append(draw(keys[i], rule, (sizes[i], src), src))
         return ChainFeedback(tuple(layers))
 

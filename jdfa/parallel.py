@@ -72,6 +72,12 @@ def state_sharding(mesh: Mesh, state, net):
     return jax.tree.map(spec, state, stacked_mask(state, net))
 
 
+def with_run_axis(shardings):
+    """``shardings`` (NamedShardings of one run's leaves) for the same leaves stacked on a leading
+    run axis (the driver's state of R runs), that axis not split."""
+    return jax.tree.map(lambda s: NamedSharding(s.mesh, P(None, *s.spec)), shardings)
+
+
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     """The batch axis of ``x`` and ``y`` split over ``data``."""
     return NamedSharding(mesh, P("data"))

@@ -84,6 +84,23 @@ def test_plan_on_dense_blocks_equals_the_mlps_deltas(rule, variant):
     chex.assert_trees_all_close(got, as_blocks(want), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("per", ["step", "layer"])
+def test_mix_on_dense_blocks_equals_the_mlps(per, variant):
+    """Mix's plan draws BP or DFA per step or layer from the step's key: the same draws, and the
+    same deltas, on blocks as on the MLP."""
+    net, rule = dense_net(MLP), jdfa.mix(0.5, per=per)
+    params, feedback = jdfa.init(jax.random.key(0), MLP, rule)
+    block_feedback = chain.ChainFeedback(tuple(feedback.output))
+    x, y = batch(MLP)
+    for seed in range(4):  # draws that differ
+        context = rules.StepContext(jnp.int32(3), jax.random.key(seed))
+        want = variant(lambda p, f, c=context: jdfa.update_direction(MLP, rule, p, f, x, y, context=c))(
+            params, feedback)
+        got = variant(lambda p, f, c=context: jdfa.update_direction(net, rule, p, f, x, y, context=c))(
+            as_blocks(params), block_feedback)
+        chex.assert_trees_all_close(got, as_blocks(want), rtol=1e-5, atol=1e-6)
+
+
 def test_dfa_with_dropout_on_dense_blocks_equals_the_mlps():
     mlp, rule = jdfa.MLP(12, 8, 4, 3, dropout=0.3), jdfa.dfa()
     net = dense_net(mlp, dropout=0.3)
@@ -187,12 +204,20 @@ def test_conv_dfa_trains_and_leaves_feedback_fixed():
     assert alignment.angle.shape == (4,) and float(alignment.angle[-1]) < 1e-2  # output: BP's
 
 
+@dataclasses.dataclass(frozen=True)
+class _Planless(rules.FeedbackRule):
+    """A rule that says its MLP deltas itself (as README's sign-of-e example): no plan to run."""
+
+    def feedback_layout(self, net):
+        return rules.FeedbackLayout(net.depth, 0)
+
+
 def test_errors_name_the_problem():
     net = SMALL_CONV
     params, feedback = jdfa.init(jax.random.key(0), net, jdfa.dfa())
     x, y = batch(net)
     with pytest.raises(ValueError, match="no plan"):
-        jdfa.init(jax.random.key(0), net, jdfa.mix())
+        jdfa.init(jax.random.key(0), net, _Planless())
     with pytest.raises(ValueError, match="batch_mode='mean'"):
         jdfa.update_direction(net, jdfa.dfa(), params, feedback, x, y, batch_mode="batch_average")
     with pytest.raises(ValueError, match="shared_feedback"):
@@ -234,9 +259,9 @@ def test_cli_model_conv_dfa_trains_on_mnist(tmp_path):
     config = json.loads((tmp_path / "dfa" / "config.json").read_text())["config"]
     assert config["net"]["model"] == "ConvNet" and config["net"]["width"] == 64
     assert summary["test_accuracy"] >= 0.90, summary
-    refused = subprocess.run([sys.executable, "-m", "jdfa", "train", *args, "--rule", "mix"],
-                             capture_output=True, text=True)
-    assert refused.returncode == 2 and "no plan" in refused.stderr
+    mixed = subprocess.run([sys.executable, "-m", "jdfa", "train", *args[:4], "--steps", "20", *args[6:],
+                            "--rule", "mix"], capture_output=True, text=True)  # mix has a plan too
+    assert mixed.returncode == 0 and json.loads(mixed.stdout)["rule"] == "mix", mixed.stderr
 
 
 def test_conv_run_resumes_to_the_uninterrupted_metrics(tmp_path):
@@ -274,14 +299,11 @@ def test_stepwise_chunk_equals_the_looped_chunk(vmapped):
     body = chunks.chunk_body(net, rule, opt, 50, 16, "mean", False, 96)
     state = jdfa.init_train_state(jax.random.key(0), net, rule, opt.build(50))
     hyper = chunks.hyper(jax.random.key(2), opt)
-    if vmapped:
-        state, hyper = jax.tree.map(lambda a: jnp.stack([a, a]), (state, hyper))
-        looped = jax.jit(jax.vmap(body, in_axes=(0, 0, None, None, None, 0, 0)))
-        stepwise = chunks.make_sweep_chunk(net, rule, opt, 50, 16, "mean", False, 96, n_runs=2)
-        sums = (jnp.zeros(2), jnp.zeros(2))
-    else:
-        looped, stepwise = jax.jit(body), chunks.make_chunk(net, rule, opt, 50, 16, "mean", False, 96)
-        sums = (0.0, 0.0)
+    runs = 2 if vmapped else 1
+    state, hyper = jax.tree.map(lambda a: jnp.stack([a] * runs), (state, hyper))
+    looped = jax.jit(jax.vmap(body, in_axes=(0, 0, None, None, None, 0, 0)))
+    stepwise = chunks.make_chunk(net, rule, opt, 50, 16, "mean", False, 96, n_runs=runs)
+    sums = (jnp.zeros(runs), jnp.zeros(runs))
     assert chunks.stepwise_on_cpu(net)
     for n in (6, 5):  # an epoch of 6 steps, then 5 of the next, most of them skipped
         want = looped(state, hyper, x, y, n, *sums)

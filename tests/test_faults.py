@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pytest
 import jdfa
 from jdfa.driver import from_flags
 from jdfa.driver.checkpoints import Checkpoints
-from jdfa.driver.chunks import batch_indices, hyper, make_chunk, run_keys
+from jdfa.driver.chunks import batch_indices, hyper, init_runs, make_chunk, run_keys
 
 MNIST = Path(os.environ.get("JDFA_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 RUN = ["--dataset", "mnist", "--data-dir", str(MNIST), "--rule", "bdfa", "--block-size", "2",
@@ -58,9 +59,10 @@ def _final(out):
 
 
 def _abstract_state():
+    """The shapes of the driver's checkpointed state: one run, stacked on a run axis of 1."""
     net = jdfa.MLP(784, 256, 4, 10)
-    return jax.eval_shape(lambda: jdfa.init_train_state(jax.random.key(0), net, jdfa.bdfa(2),
-                                                        optax.adam(1e-3)))
+    return jax.eval_shape(lambda: jax.tree.map(lambda a: a[None], jdfa.init_train_state(
+        jax.random.key(0), net, jdfa.bdfa(2), optax.adam(1e-3))))
 
 
 def _records(out):
@@ -79,7 +81,7 @@ def test_killed_and_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, e
     assert resumed.wait(timeout=600) == 0, resumed.communicate()
     assert whole.wait(timeout=600) == 0, whole.communicate()
     a, b = _final(tmp_path / "whole"), _final(tmp_path / "killed")
-    assert int(a.step) == int(b.step) == 800
+    assert int(a.step[0]) == int(b.step[0]) == 800
     chex.assert_trees_all_equal(a.params, b.params)
     chex.assert_trees_all_equal(a.opt_state, b.opt_state)
     assert _records(tmp_path / "whole") == _records(tmp_path / "killed")
@@ -93,16 +95,16 @@ def test_where_chunks_split_an_interval_does_not_change_its_sums():
     net, rule, opt = jdfa.MLP(8, 16, 3, 3), jdfa.rules.dfa(), jdfa.Optimizer("adam")
     k_init, k_data, _ = run_keys(0)
     chunk = make_chunk(net, rule, opt, 100, 32, "mean", False, len(x))
-    start = jdfa.init_train_state(k_init, net, rule, opt.build(100))
-    sums, run = (jax.numpy.float32(0), jax.numpy.float32(0)), hyper(k_data, opt)
+    start = init_runs([k_init], [1.0], net, rule, opt, 100)
+    sums, run = (jax.numpy.zeros(1), jax.numpy.zeros(1)), jax.tree.map(lambda a: a[None], hyper(k_data, opt))
     _, whole = chunk(start, run, x, y, jax.numpy.int32(23), *sums)
     state, split = start, None
     for n in (1, 7, 2, 13):
         state, split = chunk(state, run, x, y, jax.numpy.int32(n), *sums)
         sums = (split.loss_sum, split.accuracy_sum)
-    assert int(state.step) == 23
-    assert float(whole.loss_sum) == float(split.loss_sum)  # bitwise, not approximately
-    assert float(whole.accuracy_sum) == float(split.accuracy_sum)
+    assert int(state.step[0]) == 23
+    assert float(whole.loss_sum[0]) == float(split.loss_sum[0])  # bitwise, not approximately
+    assert float(whole.accuracy_sum[0]) == float(split.accuracy_sum[0])
 
 
 def test_sigint_saves_a_checkpoint_and_exits_cleanly(tmp_path, env):
@@ -126,7 +128,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous(tmp_path):
     data = ((x, y), (x, y))
     flags = dict(rule="dfa", depth=3, width=16, batch_size=32, eval_every=10, checkpoint_every=10,
                  out=str(tmp_path), progress=False)
-    at_10 = _train(data, steps=10, **flags)["state"]
+    at_10 = jax.tree.map(lambda a: a[None], _train(data, steps=10, **flags)["state"])  # as checkpointed
     _train(data, steps=20, resume=True, **flags)
     newest = tmp_path / "checkpoints" / "20"
     for f in newest.rglob("*"):
@@ -136,7 +138,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous(tmp_path):
     with pytest.warns(RuntimeWarning, match="checkpoint of step 20 .* unreadable.*previous"):
         restored, _ = ckpt.restore_latest(at_10)
     ckpt.close()
-    assert int(restored.step) == 10
+    assert int(restored.step[0]) == 10
     chex.assert_trees_all_equal(jax.device_get(restored.params), jax.device_get(at_10.params))
     # and a resumed run goes on from there
     with pytest.warns(RuntimeWarning, match="unreadable"):
@@ -196,9 +198,9 @@ def test_planted_nan_is_refused_before_training(tmp_path):
 
 
 def test_planted_nan_past_the_check_stops_the_run_naming_the_step(tmp_path, capsys, monkeypatch):
-    from jdfa.driver import loop
+    from jdfa.driver import sweeps
 
-    monkeypatch.setattr(loop, "check_data", lambda *args: None)  # as if it came from elsewhere
+    monkeypatch.setattr(sweeps, "check_data", lambda *args: None)  # as if it came from elsewhere
     data, _ = _poisoned(23)
     result = _train(data, out=str(tmp_path), **FLAGS)
     assert result["status"] == "invalid_data"
@@ -225,3 +227,16 @@ def test_rollback_lowers_the_learning_rate_and_recovers(tmp_path):
     hopeless = _train(data, lr=1e12, rollback_factor=0.5, max_rollbacks=2, out=str(tmp_path / "b"),
                       **flags)
     assert hopeless["status"] == "diverged" and hopeless["rollbacks"] == 2
+
+
+def test_a_checkpoint_of_the_old_single_run_format_is_refused_naming_the_change(tmp_path):
+    data = ((np.zeros((64, 8), np.float32), np.arange(64) % 3),) * 2
+    flags = dict(depth=2, width=8, steps=8, batch_size=16, eval_every=4, out=str(tmp_path), progress=False)
+    _train(data, **flags)
+    shutil.rmtree(tmp_path / "checkpoints")
+    config, _ = from_flags(flags, data)
+    old = jdfa.init_train_state(jax.random.key(0), config.net, config.rule, config.optimizer.build(8))
+    Checkpoints(tmp_path / "checkpoints").save(old, {"loss_sum": 0.0, "accuracy_sum": 0.0,
+                                                     "interval_steps": 0, "wall_s": 1.0})
+    with pytest.raises(ValueError, match=r"older jdfa.*unstacked.*again with Config\(overwrite=True\)"):
+        _train(data, **flags, resume=True)

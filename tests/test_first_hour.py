@@ -3,6 +3,10 @@ checks and errors in the API's own terms, runs named by what varies, feedback on
 reads it, and a record of where the data came from."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import chex
 import jax
@@ -10,7 +14,11 @@ import numpy as np
 import pytest
 
 import jdfa
-from jdfa.driver import flags, grid
+from jdfa.driver import flags, from_flags, grid
+from jdfa.driver.checkpoints import Checkpoints
+from jdfa.driver.chunks import init_runs
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _toy(n=128):
@@ -94,3 +102,67 @@ def test_the_bar_shows_the_newest_evaluation_and_messages_stand_above_it(capsys)
     bar.close()
     lines = capsys.readouterr().err.replace("\r", "\n").split("\n")
     assert "SIGINT received: saving a checkpoint" in [line.strip() for line in lines]
+
+
+# --- divergence beyond NaN ----------------------------------------------------------------------
+
+BLOWS_UP = ["--rule", "dfa", "--activation", "relu", "--optimizer", "sgd", "--lr", "1e3", "--steps", "300",
+            "--eval-every", "100", "--train-eval-size", "1000", "--no-progress"]
+
+
+def _cli(*args):
+    env = {**os.environ, "JDFA_DATA_DIR": str(ROOT.parent / "shared" / "data")}
+    done = subprocess.run([sys.executable, "-m", "jdfa", "train", *args], capture_output=True, text=True,
+                          env=env)
+    return done.returncode, json.loads(done.stdout), done.stderr
+
+
+def test_a_finite_blow_up_is_divergence_with_its_reason_and_rollback_recovers(tmp_path):
+    """The issue's run (relu, sgd, lr 1e3): finite losses of 1e7 and more, once a "finished" run."""
+    code, summary, _ = _cli(*BLOWS_UP, "--out", str(tmp_path / "stop"))
+    assert code == 1 and summary["status"] == "diverged", summary
+    assert "above 100 x the first evaluated test loss" in summary["reason"]
+    assert "--divergence-factor" in summary["reason"] and "--on-diverge rollback" in summary["reason"]
+    stopped = json.loads((tmp_path / "stop" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert stopped["diverged"] and np.isfinite(stopped["loss"]) and stopped["loss"] > stopped["loss_limit"]
+    config, _ = from_flags({"rule": "dfa", "activation": "relu", "optimizer": "sgd", "lr": 1e3, "steps": 300},
+                           ((np.zeros((64, 784), np.float32), np.arange(64) % 10),) * 2)
+    like = init_runs([jax.random.key(0)], [1.0], config.net, config.rule, config.optimizer, 300)
+    state, meta = Checkpoints(tmp_path / "stop" / "checkpoints").restore_latest(like)  # the last good one
+    assert meta["step"] == 0 and all(np.isfinite(np.asarray(v)).all() for v in jax.tree.leaves(state.params))
+    code, summary, _ = _cli(*BLOWS_UP, "--on-diverge", "rollback", "--rollback-factor", "1e-5",
+                            "--out", str(tmp_path / "rollback"))
+    assert code == 0 and summary["status"] == "finished" and summary["rollbacks"] == 1, summary
+    assert summary["test_accuracy"] > 0.5
+
+
+def test_the_divergence_default_is_far_above_every_committed_curve():
+    """Every loss of every committed experiment's curve against the default limit (100 x the
+    curve's first test loss): the largest ratio recorded is below 2."""
+    def curves(tree):
+        if isinstance(tree, list) and tree and all(isinstance(r, dict) for r in tree) \
+                and any("test_loss" in r for r in tree):
+            yield tree
+        elif isinstance(tree, (list, dict)):
+            for value in tree.values() if isinstance(tree, dict) else tree:
+                yield from curves(value)
+
+    found, worst = 0, 0.0
+    for path in sorted((ROOT / "experiments" / "results").rglob("*.json")):
+        for curve in curves(json.loads(path.read_text())):
+            first = next(r["test_loss"] for r in curve if r.get("test_loss") is not None)
+            losses = [r[k] for r in curve for k in ("loss", "test_loss") if isinstance(r.get(k), float)]
+            found, worst = found + 1, max([worst] + [v / first for v in losses])
+    assert found >= 50 and worst < jdfa.Config().divergence_factor / 10, (found, worst)
+
+
+def test_hidden_layers_that_never_update_are_named(capsys):
+    x = np.random.default_rng(0).uniform(size=(128, 6)).astype(np.float32)
+    data = ((x, (x[:, 0] > 0.5).astype(np.int32)),) * 2
+    flags = dict(depth=3, width=8, activation="tanh", optimizer="adam", lr=1e3, steps=40, eval_every=20,
+                 batch_size=16, train_eval_size=64, progress=False, divergence_factor=0)
+    for rule, warned in (("dfa", True), ("shallow", False)):  # shallow trains no hidden layer
+        config, _ = from_flags({**flags, "rule": rule}, data)
+        jdfa.train(config, data=data)
+        err = capsys.readouterr().err
+        assert ("hidden layer(s) [1, 2, 3] got exactly zero updates" in err) == warned, err

@@ -56,7 +56,8 @@ class ResidualMLP(ChainNet):
 
 
 NET = ResidualMLP(in_features=12, width=16, depth_=4, out_features=5)
-RULES = [jdfa.bp(), jdfa.dfa(), jdfa.bdfa(2), jdfa.bdfa(2, "backprop"), jdfa.fa(), jdfa.fp(1), jdfa.shallow()]
+RULES = [jdfa.bp(), jdfa.dfa(), jdfa.bdfa(2), jdfa.bdfa(2, "backprop"), jdfa.fa(), jdfa.fp(1),
+         jdfa.mix(0.5, per="layer"), jdfa.shallow()]
 
 
 def _batch(n=8):
@@ -122,9 +123,10 @@ def _task():
     return (x, y), ((x[:1536], y[:1536]), (x[1536:], y[1536:]))
 
 
-def test_mix_has_no_plan_and_says_so():
-    with pytest.raises(ValueError, match="no plan"):
-        jdfa.init(jax.random.key(0), NET, jdfa.mix(0.5))
+def test_mix_outside_a_training_step_asks_for_the_step():
+    params, feedback = jdfa.init(jax.random.key(0), NET, jdfa.mix(0.5))
+    with pytest.raises(ValueError, match="StepContext"):
+        jdfa.update_direction(NET, jdfa.mix(0.5), params, feedback, *_batch())
 
 
 # --- weight decay asks the net for its weights ---------------------------------------------------

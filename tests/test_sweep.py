@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import jdfa
-from jdfa.driver import cli, grid, net_for_data, packing
+from jdfa.driver import cli, from_flags, grid, net_for_data, packing
 from jdfa.driver.sweeps import train_runs
 
 MNIST = Path(os.environ.get("JDFA_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -155,9 +155,6 @@ def test_structures_are_separate_programs_and_rule_fields_apply_where_they_fit()
 
 def test_bad_sweeps_are_refused_with_the_fix(tmp_path, mnist, monkeypatch):
     net = net_for_data(mnist, width=16, depth=2)
-    config = jdfa.Config(net=net, on_diverge="rollback", **SMALL)
-    with pytest.raises(ValueError, match="frozen"):
-        jdfa.sweep(config, data=mnist, seeds=2)
     with pytest.raises(ValueError, match="share every run setting.*steps"):
         train_runs([jdfa.Config(net=net, steps=10), jdfa.Config(net=net, steps=20)], data=mnist)
     with pytest.raises(ValueError, match="cannot sweep"):
@@ -178,3 +175,31 @@ def test_runs_one_after_another_match_the_vmapped_program(mnist):
     in_turn = jdfa.sweep(config, data=data, seeds=2, lr=[1e-3, 1e-2], max_parallel=1)
     for a, b in zip(vmapped["runs"], in_turn["runs"]):
         _close(a["records"], b["records"], rtol=1e-5)
+
+
+def test_a_sweep_rolls_back_a_diverging_run_while_the_others_equal_their_runs_alone(tmp_path):
+    """One loop for a run and a sweep: lr 1e4 diverges, the program returns to its checkpoint
+    with that run's lr times 1e-5 (0.1) and it recovers, as the same run alone does; the lr 0.01
+    run redoes the undone steps and ends equal to its run alone."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 256).astype(np.int32)
+    data = ((x, y), (x, y))
+    flags = dict(rule="dfa", depth=3, width=16, steps=60, batch_size=32, optimizer="sgd", loss="mse",
+                 activation="relu", eval_every=20, checkpoint_every=20, on_diverge="rollback",
+                 rollback_factor=1e-5, progress=False)
+    config, _ = from_flags({**flags, "out": str(tmp_path / "sweep")}, data)
+    swept = jdfa.sweep(config, data=data, lr=[1e4, 1e-2], max_parallel=2)
+    assert json.loads((tmp_path / "sweep" / "sweep_config.json").read_text())["programs"] == [[0, 1]]
+    for lr, run in zip((1e4, 1e-2), swept["runs"]):
+        alone, _ = from_flags({**flags, "lr": lr, "out": str(tmp_path / f"alone_{lr:g}")}, data)
+        summary = jdfa.train(alone, data=data)
+        assert run["status"] == summary["status"] == "finished"
+        assert run["summary"]["rollbacks"] == summary["rollbacks"] == (1 if lr > 1 else 0)
+        got, want = _records(tmp_path / "sweep" / run["name"]), _records(tmp_path / f"alone_{lr:g}")
+        assert [r["step"] for r in got] == [r["step"] for r in want]
+        assert [sorted(r) for r in got] == [sorted(r) for r in want]  # the notes and the rollback too
+        _close([r for r in got if "loss" in r], [r for r in want if "loss" in r], rtol=1e-5)
+    rolled = _records(tmp_path / "sweep" / swept["runs"][0]["name"])
+    assert any(r.get("diverged") for r in rolled)
+    assert any(r.get("rollback") == 1 and r["lr"] == pytest.approx(0.1) for r in rolled)

@@ -11,8 +11,7 @@ runs one program holds), `sweeps` (`sweep`: the loop over a run axis), `sweep_re
 
 from jdfa.driver.config import Config, net_for_data
 from jdfa.driver.flags import from_flags
-from jdfa.driver.loop import train
 from jdfa.driver.summary import Interrupted, Summary
-from jdfa.driver.sweeps import sweep, train_runs
+from jdfa.driver.sweeps import sweep, train, train_runs
 
 __all__ = ["Config", "Interrupted", "Summary", "from_flags", "net_for_data", "sweep", "train", "train_runs"]

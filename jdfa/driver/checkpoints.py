@@ -1,5 +1,4 @@
-"""Checkpoints of a `jdfa.TrainState` (and a few named numbers beside it) with orbax-checkpoint, and
-saving them as a periodic action of the loop (`SaveCheckpoint`).
+"""Checkpoints of a `jdfa.TrainState` (and a few named numbers beside it) with orbax-checkpoint.
 
 Orbax writes each checkpoint into a temporary folder and renames it into place when complete, so a
 crash while saving never leaves a half-written checkpoint under a step's name: the last good one
@@ -23,8 +22,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
-
-from jdfa.driver.periodic import Periodic
 
 
 def _drop_empty(tree):
@@ -98,6 +95,16 @@ class Checkpoints:
         for tmp in self.directory.glob("*.orbax-checkpoint-tmp*"):
             shutil.rmtree(tmp, ignore_errors=True)
 
+    def meta_keys(self) -> set[str] | None:
+        """The names of the numbers saved beside the newest checkpoint whose metadata reads (None:
+        there is none; `restore_latest` warns of the unreadable ones)."""
+        for step in reversed(self.steps()):
+            try:
+                return set(self.manager.item_metadata(step)["meta"].keys())
+            except Exception:  # orbax raises many types for damaged files
+                continue
+        return None
+
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
 
@@ -126,15 +133,3 @@ class Checkpoints:
 
     def close(self) -> None:
         self.manager.close()
-
-
-class SaveCheckpoint(Periodic):
-    """The periodic action: saves the state and the numbers ``meta()`` every ``every`` steps (0:
-    only at the end) and after the last step."""
-
-    def __init__(self, every: int, checkpoints: Checkpoints, meta):
-        super().__init__(every, at_end=True)
-        self.checkpoints, self.meta = checkpoints, meta
-
-    def __call__(self, step, state, record):
-        self.checkpoints.save(state, self.meta())

@@ -63,6 +63,7 @@ class ChunkMetrics(NamedTuple):
     accuracy_sum: jax.Array  # () batch accuracies, summed likewise
     update_norm: jax.Array  # () of the last good step
     layer_update_norms: jax.Array  # (depth + 1,) of the last good step
+    layer_update_max: jax.Array  # (depth + 1,) the largest of the chunk's good steps (0: never updated)
     skipped_at: jax.Array  # () int32: the number (1-based) of the first skipped step; 0 for none
     bad_labels: jax.Array  # () bool: the skipped step's labels were out of range
     bad_inputs: jax.Array  # () bool: the skipped step's inputs were not finite
@@ -72,7 +73,8 @@ class ChunkMetrics(NamedTuple):
     def start(cls, n_layers: int, loss_sum, accuracy_sum) -> ChunkMetrics:
         f, i = jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)
         false, norms = jnp.zeros((), bool), jnp.zeros((n_layers,), jnp.float32)
-        return cls(i, jnp.float32(loss_sum), jnp.float32(accuracy_sum), f, norms, i, false, false, norms)
+        return cls(i, jnp.float32(loss_sum), jnp.float32(accuracy_sum), f, norms, norms, i, false, false,
+                   norms)
 
 
 class Hyper(NamedTuple):
@@ -122,6 +124,8 @@ def chunk_body(net: Net, rule: Rule, optimizer: Optimizer, steps: int, batch_siz
                 accuracy_sum=acc.accuracy_sum + jnp.where(bad, 0.0, m["accuracy"]),
                 update_norm=jnp.where(bad, acc.update_norm, m["update_norm"]),
                 layer_update_norms=jnp.where(bad, acc.layer_update_norms, m["layer_update_norms"]),
+                layer_update_max=jnp.where(bad, acc.layer_update_max,
+                                           jnp.maximum(acc.layer_update_max, m["layer_update_norms"])),
                 skipped_at=jnp.where(bad, state.step + 1, 0), bad_labels=m["bad_labels"],
                 bad_inputs=m["bad_inputs"], bad_layer_norms=m["layer_update_norms"])
             return new, acc
@@ -139,21 +143,6 @@ def chunk_body(net: Net, rule: Rule, optimizer: Optimizer, steps: int, batch_siz
     return chunk
 
 
-def make_chunk(net: Net, rule: Rule, optimizer: Optimizer, steps: int, batch_size: int,
-               batch_mode: str, remat: bool, n_train: int, mesh=None):
-    """`chunk_body` of one run, jitted. With a ``mesh``, the state is laid out as
-    `jdfa.parallel.state_sharding` says."""
-    chunk = chunk_body(net, rule, optimizer, steps, batch_size, batch_mode, remat, n_train, mesh)
-    if stepwise_on_cpu(net):
-        return stepwise(chunk, n_train, batch_size, net.depth + 1)
-    if mesh is None:
-        return jax.jit(chunk)
-    abstract = jax.eval_shape(lambda: init_train_state(jax.random.key(0), net, rule,
-                                                       optimizer.build(steps, weight_mask=net.weight_mask)))
-    states, rep = parallel.state_sharding(mesh, abstract, net), parallel.replicated(mesh)
-    return jax.jit(chunk, in_shardings=(states, rep, rep, rep, rep, rep, rep), out_shardings=(states, rep))
-
-
 STEP = object()  # `chunk_body`'s n_steps for exactly one step, outside any loop
 
 
@@ -166,21 +155,19 @@ def stepwise_on_cpu(net) -> bool:
     return net.steps_alone_on_cpu and jax.default_backend() == "cpu"
 
 
-def stepwise(chunk, n_train: int, batch_size: int, n_layers: int, vmapped: bool = False):
-    """A chunk with `chunk_body`'s signature that runs ``chunk`` one jitted step per call, from
-    Python, drawing the epoch's order once and handing each step's metrics to the next, as the
-    loop hands them on: the same steps, sums and norms as one call of ``chunk``. ``vmapped``:
-    ``chunk`` is vmapped over runs (and their orders and metrics)."""
+def stepwise(runs, n_train: int, batch_size: int, n_layers: int):
+    """A chunk with `chunk_body`'s signature over a run axis that runs ``runs`` (`chunk_body` over
+    that axis) one jitted step per call, from Python, drawing the epoch's orders once and handing
+    each step's metrics to the next, as the loop hands them on: the same steps, sums and norms as
+    one call of the looped chunk."""
     def order_of(hyper, step):
         return order_at(hyper.data_key, step, n_train, batch_size)
 
     def start(loss_sum, accuracy_sum):
         return ChunkMetrics.start(n_layers, loss_sum, accuracy_sum)
 
-    if vmapped:
-        order_of, start = jax.vmap(order_of), jax.vmap(start)
-    order_of, start = jax.jit(order_of), jax.jit(start)
-    one = jax.jit(lambda state, hyper, x, y, acc, order: chunk(
+    order_of, start = jax.jit(jax.vmap(order_of)), jax.jit(jax.vmap(start))
+    one = jax.jit(lambda state, hyper, x, y, acc, order: runs(
         state, hyper, x, y, STEP, None, None, order, acc))
 
     def run(state, hyper, x, y, n_steps, loss_sum, accuracy_sum):
@@ -210,27 +197,52 @@ def run_state(states, r):
     return jax.tree.map(lambda a: a[r], states)
 
 
-def make_sweep_chunk(net: Net, rule: Rule, optimizer: Optimizer, steps: int, batch_size: int,
-                     batch_mode: str, remat: bool, n_train: int, mesh=None, n_runs: int | None = None):
-    """`chunk_body` vmapped over a leading run axis of the state, the `Hyper` and the sums (the
-    data and ``n_steps`` are shared), jitted: R runs as one program. With a ``mesh``, the run
-    axis is split over its ``data`` axis (R a multiple of its size), so runs spread over devices.
-    ``n_runs=1`` runs the un-vmapped body on the one run: a batched guard is a select over the
-    whole state, which a run alone does not pay for."""
-    body = chunk_body(net, rule, optimizer, steps, batch_size, batch_mode, remat, n_train)
+def make_chunk(net: Net, rule: Rule, optimizer: Optimizer, steps: int, batch_size: int,
+               batch_mode: str, remat: bool, n_train: int, n_runs: int = 1, mesh=None):
+    """`chunk_body` over a leading run axis of R = ``n_runs`` runs (of the state, the `Hyper` and
+    the sums; the data and ``n_steps`` are shared), jitted: the one chunk factory of the loop, for
+    a run alone (R = 1) and for a sweep's program. R = 1 runs the un-vmapped body on the one run
+    (a batched guard is a select over the whole state, which a run alone does not pay for); R > 1
+    vmaps it. With a ``mesh``, one run's batch is split over its ``data`` axis and its layers over
+    ``layers`` (`jdfa.parallel.state_sharding`); R > 1 runs are split over ``data`` instead (R a
+    multiple of its size), so runs spread over devices."""
+    body = chunk_body(net, rule, optimizer, steps, batch_size, batch_mode, remat, n_train,
+                      mesh if n_runs == 1 else None)
+    runs = _on_the_one_run(body) if n_runs == 1 else _vmapped(body)
     if stepwise_on_cpu(net):
-        return stepwise(jax.vmap(body, in_axes=(0, 0, None, None, None, 0, 0, 0, 0)), n_train, batch_size,
-                        net.depth + 1, vmapped=True)
-    if n_runs == 1 and mesh is None:
-        def one(state, hyper, x, y, n_steps, loss_sums, accuracy_sums):
-            state, hyper = jax.tree.map(lambda a: a[0], (state, hyper))
-            out = body(state, hyper, x, y, n_steps, loss_sums[0], accuracy_sums[0])
-            return jax.tree.map(lambda a: a[None], out)
-
-        return jax.jit(one)
-    runs = jax.vmap(body, in_axes=(0, 0, None, None, None, 0, 0))
+        return stepwise(runs, n_train, batch_size, net.depth + 1)
     if mesh is None:
         return jax.jit(runs)
-    split, rep = parallel.run_sharding(mesh), parallel.replicated(mesh)
+    rep = parallel.replicated(mesh)
+    if n_runs == 1:
+        abstract = jax.eval_shape(lambda: init_train_state(
+            jax.random.key(0), net, rule, optimizer.build(steps, weight_mask=net.weight_mask)))
+        states = parallel.with_run_axis(parallel.state_sharding(mesh, abstract, net))
+        return jax.jit(runs, in_shardings=(states, rep, rep, rep, rep, rep, rep), out_shardings=(states, rep))
+    split = parallel.run_sharding(mesh)
     return jax.jit(runs, in_shardings=(split, split, rep, rep, rep, split, split),
                    out_shardings=(split, split))
+
+
+def _vmapped(body):
+    """``body`` vmapped over a leading run axis of the state, the `Hyper`, the sums, the orders
+    and the metrics handed on (`stepwise`)."""
+    over_runs = jax.vmap(body, in_axes=(0, 0, None, None, None, 0, 0, 0, 0))
+
+    def runs(state, hyper, x, y, n_steps, loss_sums, accuracy_sums, order=None, acc=None):
+        return over_runs(state, hyper, x, y, n_steps, loss_sums, accuracy_sums, order, acc)
+
+    return runs
+
+
+def _on_the_one_run(body):
+    """``body`` of one run, taking and giving its arguments with a run axis of size 1."""
+    def first(tree):
+        return jax.tree.map(lambda a: a[0], tree)
+
+    def one(state, hyper, x, y, n_steps, loss_sums, accuracy_sums, order=None, acc=None):
+        out = body(first(state), first(hyper), x, y, n_steps, first(loss_sums), first(accuracy_sums),
+                   first(order), first(acc))
+        return jax.tree.map(lambda a: a[None], out)
+
+    return one

@@ -31,9 +31,8 @@ from jdfa.activations import ACTIVATIONS
 from jdfa.batch_modes import BATCH_MODES
 from jdfa.driver import flags, grid
 from jdfa.driver.config import MODELS, ON_DIVERGE, Config
-from jdfa.driver.loop import train
 from jdfa.driver.summary import Interrupted
-from jdfa.driver.sweeps import train_runs
+from jdfa.driver.sweeps import train, train_runs
 from jdfa.losses import LOSSES
 from jdfa.optimizers import OPTIMIZERS, SCHEDULES, Optimizer
 

@@ -44,7 +44,12 @@ class Config:
       resume: continue the run in ``out`` from its newest readable checkpoint (the same run:
         only run-length settings may differ, `jdfa.driver.rundir.RESUMABLE`).
       overwrite: replace the run in ``out``, whole.
-      on_diverge, rollback_factor, max_rollbacks: on a non-finite step, ``"stop"``, or
+      divergence_factor: the run has diverged when a loss (the running training loss, checked
+        after each chunk, or an evaluated test loss) exceeds this many times the first evaluated
+        test loss (0: only non-finite values diverge). The default, 100, sits far above every
+        recipe of the README and the experiments: a loss 100x the untrained net's is a blow-up.
+      on_diverge, rollback_factor, max_rollbacks: on divergence (a non-finite step, or a loss past
+        ``divergence_factor``), ``"stop"`` (the last good checkpoint and the logs stay), or
         ``"rollback"`` to the last good checkpoint with the lr times the factor (at most N times).
       mesh_data, mesh_layers, distributed: devices on the mesh's ``data`` and ``layers`` axes
         (`jdfa.parallel`); ``distributed`` calls `jax.distributed.initialize` first.
@@ -71,6 +76,7 @@ class Config:
     keep_checkpoints: int = 3
     resume: bool = False
     overwrite: bool = False
+    divergence_factor: float = 100.0
     on_diverge: str = "stop"
     rollback_factor: float = 0.5
     max_rollbacks: int = 3
@@ -100,6 +106,9 @@ class Config:
             raise ValueError(f"unknown dataset {self.dataset!r}; expected one of {list(DATASETS)} (your own "
                              "arrays go to jdfa.train(config, data=...), whatever the dataset's name)")
         check_positive("rollback_factor", self.rollback_factor)
+        if not (self.divergence_factor == 0 or self.divergence_factor > 1):
+            raise ValueError(f"divergence_factor must be 0 (off) or above 1 (a multiple of the first "
+                             f"evaluated test loss), got {self.divergence_factor}")
         if self.resume and not (self.out and self.checkpoint):
             raise ValueError("resume needs out (--out: the run folder whose checkpoints to continue "
                              "from) and checkpoints (not --no-checkpoint)")

@@ -69,7 +69,9 @@ HELP = {
     "resume": "continue the run in OUT from its newest readable checkpoint (same flags; only "
               "run-length ones such as --steps may change)",
     "overwrite": "replace the run already in OUT (without it, an OUT holding a run is refused)",
-    "on_diverge": "on a non-finite step: stop, or roll back to the last good checkpoint",
+    "divergence_factor": "a loss above this many times the first evaluated test loss is divergence "
+                         "(0: only non-finite values are)",
+    "on_diverge": "on divergence: stop, or roll back to the last good checkpoint",
     "rollback_factor": "learning rate multiplier at each rollback",
     "max_rollbacks": "rollbacks before giving up",
     "mesh_data": "devices on the data axis (the batch is split)",

@@ -17,7 +17,7 @@ import os
 import jax
 import jax.numpy as jnp
 
-from jdfa.driver.chunks import Hyper, init_runs, make_sweep_chunk, stepwise_on_cpu
+from jdfa.driver.chunks import Hyper, init_runs, make_chunk, stepwise_on_cpu
 from jdfa.driver.config import Config
 
 CPU_VMAP_MAX_STATE = 2**20  # bytes of state per run up to which the CPU vmaps runs
@@ -54,8 +54,8 @@ def bytes_per_run(config: Config, n_train: int) -> int:
     hyper = Hyper(jax.random.split(jax.random.key(0), 1), jnp.ones(1), jnp.zeros(1))
     x = jax.ShapeDtypeStruct((n_train, config.net.in_features), jnp.float32)
     y = jax.ShapeDtypeStruct((n_train,), jnp.int32)
-    chunk = make_sweep_chunk(config.net, config.rule, config.optimizer, config.steps, config.batch_size,
-                             config.batch_mode, config.remat, n_train)
+    chunk = make_chunk(config.net, config.rule, config.optimizer, config.steps, config.batch_size,
+                       config.batch_mode, config.remat, n_train)
     sums = jnp.zeros(1)
     memory = (None if stepwise_on_cpu(config.net) else  # a Python loop of steps: nothing to lower
               chunk.lower(state, hyper, x, y, jnp.int32(1), sums, sums).compile().memory_analysis())

@@ -31,12 +31,9 @@ class Progress:
             k: f"{last[k]:.4f}" for k in ("train_accuracy", "test_accuracy") if k in last})
 
     def advance(self, steps: int) -> None:
-        """Counts steps done before this session (a resumed sweep's programs)."""
+        """Counts steps done before this session (a resume), or, negative, steps undone (a
+        rollback)."""
         self.bar.update(steps)
-
-    def reset_to(self, step: int) -> None:
-        self.bar.n = step
-        self.bar.refresh()
 
     def close(self) -> None:
         self.bar.close()

@@ -21,7 +21,7 @@ SWEEP_FILES = ("sweep_config.json", "sweep.json")
 # Settings that say how long, how often or where a run goes, not what it computes.
 RESUMABLE = ("steps", "eval_every", "align_every", "train_eval_size", "progress", "tensorboard",
              "checkpoint_every", "keep_checkpoints", "resume", "overwrite", "out", "data_dir",
-             "mesh_data", "mesh_layers", "distributed")
+             "mesh_data", "mesh_layers", "distributed", "divergence_factor")
 
 
 def prepare(config: Config) -> dict | None:
@@ -30,12 +30,7 @@ def prepare(config: Config) -> dict | None:
     Returns the saved ``config.json`` of the run to resume (None when not resuming). Raises
     ``ValueError`` naming the problem and the fix; nothing is created or changed then.
     """
-    if config.tensorboard:
-        try:
-            import tensorboardX  # noqa: F401
-        except ImportError:
-            raise ValueError(f"{spelled('tensorboard')} needs tensorboardX: pip install "
-                             "'jdfa[tensorboard]'") from None
+    _check_tensorboard(config)
     if not config.out:
         return None
     out = Path(config.out)
@@ -43,6 +38,15 @@ def prepare(config: Config) -> dict | None:
         return _resumable(config, out)
     _take(out, config.overwrite)
     return None
+
+
+def _check_tensorboard(config: Config) -> None:
+    if config.tensorboard:
+        try:
+            import tensorboardX  # noqa: F401
+        except ImportError:
+            raise ValueError(f"{spelled('tensorboard')} needs tensorboardX: pip install "
+                             "'jdfa[tensorboard]'") from None
 
 
 def _take(out: Path, overwrite: bool) -> None:
@@ -97,6 +101,7 @@ def prepare_sweep(out: Path, configs: list[Config], names: list[str]) -> dict | 
     runs; each run's settings as `prepare` checks them). Returns the saved ``sweep_config.json``
     when resuming, else None."""
     config = configs[0]
+    _check_tensorboard(config)
     if config.resume:
         path = out / "sweep_config.json"
         if not path.is_file():

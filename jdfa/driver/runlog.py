@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 
 import jax
-import numpy as np
 
 import jdfa
 from jdfa.driver.config import Config
@@ -97,19 +96,17 @@ class RunLog(Periodic):
         say(message)
         self.write({"step": step, "wall_s": round(wall, 3), "stopped": True, **fields, "message": message})
 
-    def diverged(self, step: int, norms: np.ndarray, wall: float, config: Config, rollbacks: int,
-                 rollback: bool, checkpoint_step: int | None) -> None:
-        """Reports and records a non-finite update at ``step``, naming the layers it came from,
-        and what happens next."""
-        layers = [int(i) + 1 for i in np.flatnonzero(~np.isfinite(norms))]
-        where = (f"update of layer(s) {layers} (layer {len(norms)} is the output layer)"
-                 if layers else "loss")
+    def diverged(self, step: int, what: str, kept: str, wall: float, config: Config, rollbacks: int,
+                 rollback: bool, checkpoint_step: int | None, **fields) -> str:
+        """Reports and records that the run diverged at ``step`` (``what``: how, e.g. "non-finite
+        update of layer(s) [3]"; ``kept``: the state a stop keeps) and what happens next; returns
+        the message."""
         lr = config.optimizer.lr * config.rollback_factor ** rollbacks
         if rollback:
             then = (f"rolling back to the checkpoint of step {checkpoint_step} with lr "
                     f"{lr * config.rollback_factor:g} (rollback {rollbacks + 1} of {config.max_rollbacks})")
         else:
-            then = f"stopped; the state after step {step - 1} and all logs are kept. "
+            then = f"stopped; {kept} and all logs are kept. "
             if config.on_diverge == "rollback" and rollbacks >= config.max_rollbacks:
                 then += (f"{rollbacks} rollback(s) did not help (lr now {lr:g}): lower --lr or the "
                          "feedback scale, or raise --max-rollbacks")
@@ -117,8 +114,9 @@ class RunLog(Periodic):
                 then += "No checkpoint to roll back to (rollback needs --out and checkpoints)"
             else:
                 then += "Lower the learning rate or the feedback scale, or pass --on-diverge rollback"
-        self.stopped(step, wall, f"training diverged: non-finite {where} at step {step}; {then}.",
-                     diverged=True, nonfinite_layers=layers)
+        message = f"training diverged at step {step}: {what}; {then}."
+        self.stopped(step, wall, message, diverged=True, **fields)
+        return message
 
     def best(self) -> dict:
         """The best test accuracy so far and its step (empty before any evaluation)."""

@@ -32,14 +32,16 @@ blocks (a `lax.scan` of ``depth / K`` steps, each one batched einsum over the bl
 ``"direct"`` no forward weight is on that path. FP is a short BP chain over the top ``k`` layers, then
 one batched DFA-like einsum for the rest. BP and FA are the sequential baselines (a scan over layers).
 
-On nets whose layers differ in shape (`jdfa.blocks`: conv nets, your own Flax layers) no stacked
-einsum applies; there a rule runs by its `Rule.plan`, a `Source` per layer that says where its delta
-comes from (``e`` or another layer's delta through ``B``, the layer above's true or random-weight
-VJP). On the MLP plan and `deltas` agree rule by rule (tested); `mix` has no plan.
+A rule is defined once, by its `Rule.plan`: a `Source` per layer that says where its delta comes
+from (``e`` or another layer's delta through ``B``, the layer above's true or random-weight step, or
+a draw between BP and DFA). On nets whose layers differ in shape (`jdfa.blocks`: conv nets, your
+own Flax layers) the plan runs block by block (`jdfa.chain`); on `jdfa.MLP` `stacked` compiles it
+to the stacked ops above, so the step stays flat in depth.
 
-Modules: `base` (what a rule is, the registry, `parse`), `pieces` (`direct`, `chain`, `backprop`:
-what rules are made of), `classic` (bp, fa, dfa, shallow), `propagation` (fp), `blocked` (bdfa),
-`switching` (mix). Rules that change from step to step read the step's `StepContext`.
+Modules: `base` (what a rule is, the registry, `parse`), `stacked` (a plan as stacked ops),
+`pieces` (`direct`, `chain`, `stack`: what those ops are made of), `classic` (bp, fa, dfa,
+shallow), `propagation` (fp), `blocked` (bdfa), `switching` (mix). Rules that change from step
+to step read the step's `StepContext`.
 Adding a rule is one subclass of `Rule` (or `FeedbackRule`), anywhere: README, "Adding a rule".
 
 Shapes: ``N`` is the batch size, ``L`` a number of stacked layers.
@@ -60,13 +62,13 @@ from jdfa.rules.base import (
 )
 from jdfa.rules.blocked import BDFA, BOUNDARIES
 from jdfa.rules.classic import BP, DFA, FA, Shallow
-from jdfa.rules.pieces import backprop, chain, direct, stack
+from jdfa.rules.pieces import chain, direct, stack
 from jdfa.rules.propagation import FP, SOURCES
 from jdfa.rules.switching import PER, Mix
 
 __all__ = [
     "BDFA", "BOUNDARIES", "BP", "DFA", "FA", "FEEDBACK_INITS", "FP", "PER", "RULES", "SOURCES",
-    "FeedbackLayout", "FeedbackRule", "Mix", "Rule", "Shallow", "Source", "StepContext", "backprop", "bdfa",
+    "FeedbackLayout", "FeedbackRule", "Mix", "Rule", "Shallow", "Source", "StepContext", "bdfa",
     "bp", "chain", "dfa", "direct", "fa", "fp", "from_dict", "mix", "parse", "shallow", "stack",
 ]
 

@@ -2,9 +2,10 @@
 rules by name and the one spec parser (`parse`).
 
 A rule is a frozen dataclass (hashable, so a static argument of `jax.jit`) that carries what
-defines it: its `FeedbackLayout`, how it forms the hidden deltas (`Rule.deltas`) and its short spec
-(``"bdfa25-bp"``). Defining a subclass with a ``name`` registers it in `RULES`, so `parse`, the
-command line and the benchmarks know it.
+defines it: its plan (`Rule.plan`: where each hidden layer's delta comes from; the feedback layout,
+whether it is DFA and whether it needs ``f'`` follow from it, and `jdfa.rules.stacked` compiles it
+for `jdfa.MLP`), its options and its short spec (``"bdfa25-bp"``). Defining a subclass with a
+``name`` registers it in `RULES`, so `parse`, the command line and the benchmarks know it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import jax.numpy as jnp
 
 from jdfa.model import Params, Trace
 from jdfa.net import Net
+from jdfa.rules.stacked import plan_deltas
 from jdfa.validate import check_choice, check_positive
 
 RULES: dict[str, type[Rule]] = {}  # name -> class, filled as rule classes are defined
@@ -37,12 +39,13 @@ class StepContext(NamedTuple):
 
 
 class Source(NamedTuple):
-    """Where one hidden layer's delta comes from: a rule's `Rule.plan`, layer by layer, for nets
-    whose layers differ in shape (`jdfa.blocks`), where no stacked einsum applies.
+    """Where one hidden layer's delta comes from: a rule's `Rule.plan`, layer by layer.
 
     kind: ``"error"`` -- ``(B_i e) * f'(a_i)``; ``"delta"`` -- ``(B_i delta_j) * f'(a_i)`` with
       ``j = of``; ``"backprop"`` -- the true step from the layer above (the output layer for the
-      top one); ``"fa"`` -- that step with the layer above's weights replaced by fixed random ones.
+      top one); ``"fa"`` -- that step with the layer above's weights replaced by fixed random ones;
+      ``"mix"`` -- ``"backprop"`` at the steps where the rule's `Rule.draws` says so, else
+      ``"error"`` (`jdfa.rules.Mix`).
     of: for ``"delta"``, the (0-based, bottom-up) layer whose delta is read, above this one.
     """
 
@@ -64,8 +67,8 @@ class FeedbackLayout(NamedTuple):
 @dataclasses.dataclass(frozen=True)
 class Rule:
     """A learning rule. Subclasses set ``name`` (which registers them in `RULES` for `parse`) and
-    give their `plan` (where each layer's delta comes from) and the stacked `deltas` of `jdfa.MLP`;
-    the feedback layout, whether the rule is DFA and whether it needs ``f'`` follow from the plan."""
+    give their `plan` (where each layer's delta comes from); the feedback layout, whether the rule
+    is DFA, whether it needs ``f'`` and the stacked `deltas` of `jdfa.MLP` follow from the plan."""
 
     name: ClassVar[str] = ""
 
@@ -78,11 +81,16 @@ class Rule:
         """Raises ``ValueError`` if the rule does not fit ``net``."""
 
     @property
-    def needs_fprime(self) -> bool:
-        """Whether the forward pass must keep ``f'(a)``: whenever the plan trains a hidden layer
-        (and for a rule without a plan, which forms its deltas itself)."""
+    def trains_hidden_layers(self) -> bool:
+        """Whether the rule updates the hidden layers: its plan is not None (a rule without a plan
+        forms its deltas itself, and is taken to)."""
         has_plan, plan = self._planned(1)
         return not has_plan or plan is not None
+
+    @property
+    def needs_fprime(self) -> bool:
+        """Whether the forward pass must keep ``f'(a)``: whenever the rule trains a hidden layer."""
+        return self.trains_hidden_layers
 
     def feedback_layout(self, net: Net) -> FeedbackLayout:
         """How many feedback matrices of each kind the rule reads on `jdfa.MLP` ``net``, from its
@@ -97,7 +105,7 @@ class Rule:
         if plan is None:
             return FeedbackLayout(0, 0)
         top = len(plan) - 1
-        output = sum(s.kind == "error" or (s.kind == "fa" and i == top) for i, s in enumerate(plan))
+        output = sum(s.kind in ("error", "mix") or (s.kind == "fa" and i == top) for i, s in enumerate(plan))
         hidden = sum(s.kind == "delta" or (s.kind == "fa" and i < top) for i, s in enumerate(plan))
         return FeedbackLayout(output, hidden)
 
@@ -121,14 +129,20 @@ class Rule:
 
     def plan(self, depth: int) -> tuple[Source, ...] | None:
         """Where each of ``depth`` hidden layers' deltas comes from (bottom-up `Source`s), the
-        rule as `jdfa.blocks` nets run it; None when no hidden layer learns. On `jdfa.MLP` the
-        plan and `deltas` agree (a test checks every rule)."""
+        rule on every net: `jdfa.chain.ChainNet` runs it block by block, `jdfa.MLP` compiles it to
+        stacked ops (`deltas`); None when no hidden layer learns."""
         raise ValueError(f"rule {self.name!r} has no plan, so it cannot train a jdfa.blocks net; "
                          "it trains jdfa.MLP only")
 
+    def draws(self, depth: int, context: StepContext | None) -> jax.Array:
+        """(depth,) bool: which ``"mix"`` layers of the plan take a BP step at the step of
+        ``context`` (the rest read ``e``); rules whose plan has no ``"mix"`` are never asked."""
+        raise NotImplementedError(f"rule {self.name!r} plans 'mix' layers but does not say its draws")
+
     def deltas(self, net: Net, params: Params, feedback, trace: Trace, e: jax.Array,
                context: StepContext | None = None) -> jax.Array | None:
-        """The deltas of all hidden layers.
+        """The deltas of all hidden layers of `jdfa.MLP` ``net``: the plan, compiled to stacked
+        ops (`jdfa.rules.stacked`). A rule without a plan forms them itself here.
 
         Args:
           feedback: a `jdfa.feedback.Feedback` laid out as `feedback_layout` says.
@@ -140,7 +154,10 @@ class Rule:
         Returns:
           (depth, N, width), bottom-up; None when no hidden layer learns.
         """
-        raise NotImplementedError(f"{type(self).__name__} does not define deltas")
+        if not self._planned(1)[0]:
+            raise NotImplementedError(f"{type(self).__name__} has no plan: define plan(depth), or "
+                                      "deltas(...) and feedback_layout(net) for a rule no plan can say")
+        return plan_deltas(self, net, params, feedback, trace, e, context)
 
     @classmethod
     def spec_fields(cls, number: int | None, suffix: str) -> dict:

@@ -1,16 +1,13 @@
 """Blocked DFA (the Blocked-DFA paper): DFA within blocks of layers, blocks chained from the
-output side. Sequential only over blocks: one `lax.scan` over the full lower blocks, each step one
-batched einsum over the block's layers."""
+output side. On `jdfa.MLP` its plan compiles to a sequence over blocks only (`jdfa.rules.stacked`:
+one `lax.scan` over the full lower blocks, each step one batched einsum over the block's layers)."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import ClassVar, NamedTuple
 
-from jax import lax
-
 from jdfa.rules.base import FeedbackRule, Source
-from jdfa.rules.pieces import direct, stack
 from jdfa.validate import check_choice, check_int
 
 BOUNDARIES = ("direct", "backprop")
@@ -70,32 +67,6 @@ class BDFA(FeedbackRule):
                 sources += [Source("delta", top - 1)] * (top - 1 - lo) + [Source("backprop")]
         return tuple(sources)
 
-    def deltas(self, net, params, feedback, trace, e, context=None):
-        # Feedback deltas use fprime_fb (ones without use_derivative); BP steps keep the true f'.
-        depth, fprime, fprime_fb = net.depth, trace.fprime, self.feedback_fprime(trace.fprime, trace.keep)
-        k, n_mid, r = self.blocks(depth)
-
-        def mid_blocks(a, size):  # (n_mid * k, ...) -> (n_mid, size, ...), each block's first `size`
-            return a.reshape((n_mid, k) + a.shape[1:])[:, :size]
-
-        if self.boundary == "direct":
-            top = (feedback.output, fprime_fb[depth - k:])
-            mid = (feedback.hidden[r:].reshape((n_mid, k) + feedback.hidden.shape[1:]),
-                   mid_blocks(fprime_fb[r:depth - k], k))
-            rem = (feedback.hidden[:r], fprime_fb[:r])
-            block = _direct_block
-        else:
-            n_rem, hid, w = max(r - 1, 0), feedback.hidden, params.hidden.w
-            top = (params.output.w, hid[hid.shape[0] - (k - 1):], fprime[depth - 1],
-                   fprime_fb[depth - k:depth - 1])
-            mid = (w[r + k - 1:depth - k:k],
-                   hid[n_rem:n_rem + n_mid * (k - 1)].reshape((n_mid, k - 1) + hid.shape[1:]),
-                   mid_blocks(fprime[r:depth - k], k)[:, k - 1],
-                   mid_blocks(fprime_fb[r:depth - k], k - 1))
-            rem = (w[r - 1], hid[:n_rem], fprime[r - 1], fprime_fb[:n_rem]) if r else None
-            block = _backprop_block
-        return _blocked(block, top, mid if n_mid else None, rem if r else None, e)
-
     @classmethod
     def spec_fields(cls, number, suffix):
         boundary = {"": None, "-direct": "direct", "-bp": "backprop", "-backprop": "backprop"}
@@ -108,36 +79,3 @@ class BDFA(FeedbackRule):
     @property
     def spec(self):
         return f"bdfa{self.block_size}" + ("-bp" if self.boundary == "backprop" else "")
-
-
-def _blocked(block, top, mid, rem, e):
-    """Runs ``block`` over the blocks from the output side: the top block reads ``e``, the full
-    lower blocks are one `lax.scan` (so nothing unrolls with depth), the input-side remainder
-    block (possibly absent) comes last.
-
-    block: ``(s, xs) -> (s_next, deltas (n, N, width))`` where ``s`` is the signal handed down
-    from the block above and ``s_next`` the delta of the block's lowest layer.
-    top, rem: the block inputs; mid: the same with a leading block axis (bottom-up); mid and rem
-    are None when there is no such block.
-    """
-    s, d_top = block(e, top)
-    parts = [d_top]
-    if mid is not None:
-        s, d_mid = lax.scan(block, s, mid, reverse=True)
-        parts.insert(0, d_mid.reshape((-1,) + d_mid.shape[2:]))
-    if rem is not None:
-        parts.insert(0, block(s, rem)[1])
-    return stack(*parts)
-
-
-def _direct_block(s, xs):
-    b, fprime = xs
-    d = direct(b, s, fprime)
-    return d[0], d
-
-
-def _backprop_block(s, xs):
-    w_above, b, fprime_top, fprime = xs
-    t = (s @ w_above.T) * fprime_top
-    d = stack(direct(b, t, fprime), t[None])
-    return d[0], d

@@ -6,7 +6,6 @@ import dataclasses
 from typing import ClassVar
 
 from jdfa.rules.base import FeedbackRule, Rule, Source
-from jdfa.rules.pieces import backprop, chain, direct, stack
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,9 +16,6 @@ class BP(Rule):
 
     def plan(self, depth):
         return (Source("backprop"),) * depth
-
-    def deltas(self, net, params, feedback, trace, e, context=None):
-        return backprop(params, trace.fprime, e, net.depth)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,11 +31,6 @@ class FA(FeedbackRule):
     def plan(self, depth):
         return (Source("fa"),) * depth
 
-    def deltas(self, net, params, feedback, trace, e, context=None):
-        fprime = self.feedback_fprime(trace.fprime, trace.keep)
-        top = (e @ feedback.output[0].T) * fprime[-1]
-        return stack(chain(top, feedback.hidden, fprime[:-1]), top[None])
-
 
 @dataclasses.dataclass(frozen=True)
 class DFA(FeedbackRule):
@@ -53,9 +44,6 @@ class DFA(FeedbackRule):
     def plan(self, depth):
         return (Source("error"),) * depth
 
-    def deltas(self, net, params, feedback, trace, e, context=None):
-        return direct(feedback.output, e, self.feedback_fprime(trace.fprime, trace.keep))
-
 
 @dataclasses.dataclass(frozen=True)
 class Shallow(Rule):
@@ -64,7 +52,4 @@ class Shallow(Rule):
     name: ClassVar[str] = "shallow"
 
     def plan(self, depth):
-        return None
-
-    def deltas(self, net, params, feedback, trace, e, context=None):
         return None

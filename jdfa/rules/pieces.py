@@ -1,13 +1,12 @@
-"""The pieces the rules are made of: direct feedback to many layers at once, a layer-by-layer
-chain, and the exact BP deltas. Shapes: ``N`` is the batch size, ``L`` a number of stacked layers."""
+"""The pieces a plan's stacked ops are made of (`jdfa.rules.stacked`): direct feedback to many
+layers at once, and a layer-by-layer chain. Shapes: ``N`` is the batch size, ``L`` a number of
+stacked layers."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 from jax import lax
-
-from jdfa.model import Params
 
 
 def direct(b: jax.Array, s: jax.Array, fprime: jax.Array) -> jax.Array:
@@ -37,10 +36,3 @@ def chain(top: jax.Array, mats: jax.Array, fprime: jax.Array) -> jax.Array:
 def stack(*parts: jax.Array) -> jax.Array:
     """Concatenates layer stacks along the layer axis, skipping empty ones."""
     return jnp.concatenate([p for p in parts if p.shape[0]])
-
-
-def backprop(params: Params, fprime: jax.Array, e: jax.Array, n: int) -> jax.Array:
-    """The exact BP deltas (n, N, width) of the top ``n >= 1`` hidden layers, bottom-up."""
-    depth = fprime.shape[0]
-    top = (e @ params.output.w.T) * fprime[depth - 1]
-    return stack(chain(top, params.hidden.w[depth - n:], fprime[depth - n:depth - 1]), top[None])

@@ -6,7 +6,6 @@ import dataclasses
 from typing import ClassVar
 
 from jdfa.rules.base import FeedbackRule, Source
-from jdfa.rules.pieces import backprop, direct, stack
 from jdfa.validate import check_choice, check_int
 
 SOURCES = ("delta", "error")
@@ -49,15 +48,6 @@ class FP(FeedbackRule):
         n = depth - self.bp_depth
         lower = Source("error") if self._reads_error else Source("delta", n)
         return (lower,) * n + (Source("backprop"),) * self.bp_depth
-
-    def deltas(self, net, params, feedback, trace, e, context=None):
-        fprime, n_dfa = self.feedback_fprime(trace.fprime, trace.keep), net.depth - self.bp_depth
-        if self.bp_depth == 0:
-            return direct(feedback.output, e, fprime)
-        bp_part = backprop(params, trace.fprime, e, self.bp_depth)
-        lower = (direct(feedback.output, e, fprime[:n_dfa]) if self._reads_error
-                 else direct(feedback.hidden, bp_part[0], fprime[:n_dfa]))
-        return stack(lower, bp_part)
 
     @classmethod
     def spec_fields(cls, number, suffix):

@@ -8,10 +8,8 @@ from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
-from jdfa.rules.base import FeedbackLayout, FeedbackRule
-from jdfa.rules.pieces import direct
+from jdfa.rules.base import FeedbackRule, Source
 from jdfa.validate import check_choice, check_int
 
 PER = ("step", "layer")
@@ -53,24 +51,13 @@ class Mix(FeedbackRule):
         check_choice("per", self.per, PER)
         check_int("bp_steps", self.bp_steps, 0)
 
-    def feedback_layout(self, net):
-        return FeedbackLayout(net.depth, 0)  # DFA's: every layer may read e
+    def plan(self, depth):
+        return (Source("mix"),) * depth
 
-    def deltas(self, net, params, feedback, trace, e, context=None):
+    def draws(self, depth, context):
         if context is None:
             raise ValueError("mix draws BP or DFA anew at every training step, so its deltas need "
                              "the step: pass context=jdfa.rules.StepContext(index, key) (the "
                              "train step passes one)")
-        dfa = direct(feedback.output, e, self.feedback_fprime(trace.fprime, trace.keep))
-        draws = jax.random.uniform(context.key, (1 if self.per == "step" else net.depth,))
-        use_bp = jnp.broadcast_to((draws < self.p_bp) | (context.index < self.bp_steps), (net.depth,))
-        top = jnp.where(use_bp[-1], (e @ params.output.w.T) * trace.fprime[-1], dfa[-1])
-
-        def step(delta, xs):
-            w, fprime, d_dfa, bp = xs
-            delta = jnp.where(bp, (delta @ w.T) * fprime, d_dfa)
-            return delta, delta
-
-        lower = lax.scan(step, top, (params.hidden.w, trace.fprime[:-1], dfa[:-1], use_bp[:-1]),
-                         reverse=True)[1]
-        return jnp.concatenate([lower, top[None]])
+        draws = jax.random.uniform(context.key, (1 if self.per == "step" else depth,))
+        return jnp.broadcast_to((draws < self.p_bp) | (context.index < self.bp_steps), (depth,))
