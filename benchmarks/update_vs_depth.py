@@ -32,7 +32,7 @@ sequential cost.
 
 Examples::
 
-    python benchmarks/update_vs_depth.py --quick                       # ~20 s on 2 cores
+    python benchmarks/update_vs_depth.py --quick                       # ~10 s on 2 cores
     python benchmarks/update_vs_depth.py --malloc tuned --out benchmarks/results/cpu/update_vs_depth.jsonl \
         --plot benchmarks/results/cpu/update_vs_depth.png
     python benchmarks/update_vs_depth.py --from benchmarks/results/cpu/update_vs_depth.jsonl --plot u.png
@@ -268,7 +268,7 @@ def build_parser():
                    help="before timing each depth, wait up to this long for other processes to leave "
                    "the CPU (default 0: do not wait)")
     p.add_argument("--quick", action="store_true",
-                   help="depths 4,8, width 32, batch 16, rules bp,dfa, few calls (about 20 s, mostly "
+                   help="depths 4,8, width 32, batch 16, rules bp,dfa, few calls (about 10 s, mostly "
                    "compiling); explicit flags win")
     p.add_argument("--out", help="also write the JSON lines to this file")
     p.add_argument("--append", action="store_true", help="append to --out instead of overwriting")

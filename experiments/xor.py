@@ -12,7 +12,7 @@ seeds solve XOR (all four outputs on the right side of 0.5).
 
 Outputs (experiments/results/xor/): results.json, table.md, xor.png (loss and training error).
 
-Time on the 2-core CPU: full about 30 s, --quick (250 epochs, 2 seeds) about 15 s.
+Time on the 2-core CPU: full about 30 s, --quick (250 epochs, 2 seeds) about 7 s.
 
     python experiments/xor.py            # full
     python experiments/xor.py --quick    # smoke version
