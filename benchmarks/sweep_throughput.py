@@ -14,7 +14,7 @@ the order rotating, and the median is kept, so ``speedup_vs_sequential`` (run-st
 sequential schedule's at the same N) compares times taken side by side. ``vs_one_run`` divides by
 the sequential rate at N = 1 of the same process. A last ``"kind": "conclusion"`` line says which
 schedule was fastest for each configuration and N. The defaults take about 21 minutes on 2 CPU
-cores; ``--quick`` (about 30 s) is a smoke check that never writes into benchmarks/results/.
+cores; ``--quick`` (about 15 s) is a smoke check that never writes into benchmarks/results/.
 """
 
 from __future__ import annotations
