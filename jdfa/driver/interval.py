@@ -15,10 +15,10 @@ class Interval:
     """The running sums of the steps since the last record, and the run's wall time (continuing
     across resumes). Saved beside each checkpoint (`meta`), so a resumed interval is whole."""
 
-    def __init__(self, meta: dict, wall_offset: float):
+    def __init__(self, meta: dict):
         self.load(meta)
         self.norms, self.max_norms = (0.0, []), None
-        self.start, self.wall_offset, self.session_steps = time.perf_counter(), wall_offset, 0
+        self.start, self.wall_offset, self.session_steps = time.perf_counter(), meta["wall_s"], 0
 
     def load(self, meta: dict) -> None:
         """Takes the sums saved beside a checkpoint (`meta`)."""

@@ -28,6 +28,7 @@ from jdfa.driver.checkpoints import Checkpoints
 from jdfa.driver.chunks import ChunkMetrics, hyper, init_runs, make_chunk, run_keys, run_state, steps_in_chunk
 from jdfa.driver.config import Config
 from jdfa.driver.evaluation import Evaluate
+from jdfa.driver.flags import spelled
 from jdfa.driver.interval import META, Interval
 from jdfa.driver.periodic import Periodic, next_stop
 from jdfa.driver.progress import Progress, say
@@ -90,8 +91,7 @@ class Program:
         metas = self._restore() if self.cfg.resume else None
         restored = metas is not None
         step = int(np.max(np.asarray(self.state.step))) if restored else 0
-        self.intervals = [Interval(m, wall_offset=m["wall_s"])
-                          for m in (metas or [dict.fromkeys(META, 0.0)] * n)]
+        self.intervals = [Interval(m) for m in (metas or [dict.fromkeys(META, 0.0)] * n)]
         self.summaries, self.logs = [None] * n, [None] * n
         for r, c in enumerate(self.cfgs):
             if self.status[r] == "running":
@@ -229,8 +229,6 @@ class Program:
         self.checkpoints.remove_partial()
         keys = self.checkpoints.meta_keys()
         if keys is not None and "format" not in keys:
-            from jdfa.driver.flags import spelled
-
             raise ValueError(OLD_FORMAT.format(self.checkpoints.directory, spelled("overwrite")))
         restored = self.checkpoints.restore_latest(self.state)
         if restored is None:
