@@ -17,18 +17,21 @@ chain, and the deltas only where the plan chains them; the ``depth + 1`` paramet
 independent, which XLA is free to run in parallel.
 
 Feedback per point (`ChainFeedback`): ``"error"``, ``"mix"``: ``B_i`` (size_i, out_features), ``size_i`` the
-point's number of units per example (`point_sizes`: a conv map H x W x C has ``H*W*C``);
+point's number of units per example (`point_sizes`: a conv map H x W x C has ``H*W*C``), or
+per position where the net has position axes (`ChainNet.position_axes`: a language model's point
+(T, d) has ``B_i`` (d, V), applied to every token's error ``e_t`` alike);
 ``"delta"`` from point ``j``: (size_i, size_j); ``"fa"``: the block above's parameters with every
 array of rank >= 2 (the weights) redrawn; ``"backprop"``: None. Memory: DFA holds ``sum_i size_i *
 out_features`` floats; a point reading another point's delta ``size_i * size_j``, which grows as
-the product of two maps' sizes.
+the product of two maps' sizes. With ``shared_feedback`` every point that reads the same signal
+gets the same array (its points must then be of one size).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +39,7 @@ import jax.numpy as jnp
 from jdfa import batch_modes, losses, model
 from jdfa.feedback import draw
 from jdfa.net import Net
+from jdfa.rules import Source
 
 
 class ChainParams(NamedTuple):
@@ -71,6 +75,14 @@ class Point(NamedTuple):
 class ChainNet(Net):
     """A chain of blocks trained by the rule's plan; see the module docstring."""
 
+    # Axes after the batch axis that index positions (tokens) sharing one feedback matrix; the
+    # output error has them too: e (N, *positions, out_features).
+    position_axes: ClassVar[int] = 0
+    # What the shallow control (a rule without a plan) trains besides the output block: False, no
+    # feedback point; True, also block 0 (an embedding), by its true gradient through the frozen
+    # blocks above it.
+    shallow_trains_embedding: ClassVar[bool] = False
+
     # --- what a subclass gives ---------------------------------------------------------------------
     def block_apply(self, i: int, params, h: jax.Array) -> jax.Array:
         """Block ``i`` (``depth``: the output block) on ``h`` with its ``params``."""
@@ -91,7 +103,7 @@ class ChainNet(Net):
     @functools.cached_property
     def point_shapes(self) -> tuple[tuple[int, ...], ...]:
         """Each feedback point's shape without the batch axis, bottom-up (one abstract pass)."""
-        x = jax.ShapeDtypeStruct((1, self.in_features), jnp.float32)
+        x = self.batch_struct(1)[0]
         points = jax.eval_shape(lambda p, x: [pt.a for pt in self.forward(p, x, False)[0]],
                                 self.params_shapes, x)
         return tuple(p.shape[1:] for p in points)
@@ -108,8 +120,8 @@ class ChainNet(Net):
 
     @property
     def point_sizes(self) -> list[int]:
-        """The number of units of each feedback point, bottom-up."""
-        return [math.prod(s) for s in self.point_shapes]
+        """The number of units of each feedback point (at one position), bottom-up."""
+        return [math.prod(s[self.position_axes:]) for s in self.point_shapes]
 
     # --- the forward pass and the update -----------------------------------------------------------
     def apply(self, params, x):
@@ -148,6 +160,9 @@ class ChainNet(Net):
         self.check_feedback(rule, feedback)
         self.check_run(rule, batch_mode, remat)
         plan, depth = rule.plan(len(params.blocks)), len(params.blocks)
+        frozen = range(0)
+        if plan is None and self.shallow_trains_embedding:  # BP's deltas, kept for block 0 only
+            plan, frozen = (Source("backprop"),) * depth, range(1, depth)
         # One key drops units, the other is the rule's, as `jdfa.update` splits them for the MLP.
         k_dropout, k_rule = jax.random.split(context.key) if context is not None else (None, None)
         k_dropout = k_dropout if dropout else None
@@ -166,7 +181,7 @@ class ChainNet(Net):
             if source.kind in ("backprop", "mix"):  # the VJP of the block above is its update too
                 taken[i + 1], signal = vjps[i + 1](above)
             if source.kind == "mix":  # BP where this step's draw says so, else the error through B
-                fb_signal = jnp.reshape(_rows(e) @ feedback.layers[i].T, point.a.shape)
+                fb_signal = jnp.reshape(self._rows(e) @ feedback.layers[i].T, point.a.shape)
                 fb_fprime = rule.feedback_fprime(point.fprime, point.keep)
                 bp = jnp.reshape(signal, point.a.shape) * (1 if point.fprime is None else point.fprime)
                 fb = fb_signal * (1 if fb_fprime is None else fb_fprime)
@@ -179,15 +194,20 @@ class ChainNet(Net):
                 signal = vjp_h(above)[0]
             elif source.kind != "backprop":
                 s = e if source.kind == "error" else deltas[source.of]
-                signal = _rows(s) @ feedback.layers[i].T
+                signal = self._rows(s) @ feedback.layers[i].T
             # a BP step keeps the true f'; a feedback delta takes the rule's
             fprime = (point.fprime if source.kind == "backprop"
                       else rule.feedback_fprime(point.fprime, point.keep))
             signal = jnp.reshape(signal, point.a.shape)
             deltas[i] = signal if fprime is None else signal * fprime
         blocks = tuple(taken[i] if i in taken else vjps[i](deltas[i])[0] for i in range(depth))
+        blocks = tuple(jax.tree.map(jnp.zeros_like, b) if i in frozen else b for i, b in enumerate(blocks))
         output = taken[depth] if depth in taken else vjp_out(e)[0]
         return ChainParams(blocks, output), (loss, a_y)
+
+    def _rows(self, s: jax.Array) -> jax.Array:
+        """(N, *positions, ...) -> (N * positions, units): a delta or the error as rows ``B`` reads."""
+        return jnp.reshape(s, (math.prod(s.shape[:1 + self.position_axes]), -1))
 
     def layer_dots(self, u, v):
         def dot(a, b):
@@ -204,11 +224,20 @@ class ChainNet(Net):
         plan = rule.plan(self.depth)
         if plan is None:
             return ChainFeedback(())
-        if getattr(rule, "shared_feedback", False):
-            raise ValueError("shared_feedback needs feedback of one shape for every layer; the feedback "
-                             f"points of a {type(self).__name__} may differ in shape, so draw them apart "
-                             "(shared_feedback=False)")
         sizes, keys = self.point_sizes, jax.random.split(key, self.depth)
+        shared = getattr(rule, "shared_feedback", False)
+        drawn = {}  # (signal, shape) -> the one array of shared feedback
+
+        def new(signal, k, shape, fan):
+            if not shared:
+                return draw(k, rule, shape, fan)
+            if any(sig == signal and s != shape for sig, s in drawn):
+                raise ValueError(f"shared_feedback needs one shape for every point that reads the same "
+                                 f"signal; this {type(self).__name__}'s points read {signal} through "
+                                 f"{sorted({s for sig, s in drawn if sig == signal} | {shape})}: draw "
+                                 "them apart (shared_feedback=False)")
+            return drawn.setdefault((signal, shape), draw(k, rule, shape, fan))
+
         above = self.params_shapes  # the "fa" stand-ins' shapes
         layers = []
         for i, source in enumerate(plan):
@@ -217,13 +246,14 @@ class ChainNet(Net):
             elif source.kind == "fa":
                 block = above.blocks[i + 1] if i + 1 < self.depth else above.output
                 leaves, tree = jax.tree.flatten(block)
-                drawn = [draw(k, rule, w.shape, math.prod(w.shape) // w.shape[-2]) if len(w.shape) >= 2
-                         else jnp.zeros(w.shape, w.dtype)
-                         for k, w in zip(jax.random.split(keys[i], len(leaves)), leaves)]
-                layers.append(tree.unflatten(drawn))
+                stand_ins = [new(f"fa{j}", k, w.shape, math.prod(w.shape) // w.shape[-2]) if len(w.shape) >= 2
+                             else jnp.zeros(w.shape, w.dtype)
+                             for j, (k, w) in enumerate(zip(jax.random.split(keys[i], len(leaves)), leaves))]
+                layers.append(tree.unflatten(stand_ins))
             else:
-                src = self.out_features if source.kind in ("error", "mix") else sizes[source.of]
-                layers.append(draw(keys[i], rule, (sizes[i], src), src))
+                error = source.kind in ("error", "mix")
+                src = self.out_features if error else sizes[source.of]
+                layers.append(new("e" if error else "a delta", keys[i], (sizes[i], src), src))
         return ChainFeedback(tuple(layers))
 
     def check_feedback(self, rule, feedback):
@@ -254,8 +284,3 @@ class ChainNet(Net):
             raise ValueError(f"a mesh splits jdfa.MLP's stacked layers; a {type(self).__name__} runs "
                              "on one device (mesh_data=1, mesh_layers=1)")
         rule.plan(self.depth)  # raises for rules without a plan
-
-
-def _rows(s: jax.Array) -> jax.Array:
-    """(N, ...) -> (N, units): a point's delta or the error as rows that ``B`` reads."""
-    return jnp.reshape(s, (s.shape[0], -1))

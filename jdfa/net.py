@@ -6,9 +6,10 @@ architecture; its parameters and feedback are pytrees it draws itself. `jdfa.MLP
 layers, its own fast path), `jdfa.chain.ChainNet` (any chain of blocks, each ending at a feedback
 point, trained by the rule's plan: `jdfa.blocks` Flax nets and nets of your own) implement it.
 
-Shapes: ``N`` is the batch size; ``x`` is (N, in_features) for the nets jdfa ships (a net may
-declare other input and label shapes through its own `Net.check_inputs`); the logits are
-(N, ..., out_features). ``depth`` is the number of feedback points (hidden layers, blocks).
+Shapes: ``N`` is the batch size; ``x`` is (N, in_features) floats for the MLP and the image nets,
+(N, T) integer tokens for `jdfa.blocks.TransformerLM` (a net declares its input and label shapes
+through `Net.batch_struct` and `Net.check_inputs`); the logits are (N, ..., out_features).
+``depth`` is the number of feedback points (hidden layers, blocks).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import jax
+import jax.numpy as jnp
 
 from jdfa.losses import LOSSES, output_loss
 
@@ -34,6 +36,9 @@ class Net:
     # XLA:CPU runs some ops (a convolution's weight gradient) 7-20x slower inside a loop body than
     # in a program of one step (jax-ml/jax#12868): such nets train one jitted step per call there.
     steps_alone_on_cpu: ClassVar[bool] = False
+    # The command line's net flags that name a field of another name on this net (--depth is a
+    # TransformerLM's n_blocks): flag -> field, for `jdfa.driver.flags.config_flags`.
+    flag_fields: ClassVar[dict[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -81,6 +86,12 @@ class Net:
     def feedback_layer_axis_mask(self, feedback):
         """`layer_axis_mask` for the feedback. Default: none."""
         return jax.tree.map(lambda _: False, feedback)
+
+    def batch_struct(self, n: int) -> tuple[jax.ShapeDtypeStruct, jax.ShapeDtypeStruct]:
+        """The shapes and dtypes of a batch of ``n`` examples ``(x, y)``, for abstract passes.
+        Default: float inputs (n, in_features) and integer labels (n,)."""
+        return (jax.ShapeDtypeStruct((n, self.in_features), jnp.float32),
+                jax.ShapeDtypeStruct((n,), jnp.int32))
 
     # --- checks ----------------------------------------------------------------------------------
     def check_inputs(self, x, y=None) -> None:

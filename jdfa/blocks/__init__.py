@@ -1,4 +1,5 @@
-"""DFA and the other rules for nets made of Flax layers (conv nets and your own layers).
+"""DFA and the other rules for nets made of Flax layers (conv nets, a causal transformer language
+model and your own layers).
 
     net = jdfa.blocks.ConvNet(input_shape=(28, 28, 1))        # or FlaxNet(builder=...)
     state = jdfa.init_train_state(key, net, jdfa.dfa(), optax.adam(1e-3))
@@ -10,5 +11,6 @@ by the rule's plan (`jdfa.chain`).
 """
 
 from jdfa.blocks.net import BlockNet, ConvNet, FlaxNet
+from jdfa.blocks.transformer import TransformerLM
 
-__all__ = ["BlockNet", "ConvNet", "FlaxNet"]
+__all__ = ["BlockNet", "ConvNet", "FlaxNet", "TransformerLM"]

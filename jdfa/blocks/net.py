@@ -94,8 +94,7 @@ class BlockNet(ChainNet):
     @functools.cached_property
     def out_features(self) -> int:
         """The number of logits, from one abstract pass."""
-        x = jax.ShapeDtypeStruct((1, self.in_features), jnp.float32)
-        a_y = jax.eval_shape(self.apply, self.params_shapes, x)
+        a_y = jax.eval_shape(self.apply, self.params_shapes, self.batch_struct(1)[0])
         if len(a_y.shape) != 2:
             raise ValueError(f"the output block must return logits of shape (N, out_features), got "
                              f"{a_y.shape[1:]} per example; end it with a flatten and a Dense layer")

@@ -12,7 +12,7 @@ same file names, and `JDFA_DATA_DIR=/data/mnist` must not make
 import os
 from pathlib import Path
 
-DATASETS = ("mnist", "fashion_mnist", "kmnist", "notmnist", "xor")
+DATASETS = ("mnist", "fashion_mnist", "kmnist", "notmnist", "xor", "sotu")
 
 
 def _bases(data_dir: str | os.PathLike | None) -> list[Path]:

@@ -29,6 +29,7 @@ import typing
 from jdfa import data, mlp, model, rules
 from jdfa.activations import ACTIVATIONS
 from jdfa.batch_modes import BATCH_MODES
+from jdfa.blocks import TransformerLM
 from jdfa.driver import flags, grid
 from jdfa.driver.config import MODELS, ON_DIVERGE, Config
 from jdfa.driver.summary import Interrupted
@@ -46,7 +47,8 @@ CHOICES = {"boundary": rules.BOUNDARIES, "source": rules.SOURCES, "per": rules.P
 
 def _types() -> dict:
     """The Python type of every flag, from the annotations of the objects it configures."""
-    hints = {**typing.get_type_hints(Config), **typing.get_type_hints(mlp.MLP)}
+    hints = {**typing.get_type_hints(Config), **typing.get_type_hints(TransformerLM),
+             **typing.get_type_hints(mlp.MLP)}
     for cls in rules.RULES.values():
         hints.update(typing.get_type_hints(cls))
     optimizer = typing.get_type_hints(Optimizer)

@@ -11,16 +11,19 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
+
 from jdfa import net as nets
 from jdfa import rules
-from jdfa.blocks import ConvNet
+from jdfa.blocks import ConvNet, TransformerLM
 from jdfa.data import DATASETS
 from jdfa.mlp import MLP
 from jdfa.optimizers import Optimizer
 from jdfa.validate import check_choice, check_int, check_positive
 
 ON_DIVERGE = ("stop", "rollback")
-MODELS = ("mlp", "conv")  # the nets the command line builds: jdfa.MLP, jdfa.blocks.ConvNet
+# the command line's nets: jdfa.MLP, jdfa.blocks.ConvNet, jdfa.blocks.TransformerLM
+MODELS = ("mlp", "conv", "transformer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,14 +140,38 @@ def net_for_data(data, model: str = "mlp", **fields) -> nets.Net:
     ``"mlp"``: a `jdfa.MLP` (``fields``: width, depth, activation, loss, weight_init, dropout).
     ``"conv"``: a `jdfa.blocks.ConvNet` (LeNet) on square one-channel images, its Dense layer of
     ``width`` units (``depth`` is the ConvNet's own, 3, and not read).
+    ``"transformer"``: a `jdfa.blocks.TransformerLM` on integer tokens (n, context), its vocabulary
+    the largest token + 1 (``depth``: decoder blocks; ``heads``; ``context``, which must be the
+    data's).
+    A field that is None takes the net's default (the MLP's width and depth: `Config`'s net's).
     """
     check_choice("model", model, MODELS)
-    (x, y), (_, y_test) = data
+    fields = {k: v for k, v in fields.items() if v is not None}
+    (x, y), (x_test, y_test) = data
+    text = np.issubdtype(x.dtype, np.integer)
+    if text != (model == "transformer"):
+        raise ValueError("model 'transformer' reads text: integer tokens (n, context), as --dataset "
+                         "sotu gives them" if not text else
+                         f"the data holds integer tokens {x.shape}, a text dataset: train it with "
+                         "model 'transformer'")
+    if model == "transformer":
+        vocab = int(max(x.max(), y.max(), x_test.max(), y_test.max())) + 1
+        if fields.setdefault("context", x.shape[1]) != x.shape[1]:
+            raise ValueError(f"context {fields['context']} differs from the data's {x.shape[1]} "
+                             f"tokens per example; load the data with the same context")
+        fields.pop("weight_init", None)
+        if "depth" in fields:
+            fields["n_blocks"] = fields.pop("depth")
+        return TransformerLM(vocab=vocab, **fields)
+    given = sorted(set(fields) & {"heads", "context"})
+    if given:
+        raise ValueError(f"{given} are fields of model 'transformer', not of model {model!r}")
     n_classes = int(max(y.max(), y_test.max())) + 1
     single = n_classes == 2 and fields.get("loss", MLP.loss) != "softmax_cross_entropy"
     out_features = 1 if single else n_classes
     if model == "mlp":
-        return MLP(in_features=x.shape[1], out_features=out_features, **fields)
+        sizes = {"width": Config.net.width, "depth": Config.net.depth}
+        return MLP(in_features=x.shape[1], out_features=out_features, **{**sizes, **fields})
     side = math.isqrt(x.shape[1])
     if side * side != x.shape[1]:
         raise ValueError(f"model 'conv' needs square one-channel images, but the data has "

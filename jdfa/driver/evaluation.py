@@ -36,7 +36,9 @@ def evaluate(net: Net, params, x, y, batch: int = 2000) -> dict[str, float]:
 
 
 class Evaluate(Periodic):
-    """Adds ``train_accuracy`` (on fixed training examples), ``test_accuracy`` and ``test_loss``."""
+    """Adds ``train_accuracy`` (on fixed training examples), ``test_accuracy`` and ``test_loss``;
+    for token labels (integer, a position axis: a language model's) also ``test_perplexity``,
+    ``exp(test_loss)``, the loss being the mean over tokens."""
 
     def __init__(self, every: int, net: Net, train_xy, test_xy):
         super().__init__(every, at_end=True)
@@ -46,3 +48,6 @@ class Evaluate(Periodic):
         record["train_accuracy"] = round(evaluate(self.net, state.params, *self.train_xy)["accuracy"], 6)
         test = evaluate(self.net, state.params, *self.test_xy)
         record["test_accuracy"], record["test_loss"] = round(test["accuracy"], 6), round(test["loss"], 6)
+        y = self.test_xy[1]
+        if y.ndim > 1 and jnp.issubdtype(y.dtype, jnp.integer):
+            record["test_perplexity"] = round(float(np.exp(test["loss"])), 4)

@@ -15,10 +15,12 @@ import os
 
 from jdfa import data as datasets
 from jdfa import rules
+from jdfa.blocks import TransformerLM
 from jdfa.driver.config import Config, net_for_data
 from jdfa.optimizers import Optimizer
 
-NET = ("model", "width", "depth", "activation", "loss", "weight_init", "dropout")
+NET = ("model", "width", "depth", "heads", "context", "activation", "loss", "weight_init", "dropout")
+TRANSFORMER_ONLY = ("heads", "context")
 RULE = ("bp_depth", "source", "block_size", "boundary", "p_bp", "per", "bp_steps", "use_derivative",
         "feedback_init", "feedback_scale", "shared_feedback")
 OPTIMIZER = {"optimizer": "name", "lr": "lr", "schedule": "schedule", "weight_decay": "weight_decay"}
@@ -38,13 +40,18 @@ HELP = {
     "feedback_init": "distribution of the fixed feedback matrices B",
     "feedback_scale": "scale of B (uniform: limit scale/sqrt(fan); gaussian: std)",
     "shared_feedback": "one B for every layer of the same kind instead of one per layer",
-    "model": "the net: mlp (--depth layers of --width units) or conv (LeNet: two 5x5 conv + 2x2 "
-             "max-pool stages of 20 and 50 maps, then a Dense layer of --width units)",
-    "width": "hidden units per layer (conv: of its Dense layer)",
-    "depth": "number of hidden layers (mlp only)",
-    "activation": "hidden non-linearity",
+    "model": "the net: mlp (--depth layers of --width units), conv (LeNet: two 5x5 conv + 2x2 "
+             "max-pool stages of 20 and 50 maps, then a Dense layer of --width units) or transformer "
+             "(a causal language model of --depth blocks of --width, on a text dataset: --dataset sotu)",
+    "width": "hidden units per layer (conv: of its Dense layer; transformer: d_model) (default: mlp "
+             "256, conv 500, transformer 128)",
+    "depth": "number of hidden layers (mlp; default 2) or decoder blocks (transformer; default 4)",
+    "heads": "transformer: attention heads (default 4)",
+    "context": "transformer: tokens per example (default 64)",
+    "activation": "hidden non-linearity (transformer: inside each block's MLP) (default: tanh; "
+                  "transformer gelu)",
     "loss": "output non-linearity and loss",
-    "weight_init": "initialisation of the forward weights",
+    "weight_init": "initialisation of the forward weights (mlp, conv; default uniform)",
     "dropout": "probability of dropping a hidden unit in training (0: none; never at evaluation)",
     "optimizer": "optimizer (adamw = adam; decay only through --weight-decay)",
     "lr": "learning rate (peak, with --schedule cosine)",
@@ -103,19 +110,23 @@ def config_flags(config: Config) -> dict:
     net = config.net
     model = net.flag or net
     return {"rule": config.rule, "model": model,
-            **{name: getattr(net, name, None) for name in NET if name != "model"},
+            **{name: getattr(net, net.flag_fields.get(name, name), None) for name in NET if name != "model"},
             **{flag: getattr(config.optimizer, field) for flag, field in OPTIMIZER.items()}, **own}
 
 
 def defaults() -> dict:
-    """Every flag's default; rule fields are None (the rule's own default)."""
+    """Every flag's default; rule fields and the net's fields are None (the rule's own default; the
+    net's, which differ between nets: `net_for_data`)."""
     config = Config()
-    return {**config_flags(config), "rule": config.rule.spec, **dict.fromkeys(RULE)}
+    return {**config_flags(config), "rule": config.rule.spec, **dict.fromkeys(RULE),
+            **dict.fromkeys(NET[1:])}
 
 
-def load_data(dataset: str, data_dir: str | None = None):
-    """``((x_train, y_train), (x_test, y_test))`` of ``dataset`` as NumPy arrays (`jdfa.data.load`)."""
-    return datasets.load(dataset, "train", data_dir), datasets.load(dataset, "test", data_dir)
+def load_data(dataset: str, data_dir: str | None = None, context: int = TransformerLM.context):
+    """``((x_train, y_train), (x_test, y_test))`` of ``dataset`` as NumPy arrays (`jdfa.data.load`;
+    a text dataset's examples are ``context`` tokens)."""
+    return (datasets.load(dataset, "train", data_dir, context=context),
+            datasets.load(dataset, "test", data_dir, context=context))
 
 
 def data_source(dataset: str, data_dir: str | None, given: bool) -> str:
@@ -154,7 +165,7 @@ def from_flags(flags: dict, data=None) -> tuple[Config, tuple]:
         rule = rules.parse(rule, **rule_fields)
     optimizer = Optimizer(**{field: flags[flag] for flag, field in OPTIMIZER.items()})
     if data is None:
-        data = load_data(flags["dataset"], flags["data_dir"])
+        data = load_data(flags["dataset"], flags["data_dir"], flags["context"] or TransformerLM.context)
     model = flags["model"]
     net = net_for_data(data, **{k: flags[k] for k in NET}) if isinstance(model, str) else model
     own = {k: v for k, v in flags.items() if k not in (*NET, *RULE, *OPTIMIZER, "rule")}

@@ -18,8 +18,8 @@ from jdfa.driver.flags import NET, OPTIMIZER, RULE, config_flags, from_flags
 
 # Flags that take comma lists on the command line (booleans do not).
 SWEEPABLE = ("rule", "bp_depth", "source", "block_size", "boundary", "p_bp", "per", "bp_steps",
-             "feedback_init", "feedback_scale", *NET,
-             "batch_size", *OPTIMIZER, "seed")
+             "feedback_init", "feedback_scale", *(n for n in NET if n != "context"),
+             "batch_size", *OPTIMIZER, "seed")  # a context is the data's: one per sweep
 _IN_SPEC = ("bp_depth", "source", "block_size", "boundary")  # a rule's spec (bdfa25-bp) names these
 
 

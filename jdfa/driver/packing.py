@@ -52,14 +52,13 @@ def bytes_per_run(config: Config, n_train: int) -> int:
     outputs, temporaries) less the training data, which every run of a program shares."""
     state = _one_run(config)
     hyper = Hyper(jax.random.split(jax.random.key(0), 1), jnp.ones(1), jnp.zeros(1))
-    x = jax.ShapeDtypeStruct((n_train, config.net.in_features), jnp.float32)
-    y = jax.ShapeDtypeStruct((n_train,), jnp.int32)
+    x, y = config.net.batch_struct(n_train)
     chunk = make_chunk(config.net, config.rule, config.optimizer, config.steps, config.batch_size,
                        config.batch_mode, config.remat, n_train)
     sums = jnp.zeros(1)
     memory = (None if stepwise_on_cpu(config.net) else  # a Python loop of steps: nothing to lower
               chunk.lower(state, hyper, x, y, jnp.int32(1), sums, sums).compile().memory_analysis())
-    data = n_train * (config.net.in_features + 1) * 4
+    data = sum(s.size * s.dtype.itemsize for s in (x, y))
     if memory is None:  # a backend without the analysis: the state, read and written, and the update
         return 3 * state_bytes(config)
     total = memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes

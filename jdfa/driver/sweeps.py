@@ -49,7 +49,7 @@ def train(config: Config, *, data=None) -> Summary:
     if config.distributed:
         parallel.initialize_distributed()
     source = data_source(config.dataset, config.data_dir, data is not None)
-    data = data if data is not None else load_data(config.dataset, config.data_dir)
+    data = data if data is not None else load_data(config.dataset, config.data_dir, config.net.in_features)
     check_data(config, *data[0], *data[1])
     mesh = None
     if config.mesh_data * config.mesh_layers > 1:
@@ -73,7 +73,7 @@ def sweep(config: Config, *, data=None, seeds=None, max_parallel: int | None = N
     name -> values: ``lr=[1e-3, 3e-4]``, ``feedback_scale=...``, ``weight_decay=...``, and
     structural ones such as ``rule=["dfa", "bdfa25"]``, ``block_size=[50, 25]``, ``depth=...``)
     around ``config``; see `train_runs`."""
-    loaded = data if data is not None else load_data(config.dataset, config.data_dir)
+    loaded = data if data is not None else load_data(config.dataset, config.data_dir, config.net.in_features)
     # `data` as given, so that the runs' config.json say where the data came from.
     return train_runs(grid.expand(config, loaded, seeds, **axes), data=data, max_parallel=max_parallel)
 
@@ -101,7 +101,7 @@ def train_runs(configs: list[Config], *, data=None, max_parallel: int | None = N
         check_int("max_parallel", max_parallel, 1)
     first = configs[0]
     source = data_source(first.dataset, first.data_dir, data is not None)
-    data = data if data is not None else load_data(first.dataset, first.data_dir)
+    data = data if data is not None else load_data(first.dataset, first.data_dir, first.net.in_features)
     check_data(first, *data[0], *data[1])
     if first.distributed:
         parallel.initialize_distributed()

@@ -1,0 +1,161 @@
+"""A causal decoder-only transformer language model, as a chain of Flax blocks.
+
+`TransformerLM` reads ``T = context`` integer tokens per example and gives logits (N, T, vocab):
+the next token's at every position. Its chain (`jdfa.chain.ChainNet`):
+
+* block 0, `Embedding`: token and position embeddings, ``h_0 = E[x] + P`` (N, T, d);
+* blocks 1..n_blocks, `DecoderBlock`: pre-norm causal self-attention and an MLP on the residual
+  stream, ``h <- h + attn(LN(h))``, ``h <- h + mlp(LN(h))``;
+* the output block: the final layer norm and the unembedding, (N, T, d) -> (N, T, vocab).
+
+Feedback points: the residual stream after the embedding and after each block, ``n_blocks + 1``
+points of shape (T, d) with no point activation. Feedback is per token (``position_axes = 1``):
+DFA's delta at point ``i`` is ``B_i e_t`` at every position ``t``, ``B_i`` (d, vocab), ``e`` (N, T,
+vocab) the gradient of the per-token mean cross-entropy; each block's parameters update from its
+own VJP at its delta, the embeddings from the first point's. Every rule with a plan trains it:
+BP (equal to `jax.grad`), FA (the block above's weight matrices redrawn for its input VJP), DFA,
+FP and BDFA (blocks of decoder blocks; the delta-reading ``B`` are (d, d) per token), mix.
+``shared_feedback``: one ``B`` for every point, as Launay et al. 2020 and Filipovich et al. 2022
+use. The shallow control freezes the decoder blocks and trains the embeddings (by their true
+gradient through the frozen blocks) and the output block.
+
+Initialisation as GPT-2's: weights and embeddings normal with std 0.02, the projections into the
+residual stream (attention output, MLP down) 0.02 / sqrt(2 n_blocks), biases zero, norms one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jdfa.activations import ACTIVATIONS
+from jdfa.blocks.net import BlockNet
+from jdfa.validate import check_int
+
+STD = 0.02
+
+
+def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
+    """Softmax attention where position ``t`` reads positions ``<= t``; q, k, v (N, T, heads,
+    d_head) -> (N, T, heads, d_head)."""
+    t = q.shape[1]
+    scores = jnp.einsum("nqhd,nkhd->nhqk", q, k) / np.sqrt(q.shape[-1]).astype(np.float32)
+    causal = jnp.tril(jnp.ones((t, t), bool))
+    weights = jax.nn.softmax(jnp.where(causal, scores, jnp.finfo(scores.dtype).min), axis=-1)
+    return jnp.einsum("nhqk,nkhd->nqhd", weights, v)
+
+
+class Embedding(nnx.Module):
+    """Token and learned position embeddings: int (N, T) -> (N, T, width)."""
+
+    def __init__(self, vocab: int, context: int, width: int, rngs: nnx.Rngs):
+        init = nnx.initializers.normal(STD)
+        self.tokens = nnx.Embed(vocab, width, embedding_init=init, rngs=rngs)
+        self.positions = nnx.Param(init(rngs.params(), (context, width)))
+
+    def __call__(self, x):
+        return self.tokens(x) + self.positions[...][: x.shape[1]]
+
+
+class DecoderBlock(nnx.Module):
+    """A pre-norm decoder block on the residual stream (N, T, width)."""
+
+    def __init__(self, width: int, heads: int, activation: str, n_blocks: int, rngs: nnx.Rngs):
+        dense = nnx.initializers.normal(STD)
+        into_stream = nnx.initializers.normal(STD / math.sqrt(2 * n_blocks))
+        self.heads, self.activation = heads, activation
+        self.norm_attention = nnx.LayerNorm(width, rngs=rngs)
+        self.qkv = nnx.Linear(width, 3 * width, kernel_init=dense, rngs=rngs)
+        self.out = nnx.Linear(width, width, kernel_init=into_stream, rngs=rngs)
+        self.norm_mlp = nnx.LayerNorm(width, rngs=rngs)
+        self.up = nnx.Linear(width, 4 * width, kernel_init=dense, rngs=rngs)
+        self.down = nnx.Linear(4 * width, width, kernel_init=into_stream, rngs=rngs)
+
+    def __call__(self, h):
+        n, t, d = h.shape
+        q, k, v = jnp.split(self.qkv(self.norm_attention(h)).reshape(n, t, 3 * self.heads, -1), 3, axis=2)
+        h = h + self.out(causal_attention(q, k, v).reshape(n, t, d))
+        return h + self.down(ACTIVATIONS[self.activation](self.up(self.norm_mlp(h))))
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerLM(BlockNet):
+    """A causal transformer language model; see the module docstring.
+
+    Attributes:
+      vocab: the number of token values (logits per position).
+      context: tokens per example, ``T``.
+      width: the residual stream's size, ``d`` (d_model).
+      n_blocks: decoder blocks (the command line's ``--depth``); feedback points: ``n_blocks + 1``.
+      heads: attention heads; ``width`` must be a multiple of it.
+      activation: the MLP's non-linearity inside each block (the feedback points have none).
+      loss, dropout: as `BlockNet`'s; dropout drops units of the residual stream after each block.
+    """
+
+    vocab: int = 256
+    context: int = 64
+    width: int = 128
+    n_blocks: int = 4
+    heads: int = 4
+    activation: str = "gelu"
+    flag: ClassVar[str | None] = "transformer"
+    flag_fields: ClassVar[dict[str, str]] = {"depth": "n_blocks"}
+    steps_alone_on_cpu: ClassVar[bool] = False  # no convolutions
+    position_axes: ClassVar[int] = 1
+    shallow_trains_embedding: ClassVar[bool] = True
+
+    def __post_init__(self):
+        for name in ("vocab", "context", "width", "n_blocks", "heads"):
+            check_int(name, getattr(self, name), 1)
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} must be a multiple of heads {self.heads} (each head "
+                             f"reads width / heads features)")
+        object.__setattr__(self, "input_shape", (self.context,))
+        super().__post_init__()
+
+    def build(self, rngs):
+        head = nnx.Sequential(nnx.LayerNorm(self.width, rngs=rngs),
+                              nnx.Linear(self.width, self.vocab, kernel_init=nnx.initializers.normal(STD),
+                                         rngs=rngs))
+        return [Embedding(self.vocab, self.context, self.width, rngs),
+                *(DecoderBlock(self.width, self.heads, self.activation, self.n_blocks, rngs)
+                  for _ in range(self.n_blocks)), head]
+
+    @property
+    def out_features(self) -> int:
+        return self.vocab
+
+    def point_activation(self):
+        return None
+
+    def batch_struct(self, n):
+        tokens = jax.ShapeDtypeStruct((n, self.context), jnp.int32)
+        return tokens, tokens
+
+    def check_inputs(self, x, y=None):
+        for name, a in (("tokens x", x), ("labels y", y)):
+            if a is None:
+                continue
+            shape, dtype = jnp.shape(a), jnp.result_type(a)
+            if len(shape) != 2 or shape[1] != self.context or not jnp.issubdtype(dtype, jnp.integer):
+                raise ValueError(f"{name} must be integer tokens (batch, context={self.context}), got "
+                                 f"{dtype} {shape}; a text dataset (jdfa.data.load('sotu', split, "
+                                 f"context={self.context})) gives them")
+            # values are checked on the host (data handed to the driver); inside jit, the step's
+            # label guard catches tokens out of range
+            if isinstance(a, np.ndarray) and a.size and not (0 <= a.min() and a.max() < self.vocab):
+                raise ValueError(f"{name} holds tokens outside [0, vocab={self.vocab}): "
+                                 f"[{a.min()}, {a.max()}]; raise vocab")
+        if y is not None and jnp.shape(y)[0] != jnp.shape(x)[0]:
+            raise ValueError(f"x and y must have the same batch size, got {jnp.shape(x)[0]} and "
+                             f"{jnp.shape(y)[0]}")
+
+    def describe(self):
+        return (f"TransformerLM, {self.n_blocks} blocks x {self.width} ({self.heads} heads), "
+                f"context {self.context}, vocab {self.vocab}")

