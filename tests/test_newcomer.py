@@ -22,6 +22,7 @@ import pytest
 
 import jdfa
 from jdfa.driver import from_flags, plots, runlog
+from tests.test_transformer import corpus
 
 matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]
@@ -246,12 +247,15 @@ def test_6_readme_blocks_run(kind, code, tmp_path):
         pytest.skip("install and test commands run in CI itself")
     for pattern, small in SMALL.items():  # the same code at small sizes
         code = re.sub(pattern, small, code)
+    env = ENV
+    if "sotu" in code:  # the text corpus is not in ../shared: a small one of the tests' own
+        env = {**ENV, "JDFA_DATA_DIR": str(corpus(tmp_path / "data" / "sotu").parent)}
     if kind == "bash":
         code = code.replace("../shared/data", str(ROOT.parent / "shared" / "data"))
-        done = subprocess.run(["bash", "-c", code], cwd=tmp_path, capture_output=True, text=True, env=ENV)
+        done = subprocess.run(["bash", "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env)
     else:
         done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                              env=ENV)
+                              env=env)
     assert done.returncode == 0, done.stderr[-3000:]
 
 
