@@ -106,6 +106,19 @@ def test_the_shallow_control_trains_the_embeddings_and_the_output_only():
     assert all(not np.any(leaf) for b in got.blocks[1:] for leaf in jax.tree.leaves(b))
 
 
+def test_alignment_angles_per_block():
+    """`jdfa.align` measures each feedback point (embedding, blocks) and the output block."""
+    x, y = tokens(4)
+    angles = {}
+    for rule in (jdfa.bp(), jdfa.dfa(), jdfa.shallow()):
+        params, feedback = jdfa.init(jax.random.key(0), NET, rule)
+        angles[rule.spec] = np.asarray(jdfa.align(NET, rule, params, feedback, x, y).angle)
+    chex.assert_shape(list(angles.values()), (NET.depth + 1,))
+    np.testing.assert_allclose(angles["bp"], 0, atol=0.1)
+    np.testing.assert_allclose(angles["shallow"], [0, 90, 90, 0], atol=0.1)  # frozen blocks: 90
+    assert angles["dfa"][-1] < 0.1 and np.all(angles["dfa"][:-1] > 10)  # random B at init
+
+
 def test_the_causal_mask_holds():
     """Changing the token at position t leaves every logit before t unchanged (the same program,
     so bit for bit) and changes the logits from t on."""
