@@ -105,7 +105,11 @@ def _interrupt(out, times, after_s):
     answered = time.time() - sent
     if times == 2:
         proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=300)
+    # Read the rest through the same buffered streams: `communicate` reads the pipes' descriptors
+    # and would miss what `readline` already buffered (a save quick enough to be reported in the
+    # same read as the first line).
+    stderr, stdout = proc.stderr.read(), proc.stdout.read()
+    proc.wait(timeout=300)
     return proc.returncode, first, answered, stdout, stderr
 
 
