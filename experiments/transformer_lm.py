@@ -1,4 +1,4 @@
-"""Experiment 13 -- DFA for sequence models: a causal transformer language model trained by BP, DFA
+"""Experiment 12 -- DFA for sequence models: a causal transformer language model trained by BP, DFA
 and the shallow control, over seeds, on the State of the Union corpus (bytes).
 
 The net: `jdfa.blocks.TransformerLM` (token and position embeddings, pre-norm decoder blocks of
