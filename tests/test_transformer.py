@@ -3,6 +3,7 @@ BP against `jax.grad`, DFA against a per-token reference written here, the causa
 feedback, the shallow control, the text corpus, the command line (beats the unigram baseline) and
 a killed run resumed."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -119,19 +120,36 @@ def test_alignment_angles_per_block():
     assert angles["dfa"][-1] < 0.1 and np.all(angles["dfa"][:-1] > 10)  # random B at init
 
 
-def test_the_causal_mask_holds():
+def test_the_causal_mask_holds(variant):
     """Changing the token at position t leaves every logit before t unchanged (the same program,
     so bit for bit) and changes the logits from t on."""
     net = TransformerLM(vocab=11, context=8, width=16, n_blocks=3, heads=4)
     params, _ = jdfa.init(jax.random.key(0), net, jdfa.bp())
     x, _ = tokens(4, net=net)
-    apply = jax.jit(lambda x: jdfa.apply(net, params, x))
+    apply = variant(lambda x: jdfa.apply(net, params, x))
     chex.assert_shape(apply(x), (4, net.context, net.vocab))
     for t in (0, 3, 7):
         changed = x.at[:, t].set((x[:, t] + 1) % net.vocab)
         a, b = np.asarray(apply(x)), np.asarray(apply(changed))
         np.testing.assert_array_equal(a[:, :t], b[:, :t])
         assert np.all(np.abs(a[:, t:] - b[:, t:]).max(axis=-1) > 0)
+
+
+def test_a_sweep_of_seeds_trains_each_run_as_it_trains_alone(tmp_path):
+    """Two seeds as one vmapped program (a small net's state) give each seed's run alone."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, NET.vocab, size=(96, NET.context + 1)).astype(np.int32)
+    data = ((x[:64, :-1], x[:64, 1:]), (x[64:, :-1], x[64:, 1:]))
+    config = jdfa.Config(net=NET, rule=jdfa.dfa(), optimizer=jdfa.Optimizer("adam", lr=3e-3), steps=12,
+                         batch_size=16, eval_every=6, train_eval_size=32, progress=False)
+    swept = jdfa.sweep(dataclasses.replace(config, out=str(tmp_path / "sweep")), data=data, seeds=2)
+    assert swept["report"] is not None and len(swept["runs"]) == 2
+    for seed in (0, 1):
+        alone = jdfa.train(dataclasses.replace(config, seed=seed), data=data)
+        for key in ("test_accuracy", "test_loss", "train_accuracy", "batch_accuracy"):
+            got = swept["runs"][seed]["summary"][key]
+            np.testing.assert_allclose(got, alone[key], rtol=1e-5, err_msg=key)
+    assert swept["runs"][0]["summary"]["test_loss"] != swept["runs"][1]["summary"]["test_loss"]
 
 
 def test_the_corpus_splits_by_text_into_next_token_windows(tmp_path):
