@@ -236,7 +236,9 @@ class ChainNet(Net):
                                  f"signal; this {type(self).__name__}'s points read {signal} through "
                                  f"{sorted({s for sig, s in drawn if sig == signal} | {shape})}: draw "
                                  "them apart (shared_feedback=False)")
-            return drawn.setdefault((signal, shape), draw(k, rule, shape, fan))
+            if (signal, shape) not in drawn:  # drawn once, with the first such point's key
+                drawn[signal, shape] = draw(k, rule, shape, fan)
+            return drawn[signal, shape]
 
         above = self.params_shapes  # the "fa" stand-ins' shapes
         layers = []
