@@ -51,3 +51,5 @@ XLA_FLAGS=--xla_force_host_platform_device_count=8 python benchmarks/scaling.py 
 # 8. many runs: one vmapped program, groups of 4, or one after another (about 21 minutes)
 python benchmarks/sweep_throughput.py --malloc tuned --out "$OUT/sweep_throughput.jsonl" \
     --plot "$OUT/sweep_throughput.png"
+# 9. the paper runner: one run at a time or two side by side (pause experiments/paper_budget.py first)
+python benchmarks/runs_at_once.py --out "$OUT/runs_at_once.jsonl"

@@ -14,6 +14,9 @@ Parts, in this order (each lands when it is done):
    1e-4, as section 10.2).
 4. ``table2``: as part 1 at width 300.
 
+Runs train one at a time: two side by side give 0.95-0.97x the runs per hour on the 2-core CPU
+(`benchmarks/runs_at_once.py`).
+
 Seeds run round-robin within a part (every setting's seed 0, then every seed 1, ...) so that a
 part stopped half-way still compares every setting.
 

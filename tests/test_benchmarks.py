@@ -1,6 +1,7 @@
 """The benchmark scripts: the step-time benchmark runs end to end on a tiny configuration and
 writes well-formed records; rule specs, the optimizer label, the epoch benchmark, PyTorch baselines;
-the sweep-throughput benchmark's schedules, conclusion and its refusal to write results on --quick."""
+the sweep-throughput benchmark's schedules, conclusion and its refusal to write results on --quick;
+the paper runner's one-or-two-runs-at-a-time measurement."""
 
 import importlib
 import json
@@ -356,3 +357,21 @@ def test_update_vs_depth_quick_records_and_plot(tmp_path):
                           text=True, timeout=60, cwd=ROOT)
     assert proc.returncode != 0 and "never to benchmarks/results" in proc.stderr
     assert not os.path.exists(target)
+
+
+def test_runs_at_once_times_the_runners_settings_alone_and_in_pairs(tmp_path):
+    """The paper runner's one-or-two-at-a-time measurement: each setting alone, then two children
+    with seeds 0 and 1, the gain the pair's summed rate over the lone one's."""
+    out = tmp_path / "at_once.jsonl"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "runs_at_once.py"), "--settings", "tiny/dfa",
+         "--steps", "10", "--out", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT, env={**os.environ, "JDFA_DATA_DIR": MNIST})
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert lines == [json.loads(line) for line in proc.stdout.splitlines()]
+    alone, pair, last = lines
+    assert (alone["at_once"], len(alone["children"]), pair["at_once"], len(pair["children"])) == (1, 1, 2, 2)
+    assert pair["run_steps_per_s"] == pytest.approx(sum(c["steps_per_s"] for c in pair["children"]))
+    assert pair["gain"] == pytest.approx(pair["run_steps_per_s"] / alone["run_steps_per_s"])
+    assert last["kind"] == "conclusion" and last["gain"] == {"tiny/dfa": pair["gain"]}
