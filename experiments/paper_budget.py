@@ -13,6 +13,8 @@ Parts, in this order (each lands when it is done):
 3. ``fig7``: FP on 15 x 720, ``bp_depth`` 0..5 and the error-reading 1, 3, 5 (uniform init, Adam
    1e-4, as section 10.2).
 4. ``table2``: as part 1 at width 300.
+5. ``bp``: backprop at 100 x 200 under both recipes, the curve the paper's Figure 8 shows failing
+   ("makes back-propagation impossible to converge"; not in its tables). Last, as an addition.
 
 Runs train one at a time: two side by side give 0.95-0.97x the runs per hour on the 2-core CPU
 (`benchmarks/runs_at_once.py`).
@@ -80,7 +82,9 @@ def parts(budget: str) -> dict[str, dict[str, dict]]:
                  "w200_fp1-error_shared": dict(DEEP, width=200, rule="fp1-error", **SHARED)}
     fig7 = {f"fp15_{r}": dict(FP15, rule=r)
             for r in ("fp0", "fp1", "fp2", "fp3", "fp4", "fp5", "fp1-error", "fp3-error", "fp5-error")}
-    return {"table1": _table(200), "switching": switching, "fig7": fig7, "table2": _table(300)}
+    bp = {f"w200_bp_{name}": dict(DEEP, width=200, rule="bp", **recipe)
+          for name, recipe in (("shared", SHARED), ("contrast", CONTRAST))}
+    return {"table1": _table(200), "switching": switching, "fig7": fig7, "table2": _table(300), "bp": bp}
 
 
 BUDGETS = {"paper": dict(steps=10000, seeds=5, checkpoint_every=1000),

@@ -1,5 +1,6 @@
 """The paper-budget runner survives SIGKILL: restarted, it continues the killed run from its
-checkpoint, never retrains a finished one, and ends with the records of an uninterrupted run."""
+checkpoint, never retrains a finished one, and ends with the records of an uninterrupted run; the
+report's wall times leave out the runner's pauses."""
 
 import json
 import os
@@ -8,6 +9,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNNER = [sys.executable, str(ROOT / "experiments" / "paper_budget.py"), "--budget", "tiny"]
@@ -56,3 +59,25 @@ def test_a_killed_runner_restarts_to_the_uninterrupted_records(tmp_path):
     # The resumed run is the same program from the same checkpoint: equal to the bit, timing aside.
     assert _records(tmp_path / "killed") == _records(tmp_path / "whole")
     assert len(_records(tmp_path / "whole")) == 2
+
+
+def test_the_report_does_not_count_a_paused_runner():
+    """A run stopped for an hour between two evaluations (SIGSTOP, a machine gone before the
+    resume) counts that interval as its median one in the wall times the report compares, and
+    keeps a merely slow interval (twice the median) as it was."""
+    code = f"""
+import json, sys
+sys.path.insert(0, {str(ROOT / "experiments")!r})
+import paper_report
+clock = [0.0, 10.0, 20.0, 40.0, 3640.0, 3650.0]   # 20 s slow, then a 3600 s pause
+run = {{"records": [{{"step": 500 * i, "wall_s": w, "test_accuracy": 0.1 * i}} for i, w in enumerate(clock)]
+       + [{{"step": 2600, "wall_s": 3651.0, "loss": 0.1}}]}}
+print(json.dumps([paper_report.active_wall(run), paper_report.at_wall_time(run, 45.0),
+                  paper_report.at_wall_time(run, 55.0)]))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    walls, at_45, at_55 = json.loads(proc.stdout.splitlines()[-1])
+    assert [w[1] for w in walls] == [0.0, 10.0, 20.0, 40.0, 50.0, 60.0]
+    assert [w[0] for w in walls] == [0, 500, 1000, 1500, 2000, 2500]
+    assert (at_45, at_55) == (pytest.approx(0.3), pytest.approx(0.4))
