@@ -115,7 +115,8 @@ def test_a_toy_rule_trains_through_the_driver(tmp_path):
 @pytest.mark.parametrize("spec, rule", [
     ("bp", jdfa.bp()), ("fa", jdfa.fa()), ("dfa", jdfa.dfa()), ("shallow", jdfa.shallow()),
     ("fp0", jdfa.fp(0)), ("fp3", jdfa.fp(3)), ("bdfa25", jdfa.bdfa(25)),
-    ("bdfa10-bp", jdfa.bdfa(10, "backprop")),
+    ("bdfa10-bp", jdfa.bdfa(10, "backprop")), ("mix50", jdfa.mix()), ("mix10-layer", jdfa.mix(0.1, "layer")),
+    ("mix0", jdfa.mix(0.0)), ("mix100-layer", jdfa.mix(1.0, "layer")),
 ])
 def test_spec_round_trip(spec, rule):
     assert rules.parse(spec) == rule and rule.spec == spec and rules.parse(rule.spec) == rule
@@ -128,6 +129,9 @@ def test_spec_round_trip(spec, rule):
     ("dfa", {"block_size": 3}, "rule 'dfa' has no option 'block_size'"),
     ("bp", {"feedback_scale": 2.0}, "rule 'bp' has no option 'feedback_scale'"),
     ("bdfa25", {"block_size": 10}, "says block_size=25 but block_size=10"),
+    ("mix50-epoch", {}, "suffix -step or -layer"),
+    ("mix150", {}, "p_bp is a probability"),
+    ("mix50-layer", {"per": "step"}, "says per='layer' but per='step'"),
 ])
 def test_bad_specs_are_named(spec, fields, match):
     with pytest.raises(ValueError, match=match):
@@ -137,6 +141,13 @@ def test_bad_specs_are_named(spec, fields, match):
 def test_the_spec_defaults_are_the_rules_defaults():
     assert rules.parse("bdfa") == jdfa.bdfa(25) and rules.parse("fp") == jdfa.fp(1)
     assert rules.parse("fp", bp_depth=4) == jdfa.fp(4)
+    assert rules.parse("mix") == jdfa.mix() and rules.parse("mix-layer") == jdfa.mix(per="layer")
+
+
+def test_a_mix_no_spec_can_name_keeps_the_bare_name():
+    """bp_steps and a p_bp between whole percents have no spec: the name says "mix", the dict all."""
+    for rule in (jdfa.mix(0.0, bp_steps=100), jdfa.mix(1 / 3)):
+        assert rule.spec == "mix" and rules.from_dict(rule.to_dict()) == rule
 
 
 # --- the net says which leaves are stacked and which are weights ---------------------------------

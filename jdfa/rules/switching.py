@@ -51,6 +51,23 @@ class Mix(FeedbackRule):
         check_choice("per", self.per, PER)
         check_int("bp_steps", self.bp_steps, 0)
 
+    @classmethod
+    def spec_fields(cls, number, suffix):
+        if suffix not in ("", "-step", "-layer"):
+            raise ValueError(f"rule spec 'mix' takes the suffix -step or -layer, got {suffix!r}")
+        fields = {} if number is None else {"p_bp": number / 100}  # mix25-layer: p_bp 0.25, per layer
+        return {**fields, "per": suffix[1:]} if suffix else fields
+
+    @property
+    def spec(self) -> str:
+        """``"mix50"``, ``"mix25-layer"``: ``p_bp`` in percent and ``per``. A mix that a spec cannot
+        name (``bp_steps``, or ``p_bp`` not in whole percent) is ``"mix"``: its fields are in
+        `to_dict`."""
+        percent = 100 * self.p_bp
+        if self.bp_steps or abs(percent - round(percent)) > 1e-9:
+            return self.name
+        return f"mix{round(percent)}" + ("-layer" if self.per == "layer" else "")
+
     def plan(self, depth):
         return (Source("mix"),) * depth
 
