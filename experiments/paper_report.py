@@ -7,8 +7,10 @@ Table 1 / Table 2: per setting the final test accuracy (mean ± std over seeds, 
 the paper's number and "vs DFA" (whether the 95 % intervals separate, against DFA under the same
 recipe), the steps to 80 % / 90 % and the wall time of a run (its training time: a pause of the
 runner does not count, `active_wall`). The switching comparison: at equal
-steps (10,000) and at equal wall time (each setting's test accuracy at the last evaluation within
-the wall time of the fastest setting's runs). Figures: bands over seeds (mean ± one std).
+steps (10,000), at equal wall time as the runs measured it (each setting's test accuracy at the
+last evaluation within the training time of the fastest setting's runs) and at equal time by the
+bare step of the step-time benchmark (`STEP_TIMES`: the steps each rule takes in DFA's 10,000-step
+time). Figures: bands over seeds (mean ± one std).
 ``results.json``: every run by part and setting, with its seed, steps, final test accuracy, the
 commit that trained it, its wall time (``wall_s``, pauses included) and training time
 (``training_s``, `active_wall`).
