@@ -35,7 +35,8 @@ Run it from a fixed commit, so that code changed meanwhile never mixes into a re
     git clone -q ~/jdfa /tmp/paper_code && cd /tmp/paper_code   # ~/jdfa: your checkout, at a landed commit
     nice -n 10 python experiments/paper_budget.py --commit --results ~/jdfa/experiments/results/paper_budget
 
-(``--budget paper`` is the default; started again, it resumes where it stopped.)
+(``--budget paper`` is the default; started again, it resumes where it stopped; ``--status``
+prints the runs done per part and an estimate of the time left.)
 
 ``--budget tiny`` is the smoke version the tests kill and restart (two small runs, scratch folder).
 """
@@ -154,6 +155,36 @@ def commit_record(path: Path, tag: str) -> None:
     print(f"[paper_budget] could not commit {path}; it stays in the work tree", flush=True)
 
 
+def status(args) -> int:
+    """Prints, per part, the runs with records and an estimate of the time left (the median run of
+    the part so far, else of all parts), and any run in progress here (its checkpoint's step)."""
+    done, times = {}, {}
+    for part, tag, _ in plan(args.budget):
+        path = args.results / "records" / f"{tag}.json"
+        done.setdefault(part, [0, 0])[1] += 1
+        if path.exists():
+            done[part][0] += 1
+            times.setdefault(part, []).append(json.loads(path.read_text())["summary"]["wall_s"])
+    everything = sorted(t for ts in times.values() for t in ts)
+    left = 0.0
+    for part, (n, total) in done.items():
+        typical = sorted(times.get(part, everything) or [float("nan")])
+        typical = typical[len(typical) // 2]
+        left += (total - n) * typical
+        more = f", ~{typical / 60:.1f} min a run" if n < total else ""
+        print(f"[paper_budget] {part}: {n}/{total} runs{more}")
+    progress = []
+    for run_dir in sorted((args.work / "runs").glob("*")):
+        steps = [int(c.name) for c in (run_dir / "checkpoints").glob("*") if c.name.isdigit()]
+        if steps and not (args.results / "records" / f"{run_dir.name}.json").exists():
+            progress.append(f"{run_dir.name} at step {max(steps)}")
+    where = f"; in progress here: {', '.join(progress)}" if progress else ""
+    eta = f"~{left / 3600:.1f} h of training left" if left == left else "no run finished yet to time"
+    print(f"[paper_budget] {sum(n for n, _ in done.values())} of {len(plan(args.budget))} runs have "
+          f"records; {eta}{where}")
+    return 0
+
+
 def run(args) -> int:
     budget = BUDGETS[args.budget]
     records = args.results / "records"
@@ -195,12 +226,14 @@ def main(argv=None) -> int:
     p.add_argument("--work", type=Path, default=None,
                    help="folder of the runs and their checkpoints (default experiments/scratch/paper_budget)")
     p.add_argument("--commit", action="store_true", help="git-commit each record as it is written")
+    p.add_argument("--status", action="store_true",
+                   help="print what is done and the time left; train nothing")
     args = p.parse_args(argv)
     scratch = common.HERE / "scratch" / "paper_budget"
     if args.results is None:
         args.results = common.HERE / "results" / "paper_budget" if args.budget == "paper" else scratch
     args.work = args.work or scratch / args.budget
-    return run(args)
+    return status(args) if args.status else run(args)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The paper-budget runner survives SIGKILL: restarted, it continues the killed run from its
-checkpoint, never retrains a finished one, and ends with the records of an uninterrupted run; the
+checkpoint, never retrains a finished one, and ends with the records of an uninterrupted run
+(``--status`` says where it stands meanwhile); the
 report's wall times leave out the runner's pauses."""
 
 import json
@@ -49,6 +50,11 @@ def test_a_killed_runner_restarts_to_the_uninterrupted_records(tmp_path):
     killed.wait()
     assert not first.with_name("tiny_bdfa2_s0.json").exists()  # killed mid-run
     first_bytes, first_mtime = first.read_bytes(), os.stat(first).st_mtime_ns
+    said = subprocess.run(RUNNER + ["--status", "--results", str(tmp_path / "killed" / "results"), "--work",
+                                    str(tmp_path / "killed" / "work")], capture_output=True, text=True)
+    assert said.returncode == 0, said.stderr
+    assert "tiny: 1/2 runs" in said.stdout and "1 of 2 runs have records; ~0.0 h" in said.stdout
+    assert "in progress here: tiny_bdfa2_s0 at step " in said.stdout
 
     restarted = _runner(tmp_path / "killed")
     out = restarted.communicate(timeout=300)[0]
