@@ -27,20 +27,25 @@ EXPERIMENTS = Path(common.REPO_ROOT) / "experiments"
 DEFAULT_SETTINGS = "table2/w300_dfa_shared,fig7/fp15_fp4"
 
 
-def _child(setting: str, steps: int, seed: int, out: str) -> None:
-    """Trains one run of ``setting`` and prints its summary's timing as one JSON line."""
-    # paper_budget imports experiments/common.py by the name this folder's common.py holds
-    sys.modules.pop("common")
+def _runner_flags() -> dict[str, dict]:
+    """``{"part/setting": flags}`` of `experiments/paper_budget.py` (paper and tiny budgets)."""
+    # paper_budget imports experiments/common.py by the name this folder's common.py holds; this
+    # module keeps its own `common` bound, so the name can go to the experiments' one
+    sys.modules.pop("common", None)
     sys.path.insert(0, str(EXPERIMENTS))
     import paper_budget
 
+    return {f"{part}/{name}": flags for budget in ("paper", "tiny")
+            for part, settings in paper_budget.parts(budget).items() for name, flags in settings.items()}
+
+
+def _child(setting: str, steps: int, seed: int, out: str) -> None:
+    """Trains one run of ``setting`` and prints its summary's timing as one JSON line."""
+    flags = dict(_runner_flags()[setting], steps=steps, seed=seed, eval_every=10 * steps)
     import jdfa
 
     import common as experiments_common
 
-    part, name = setting.split("/")
-    every = {**paper_budget.parts("paper"), **paper_budget.parts("tiny")}
-    flags = dict(every[part][name], steps=steps, seed=seed, eval_every=10 * steps)
     config, data = jdfa.driver.from_flags(
         {**experiments_common.for_rule(flags), "out": out, "progress": False, "checkpoint": False,
          "overwrite": True, "dataset": "mnist"})
@@ -71,6 +76,10 @@ def main(argv=None) -> int:
         setting, steps, seed, out = args.child
         _child(setting, int(steps), int(seed), out)
         return 0
+    known = _runner_flags()
+    unknown = [s for s in args.settings.split(",") if s not in known]
+    if unknown:
+        p.error(f"unknown setting(s) {unknown}; the runner's are {sorted(known)}")
     env = {"cpu_model": common.cpu_model(), "cpu_count": common.cpu_count(), **common.jdfa_revision()}
     lines, gains = [], {}
     with tempfile.TemporaryDirectory() as scratch:

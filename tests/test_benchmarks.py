@@ -375,3 +375,12 @@ def test_runs_at_once_times_the_runners_settings_alone_and_in_pairs(tmp_path):
     assert pair["run_steps_per_s"] == pytest.approx(sum(c["steps_per_s"] for c in pair["children"]))
     assert pair["gain"] == pytest.approx(pair["run_steps_per_s"] / alone["run_steps_per_s"])
     assert last["kind"] == "conclusion" and last["gain"] == {"tiny/dfa": pair["gain"]}
+
+
+def test_runs_at_once_names_an_unknown_setting_with_the_runners_list():
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "runs_at_once.py"),
+         "--settings", "tiny/dfa,table2/w999"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env={**os.environ, "JDFA_DATA_DIR": MNIST})
+    assert proc.returncode == 2
+    assert "unknown setting(s) ['table2/w999']" in proc.stderr and "'table2/w300_dfa_shared'" in proc.stderr
