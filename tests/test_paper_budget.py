@@ -87,3 +87,21 @@ print(json.dumps([paper_report.active_wall(run), paper_report.at_wall_time(run, 
     assert [w[1] for w in walls] == [0.0, 10.0, 20.0, 40.0, 50.0, 60.0]
     assert [w[0] for w in walls] == [0, 500, 1000, 1500, 2000, 2500]
     assert (at_45, at_55) == (pytest.approx(0.3), pytest.approx(0.4))
+
+
+def test_the_report_shows_where_a_collapsing_run_peaked():
+    """BP at depth 100 learns to about half the test set and then falls back to chance: the table
+    gives each seed's best evaluation and its step beside the final one, over seeds."""
+    code = f"""
+import sys
+sys.path.insert(0, {str(ROOT / "experiments")!r})
+import seeds
+def run(curve):
+    return {{"records": [{{"step": 500 * i, "test_accuracy": a}} for i, a in enumerate(curve)]
+            + [{{"step": 500 * len(curve), "loss": 2.3}}]}}
+print(seeds.peak([run([0.1, 0.3, 0.5, 0.1]), run([0.1, 0.6, 0.2, 0.1])]))
+print(seeds.peak([{{"records": [{{"step": 0, "loss": 2.3}}]}}]))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines() == ["55.0 ± 7.1 (2), step 750 ± 354", "—"]
