@@ -192,6 +192,9 @@ def main(argv=None) -> int:
     p.add_argument("--results", type=Path, default=common.HERE / "results" / "paper_budget")
     args = p.parse_args(argv)
     common.plt.switch_backend("Agg")
+    if not any((args.results / "records").glob("*.json")):
+        p.error(f"no run records in {args.results / 'records'}: pass --results the folder that "
+                "`paper_budget.py --results` wrote to (records/<tag>.json inside it)")
     parts = load(args.results)
     text = ["# The Blocked-DFA paper's tables at 10,000 steps, over seeds (CPU)\n",
             "Written by `python experiments/paper_report.py` from the records of "

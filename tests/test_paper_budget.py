@@ -105,3 +105,10 @@ print(seeds.peak([{{"records": [{{"step": 0, "loss": 2.3}}]}}]))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.splitlines() == ["55.0 ± 7.1 (2), step 750 ± 354", "—"]
+
+
+def test_the_report_names_a_folder_without_records(tmp_path):
+    report = [sys.executable, str(ROOT / "experiments" / "paper_report.py"), "--results", str(tmp_path)]
+    proc = subprocess.run(report, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and f"no run records in {tmp_path / 'records'}" in proc.stderr
+    assert not list(tmp_path.iterdir())
