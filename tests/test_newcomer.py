@@ -410,4 +410,7 @@ def test_14_rollback_messages(tmp_path, capsys):
     last = [line for line in err.splitlines() if "diverged" in line][-1]
     assert "2 rollback(s) did not help (lr now 250)" in last and "--on-diverge rollback" not in last
     stopped = [r for r in records(tmp_path) if r.get("stopped")][-1]
-    assert f"the state after step {stopped['step'] - 1} " in stopped["message"]
+    # a blow-up is caught as a non-finite update (kept: the state before that step) or, when the
+    # loss is still finite (4.7e10 on some runs), by the loss limit (kept: the last checkpoint)
+    assert (f"the state after step {stopped['step'] - 1} " in stopped["message"]
+            or "the last good checkpoint (step " in stopped["message"])
