@@ -99,21 +99,19 @@ def steps_to(result: dict, level: float) -> float:
 def reached(results: list[dict], level: float) -> str:
     """``"4/5 reach 90 %, step 1200 ± 300"``: how many seeds reach ``level`` and when."""
     s = stats([steps_to(r, level) for r in results])
-    when = f", step {s.mean:.0f}" + (f" ± {s.std:.0f}" if s.n > 1 else "") if s.n else ""
-    return f"{s.n}/{len(results)}{when}"
+    return f"{s.n}/{len(results)}" + (f", {_at_step(s)}" if s.n else "")
+
+
+def _at_step(s: Stats) -> str:
+    return f"step {s.mean:.0f}" + (f" ± {s.std:.0f}" if s.n > 1 else "")
 
 
 def peak(results: list[dict], key: str = "test_accuracy") -> str:
     """``"52.7 ± 7.3 (5), step 3100 ± 418"``: each seed's best evaluation of ``key`` and its step,
     over seeds (a run that learns and then collapses ends far below its peak)."""
-    best, at = [], []
-    for r in results:
-        s, v = common.series(r, key)
-        if len(v):
-            best.append(float(np.nanmax(v)))
-            at.append(float(s[np.nanargmax(v)]))
-    s = stats(at)
-    return f"{text(stats(best))}, step {s.mean:.0f}" + (f" ± {s.std:.0f}" if s.n > 1 else "") if s.n else "—"
+    evaluated = [common.series(r, key) for r in results]
+    at = stats([steps[np.nanargmax(values)] for steps, values in evaluated if len(values)])
+    return f"{text(stats([common.best(r, key) for r in results]))}, {_at_step(at)}" if at.n else "—"
 
 
 def separated(a: Stats, b: Stats) -> str:
