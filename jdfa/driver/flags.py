@@ -23,7 +23,8 @@ NET = ("model", "width", "depth", "heads", "context", "activation", "loss", "wei
 TRANSFORMER_ONLY = ("heads", "context")
 RULE = ("bp_depth", "source", "block_size", "boundary", "p_bp", "per", "bp_steps", "use_derivative",
         "feedback_init", "feedback_scale", "shared_feedback")
-OPTIMIZER = {"optimizer": "name", "lr": "lr", "schedule": "schedule", "weight_decay": "weight_decay"}
+OPTIMIZER = {"optimizer": "name", "lr": "lr", "schedule": "schedule", "warmup_steps": "warmup_steps",
+             "weight_decay": "weight_decay", "clip_norm": "clip_norm", "eps": "eps"}
 
 HELP = {
     "rule": "learning rule: bp fa dfa fp bdfa mix shallow, or a spec such as fp2, bdfa25, bdfa25-bp",
@@ -56,6 +57,10 @@ HELP = {
     "optimizer": "optimizer (adamw = adam; decay only through --weight-decay)",
     "lr": "learning rate (peak, with --schedule cosine)",
     "schedule": "learning-rate schedule over the run's steps",
+    "warmup_steps": "the learning rate rises linearly from 0 over this many steps, then follows "
+                    "--schedule (0: no warmup)",
+    "clip_norm": "clip the update direction to this global L2 norm (0: no clipping)",
+    "eps": "epsilon of adam, adamw and rmsprop",
     "weight_decay": "decoupled decay of the weight matrices, never biases (0: none)",
     "dataset": "dataset, read from --data-dir or $JDFA_DATA_DIR",
     "data_dir": "folder holding the dataset's files (default: $JDFA_DATA_DIR)",
@@ -122,11 +127,26 @@ def defaults() -> dict:
             **dict.fromkeys(NET[1:])}
 
 
-def load_data(dataset: str, data_dir: str | None = None, context: int = TransformerLM.context):
+class Loaded(tuple):
+    """`load_data`'s ``((x_train, y_train), (x_test, y_test))`` with ``source``, where it was read
+    from (`data_source`): a run handed it records that, not "arrays passed"."""
+
+    source: str
+
+
+def load_data(dataset: str, data_dir: str | None = None, context: int = TransformerLM.context) -> Loaded:
     """``((x_train, y_train), (x_test, y_test))`` of ``dataset`` as NumPy arrays (`jdfa.data.load`;
-    a text dataset's examples are ``context`` tokens)."""
-    return (datasets.load(dataset, "train", data_dir, context=context),
-            datasets.load(dataset, "test", data_dir, context=context))
+    a text dataset's examples are ``context`` tokens), a `Loaded` that knows its source."""
+    loaded = Loaded((datasets.load(dataset, "train", data_dir, context=context),
+                     datasets.load(dataset, "test", data_dir, context=context)))
+    loaded.source = data_source(dataset, data_dir, False)
+    return loaded
+
+
+def source_of(data, dataset: str, data_dir: str | None) -> str:
+    """Where a run's ``data`` argument (None: loaded by name; a `Loaded`; arrays) came from, in
+    words for its ``config.json`` (`data_source`)."""
+    return data.source if isinstance(data, Loaded) else data_source(dataset, data_dir, data is not None)
 
 
 def data_source(dataset: str, data_dir: str | None, given: bool) -> str:

@@ -90,8 +90,11 @@ def differences(saved: dict, given: dict) -> list[tuple[str, object, object]]:
                 yield prefix + key, value
 
     a, b = dict(flat(saved)), dict(flat(given))
+    # A setting newer than the saved run (absent there) at its default changes nothing.
+    default = dict(flat(Config().to_dict()))
     return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
-            if k not in RESUMABLE and a.get(k) != b.get(k)]
+            if k not in RESUMABLE and a.get(k) != b.get(k)
+            and not (k not in a and k in default and b.get(k) == default[k])]
 
 
 
