@@ -227,6 +227,49 @@ def test_cosine_weight_decay_follows_the_schedule():
     chex.assert_trees_all_close(after.input.w, params.input.w * factor, rtol=1e-6)
 
 
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_clipping_and_warmup_are_optax_own_transforms(schedule):
+    params, _ = jdfa.init(jax.random.key(0), NET, jdfa.bp())
+    grads = [jax.tree.map(lambda g: 10.0 * g, g) for g in _grads(params, 8)]  # long: clipped
+    ours = Optimizer("adam", lr=0.01, schedule=schedule, warmup_steps=3, clip_norm=0.5, eps=1e-9).build(8)
+    rate = (optax.warmup_cosine_decay_schedule(0.0, 0.01, 3, 8) if schedule == "cosine" else
+            optax.join_schedules([optax.linear_schedule(0.0, 0.01, 3), optax.constant_schedule(0.01)], [3]))
+    want = optax.chain(optax.clip_by_global_norm(0.5), optax.adam(rate, eps=1e-9))
+    chex.assert_trees_all_close(_run(ours, params, grads), _run(want, params, grads), rtol=1e-6)
+    # and neither is a no-op: clipping and warmup change where the run goes
+    plain = Optimizer("adam", lr=0.01, schedule=schedule).build(8)
+    assert not np.allclose(_run(ours, params, grads).output.w, _run(plain, params, grads).output.w)
+
+
+def test_clipping_bounds_every_step_and_warmup_starts_at_zero():
+    params, _ = jdfa.init(jax.random.key(0), NET, jdfa.bp())
+    big = jax.tree.map(lambda p: jnp.full(p.shape, 100.0), params)
+    sgd = Optimizer("sgd", lr=1.0, clip_norm=0.5).build(4)
+    updates, _ = sgd.update(big, sgd.init(params), params)
+    assert float(optax.tree.norm(updates)) == pytest.approx(0.5, rel=1e-5)
+    warm = Optimizer("sgd", lr=1.0, warmup_steps=2).build(4)
+    updates, _ = warm.update(big, warm.init(params), params)
+    assert float(optax.tree.norm(updates)) == 0.0  # the first step's lr is 0
+
+
+def test_optimizer_options_are_checked_and_the_state_keeps_its_shape_without_them():
+    with pytest.raises(ValueError, match="warmup_steps 10 must be fewer than the run's 10 steps"):
+        Optimizer(warmup_steps=10).build(10)
+    for bad in (dict(clip_norm=-1.0), dict(warmup_steps=-1), dict(eps=0.0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            Optimizer(**bad)
+    params, _ = jdfa.init(jax.random.key(0), NET, jdfa.bp())
+    # an older checkpoint's optimizer state still fits: no clipping adds no chain around it
+    assert (jax.tree.structure(Optimizer().build(5).init(params))
+            == jax.tree.structure(optax.adam(1e-3).init(params)))
+
+
+def test_the_command_line_takes_the_recipe_flags():
+    config, _ = from_flags({"dataset": "xor", "clip_norm": 0.5, "warmup_steps": 5, "eps": 1e-9,
+                            "schedule": "cosine"})
+    assert config.optimizer == Optimizer("adam", schedule="cosine", warmup_steps=5, clip_norm=0.5, eps=1e-9)
+
+
 # --- the console script ------------------------------------------------------------------------
 
 
