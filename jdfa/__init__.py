@@ -13,6 +13,7 @@ import importlib
 from jdfa import blocks, chain, data
 from jdfa.activations import ACTIVATIONS
 from jdfa.alignment import Alignment, align
+from jdfa.allocator import tune_allocator
 from jdfa.batch_modes import BATCH_MODES
 from jdfa.feedback import Feedback, init_feedback
 from jdfa.losses import LOSSES
@@ -30,7 +31,8 @@ __all__ = [
     "ACTIVATIONS", "Alignment", "BATCH_MODES", "Config", "Dense", "Feedback", "LOSSES", "MLP", "Net",
     "Optimizer", "Params", "Rule", "TrainState", "align", "apply", "bdfa", "blocks", "bp", "chain", "data",
     "dfa", "fa", "forward", "fp", "init", "init_feedback", "init_train_state", "loss", "make_train_step",
-    "mix", "predict", "shallow", "sweep", "train", "train_step", "update_direction", "weight_update",
+    "mix", "predict", "shallow", "sweep", "train", "train_step", "tune_allocator", "update_direction",
+    "weight_update",
 ]
 
 _DRIVER_NAMES = ("Config", "sweep", "train")

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from jdfa import parallel
+from jdfa.allocator import tune_allocator
 from jdfa.driver import grid, packing, rundir
 from jdfa.driver.config import Config
 from jdfa.driver.flags import data_source, load_data
@@ -46,6 +47,7 @@ def train(config: Config, *, data=None) -> Summary:
       (a `jdfa.TrainState`: the last state whose steps were all valid; also ``summary.state``).
     """
     rundir.prepare(config)  # refuses a bad start before anything is created
+    tune_allocator()  # before the first step: see jdfa.allocator
     if config.distributed:
         parallel.initialize_distributed()
     source = data_source(config.dataset, config.data_dir, data is not None)
@@ -97,6 +99,7 @@ def train_runs(configs: list[Config], *, data=None, max_parallel: int | None = N
       content of ``sweep.json``, also without ``out``).
     """
     _check_sweep(configs)
+    tune_allocator()
     if max_parallel is not None:
         check_int("max_parallel", max_parallel, 1)
     first = configs[0]
