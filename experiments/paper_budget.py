@@ -22,13 +22,9 @@ Runs train one at a time: two side by side give 0.95-0.97x the runs per hour on 
 Seeds run round-robin within a part (every setting's seed 0, then every seed 1, ...) so that a
 part stopped half-way still compares every setting.
 
-How it survives stops: each run trains in ``<work>/runs/<tag>`` with checkpoints; a run whose
-folder holds a checkpoint continues from it (``resume``), bit for bit the run it would have been. A
-finished run leaves a small record ``<results>/records/<tag>.json`` (config, seed, steps, wall
-time, the commit that trained it, its metric curves) and its checkpoints are deleted; a run whose
-record exists is never trained again. With ``--commit`` each record is committed to the git
-repository that holds ``<results>`` as it is written, so work can continue on a fresh machine,
-where only the committed records are found.
+How it survives stops (`runner`): each run trains with checkpoints and resumes from them; a
+finished run leaves a record ``<results>/records/<tag>.json`` (with ``--commit``, committed as it
+is written) and is never trained again.
 
 Run it from a fixed commit, so that code changed meanwhile never mixes into a result::
 
@@ -44,17 +40,11 @@ prints the runs done per part and an estimate of the time left.)
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import jdfa
-
 import common
+import runner
 
 SHARED = dict(weight_init="orthogonal", lr=3e-4)  # the CPU screen's best shared recipe
 CONTRAST = dict(weight_init="uniform", lr=1e-3)   # section 1's paper-free recipe
@@ -100,124 +90,6 @@ def plan(budget: str) -> list[tuple[str, str, dict]]:
             for seed in range(b["seeds"]) for setting, flags in settings.items()]
 
 
-# ------------------------------------------------------------------------------------------ runs
-
-def commit_of(repo: Path) -> str:
-    """The commit the code runs from, ``+dirty`` when its tracked files differ from it."""
-    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True)
-    if head.returncode:
-        return "unknown"
-    dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
-    return head.stdout.strip() + ("+dirty" if dirty else "")
-
-
-def train_one(tag: str, flags: dict, *, work: Path, data, budget: dict):
-    """Trains (or continues) one run in ``work/runs/tag``; returns its summary."""
-    out = work / "runs" / tag
-    started = any(p.name.isdigit() for p in (out / "checkpoints").glob("*"))
-    config, data = jdfa.driver.from_flags(
-        {**common.for_rule(flags), "out": str(out), "progress": False,
-         "checkpoint_every": budget["checkpoint_every"], "keep_checkpoints": 2,
-         "resume": started, "overwrite": not started}, data)
-    try:
-        summary = jdfa.train(config, data=data)
-    except jdfa.driver.Interrupted as stopped:  # SIGTERM or Ctrl-C: the checkpoint is saved
-        summary = stopped.result
-    summary.pop("state")
-    return summary
-
-
-def record_of(part: str, tag: str, flags: dict, run_dir: Path, summary: dict, commit: str) -> dict:
-    config = common.saved_config(run_dir, run_dir.parent.parent)  # out "runs/<tag>": no machine's path
-    for how_started in ("resume", "overwrite"):  # a resumed run is the same run
-        config.pop(how_started)
-    return {"part": part, "tag": tag, "seed": flags["seed"], "steps": flags["steps"], "flags": flags,
-            "status": summary["status"], "commit": commit,
-            "machine": platform.processor() or platform.machine(),
-            "wall_s": summary["wall_s"], "steps_per_s": summary["steps_per_s"],
-            "summary": {k: v for k, v in summary.items() if k not in ("out",)},
-            "config": config, "records": common.read_records(run_dir)}
-
-
-def commit_record(path: Path, tag: str) -> None:
-    """Commits this one file (``git commit --only``), leaving anything else staged alone; retried
-    while another git command holds the index."""
-    repo = path.parent
-    for _ in range(30):
-        add = subprocess.run(["git", "-C", str(repo), "add", path.name], capture_output=True, text=True)
-        done = add.returncode == 0 and subprocess.run(
-            ["git", "-C", str(repo), "commit", "-q", "-m", f"paper_budget: record of {tag}", "--only",
-             path.name], capture_output=True, text=True).returncode == 0
-        if done:
-            return
-        time.sleep(2)
-    print(f"[paper_budget] could not commit {path}; it stays in the work tree", flush=True)
-
-
-def status(args) -> int:
-    """Prints, per part, the runs with records and an estimate of the time left (the median run of
-    the part so far, else of all parts), and any run in progress here (its checkpoint's step)."""
-    done, times = {}, {}
-    for part, tag, _ in plan(args.budget):
-        path = args.results / "records" / f"{tag}.json"
-        done.setdefault(part, [0, 0])[1] += 1
-        if path.exists():
-            done[part][0] += 1
-            times.setdefault(part, []).append(json.loads(path.read_text())["summary"]["wall_s"])
-    everything = sorted(t for ts in times.values() for t in ts)
-    left = 0.0
-    for part, (n, total) in done.items():
-        typical = sorted(times.get(part, everything) or [float("nan")])
-        typical = typical[len(typical) // 2]
-        left += (total - n) * typical
-        more = f", ~{typical / 60:.1f} min a run" if n < total else ""
-        print(f"[paper_budget] {part}: {n}/{total} runs{more}")
-    progress = []
-    for run_dir in sorted((args.work / "runs").glob("*")):
-        steps = [int(c.name) for c in (run_dir / "checkpoints").glob("*") if c.name.isdigit()]
-        if steps and not (args.results / "records" / f"{run_dir.name}.json").exists():
-            progress.append(f"{run_dir.name} at step {max(steps)}")
-    where = f"; in progress here: {', '.join(progress)}" if progress else ""
-    eta = f"~{left / 3600:.1f} h of training left" if left == left else "no run finished yet to time"
-    print(f"[paper_budget] {sum(n for n, _ in done.values())} of {len(plan(args.budget))} runs have "
-          f"records; {eta}{where}")
-    return 0
-
-
-def run(args) -> int:
-    budget = BUDGETS[args.budget]
-    records = args.results / "records"
-    records.mkdir(parents=True, exist_ok=True)
-    commit = commit_of(common.REPO)
-    args.name, args.dataset = "paper_budget", "mnist"
-    data = common.load_data(args)
-    todo = plan(args.budget)
-    for i, (part, tag, flags) in enumerate(todo):
-        path = records / f"{tag}.json"
-        if path.exists():
-            continue
-        print(f"[paper_budget] {time.strftime('%H:%M:%S')} run {i + 1}/{len(todo)} {tag} (commit "
-              f"{commit[:12]})", flush=True)
-        summary = train_one(tag, flags, work=args.work, data=data, budget=budget)
-        if summary["status"] not in ("finished", "diverged"):
-            print(f"[paper_budget] {tag} ended {summary['status']!r}; its checkpoint stays for the "
-                  "next start", flush=True)
-            return 130 if summary["status"] in ("interrupted", "aborted") else 1
-        rec = record_of(part, tag, flags, args.work / "runs" / tag, summary, commit)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(rec, indent=None, default=common._jsonable) + "\n")
-        os.replace(tmp, path)  # a record is whole or absent
-        print(f"[paper_budget] {tag}: {summary['status']}, test "
-              f"{summary.get('test_accuracy', float('nan')):.4f}, {summary['wall_s']:.0f} s", flush=True)
-        if args.commit:
-            commit_record(path, tag)
-        for ckpt in (args.work / "runs" / tag / "checkpoints").glob("*"):
-            subprocess.run(["rm", "-rf", str(ckpt)])  # 50-100 MB each at depth 100; the record is what stays
-    print(f"[paper_budget] all {len(todo)} runs of budget {args.budget!r} have records", flush=True)
-    return 0
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--budget", choices=tuple(BUDGETS), default="paper")
@@ -233,7 +105,13 @@ def main(argv=None) -> int:
     if args.results is None:
         args.results = common.HERE / "results" / "paper_budget" if args.budget == "paper" else scratch
     args.work = args.work or scratch / args.budget
-    return status(args) if args.status else run(args)
+    todo = plan(args.budget)
+    if args.status:
+        return runner.status("paper_budget", todo, args.results, args.work)
+    args.name, args.dataset = "paper_budget", "mnist"
+    return runner.run("paper_budget", todo, results=args.results, work=args.work,
+                      data=common.load_data(args), checkpoint_every=BUDGETS[args.budget]["checkpoint_every"],
+                      commit=args.commit)
 
 
 if __name__ == "__main__":
