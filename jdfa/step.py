@@ -71,7 +71,8 @@ def train_step(net: Net, rule: Rule, optimizer: optax.GradientTransformation, st
     With ``guard`` (the default) a step on invalid data is skipped inside the jit: when a label lies
     outside ``[0, classes)``, an input or target is not finite, or the update is not finite, the
     state comes back unchanged (``step`` included) and ``skipped`` is True, with ``bad_labels`` /
-    ``bad_inputs`` saying which (neither: the update diverged). ``guard=False`` applies every
+    ``bad_inputs`` saying which (neither: the update diverged); on invalid data ``loss`` and
+    ``accuracy`` are NaN. ``guard=False`` applies every
     update as it is, for benchmarking the guard's cost.
     """
     g, (loss, a_y) = net.compute_update(rule, state.params, state.feedback, x, y, batch_mode, remat,
@@ -97,7 +98,11 @@ def train_step(net: Net, rule: Rule, optimizer: optax.GradientTransformation, st
         return apply(None), metrics
     labels_ok, inputs_ok = losses.labels_valid(net, y), jnp.all(jnp.isfinite(x))
     ok = labels_ok & inputs_ok & finite
-    metrics.update(skipped=~ok, bad_labels=~labels_ok, bad_inputs=~inputs_ok)
+    # Invalid data has no loss or accuracy: out-of-range labels one-hot to zeros, a loss of -0.0.
+    data_ok = labels_ok & inputs_ok
+    metrics.update(loss=jnp.where(data_ok, loss, jnp.nan),
+                   accuracy=jnp.where(data_ok, metrics["accuracy"], jnp.nan),
+                   skipped=~ok, bad_labels=~labels_ok, bad_inputs=~inputs_ok)
     # A branch, not a select: the good path pays nothing for the state it does not copy.
     return lax.cond(ok, apply, lambda _: state, None), metrics
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import chex
 import jax
 import numpy as np
+import optax
 import pytest
 
 import jdfa
@@ -28,9 +29,8 @@ def _toy(n=128):
 
 
 def _tiny_config(out=None, **fields):
-    fields = {"steps": 2, "eval_every": 2, **fields}
-    return jdfa.Config(net=jdfa.MLP(6, 8, 2, 2), batch_size=16, train_eval_size=32, progress=False, out=out,
-                       **fields)
+    fields = {"steps": 2, "eval_every": 2, "progress": False, **fields}
+    return jdfa.Config(net=jdfa.MLP(6, 8, 2, 2), batch_size=16, train_eval_size=32, out=out, **fields)
 
 
 def test_a_summary_prints_in_a_line_and_keeps_the_state():
@@ -166,3 +166,47 @@ def test_hidden_layers_that_never_update_are_named(capsys):
         jdfa.train(config, data=data)
         err = capsys.readouterr().err
         assert ("hidden layer(s) [1, 2, 3] got exactly zero updates" in err) == warned, err
+
+
+# --- defects of the first hour (issue 31) -------------------------------------------------------
+
+def test_the_bar_keeps_the_running_loss_after_an_evaluation(capsys):
+    """The bar redrawn right after an evaluation showed ``loss=0.0000``: the emptied interval's."""
+    jdfa.train(_tiny_config(steps=30, eval_every=10, checkpoint=False, progress=True), data=_toy())
+    last = capsys.readouterr().err.replace("\r", "\n").strip().split("\n")[-1]
+    assert "loss=" in last and "loss=0.0000" not in last, last
+
+
+def test_a_command_line_run_records_the_data_folder_it_read(tmp_path, monkeypatch, capsys):
+    from jdfa.driver import cli
+
+    data_dir = str(ROOT.parent / "shared" / "data")
+    monkeypatch.setenv("JDFA_DATA_DIR", data_dir)
+    code = cli.main(["train", "--steps", "2", "--eval-every", "2", "--depth", "1", "--width", "8",
+                     "--train-eval-size", "64", "--no-progress", "--out", str(tmp_path / "run")])
+    assert code == 0, capsys.readouterr().err
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["data"] == f"mnist from $JDFA_DATA_DIR={data_dir}", saved["data"]
+
+
+def test_divergence_without_checkpoints_advises_a_rollback_only_with_them(capsys):
+    x = np.random.default_rng(0).uniform(size=(128, 6)).astype(np.float32)
+    data = ((x, (x[:, 0] > 0.5).astype(np.int32)),) * 2
+    config = jdfa.Config(net=jdfa.MLP(6, 8, 2, 2, activation="relu"), optimizer=jdfa.Optimizer("sgd", lr=1e6),
+                         steps=20, eval_every=10, batch_size=16, train_eval_size=32, progress=False)
+    summary = jdfa.train(config, data=data)
+    assert summary["status"] == "diverged"
+    assert "write checkpoints (Config(out=...)) and pass Config(on_diverge='rollback')" in summary["reason"]
+
+
+def test_a_skipped_step_in_a_hand_written_loop_reports_no_loss():
+    """Labels out of range one-hot to zeros: the step reported a loss of -0.0 for a batch it skipped."""
+    net, opt = jdfa.MLP(6, 8, 2, 2), optax.sgd(0.1)
+    state = jdfa.init_train_state(jax.random.key(0), net, jdfa.dfa(), opt)
+    step = jdfa.make_train_step(net, jdfa.dfa(), opt)
+    x = np.random.default_rng(0).uniform(size=(4, 6)).astype(np.float32)
+    state, metrics = step(state, x, np.full(4, 7))
+    assert bool(metrics["skipped"]) and bool(metrics["bad_labels"]) and int(state.step) == 0
+    assert np.isnan(metrics["loss"]) and np.isnan(metrics["accuracy"])
+    state, metrics = step(state, x, np.array([0, 1, 1, 0]))
+    assert not bool(metrics["skipped"]) and np.isfinite(metrics["loss"]) and metrics["loss"] > 0

@@ -255,8 +255,9 @@ class Program:
         return [r for r, s in enumerate(self.status) if s == "running"]
 
     def _show(self, steps: int) -> None:
-        active = self._active()
-        loss = float(np.mean([self.intervals[r].loss() for r in active] or [0.0]))
+        # right after a record the intervals are empty: their loss of 0 is no loss
+        losses = [self.intervals[r].loss() for r in self._active() if self.intervals[r].steps]
+        loss = float(np.mean(losses)) if losses else None
         self.progress.update(steps, loss, self.logs[0].last if len(self.cfgs) == 1 else {})
 
     def _hyper(self):

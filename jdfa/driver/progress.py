@@ -22,12 +22,16 @@ class Progress:
 
         self.bar = tqdm(total=total, initial=initial, disable=not enabled, unit="step",
                         dynamic_ncols=True)
+        self.loss = None
 
-    def update(self, steps: int, loss: float, last: dict) -> None:
-        """Advances by ``steps``, showing the running ``loss`` and the ``last`` evaluation's
-        accuracies (called again after each evaluation, so the bar shows the newest one)."""
+    def update(self, steps: int, loss: float | None, last: dict) -> None:
+        """Advances by ``steps``, showing the running ``loss`` (None: no step since the last
+        record, so the loss shown stays) and the ``last`` evaluation's accuracies (called again
+        after each evaluation, so the bar shows the newest one)."""
         self.bar.update(steps)
-        self.bar.set_postfix(loss=f"{loss:.4f}", **{
+        self.loss = self.loss if loss is None else loss
+        shown = {} if self.loss is None else {"loss": f"{self.loss:.4f}"}
+        self.bar.set_postfix(**shown, **{
             k: f"{last[k]:.4f}" for k in ("train_accuracy", "test_accuracy") if k in last})
 
     def advance(self, steps: int) -> None:

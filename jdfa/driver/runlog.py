@@ -12,6 +12,7 @@ import jax
 
 import jdfa
 from jdfa.driver.config import Config
+from jdfa.driver.flags import spelled
 from jdfa.driver.periodic import Periodic
 from jdfa.driver.plots import plot_curves
 from jdfa.driver.progress import say
@@ -112,8 +113,12 @@ class RunLog(Periodic):
                          "feedback scale, or raise --max-rollbacks")
             elif config.on_diverge == "rollback":
                 then += "No checkpoint to roll back to (rollback needs --out and checkpoints)"
-            else:
-                then += "Lower the learning rate or the feedback scale, or pass --on-diverge rollback"
+            elif config.out and config.checkpoint:
+                then += ("Lower the learning rate or the feedback scale, or pass "
+                         f"{spelled('on_diverge', 'rollback')}")
+            else:  # a rollback returns to a checkpoint, which this run has none of
+                then += (f"Lower the learning rate or the feedback scale, or write checkpoints "
+                         f"({spelled('out', ...)}) and pass {spelled('on_diverge', 'rollback')}")
         message = f"training diverged at step {step}: {what}; {then}."
         self.stopped(step, wall, message, diverged=True, **fields)
         return message

@@ -18,7 +18,7 @@ from jdfa import parallel
 from jdfa.allocator import tune_allocator
 from jdfa.driver import grid, packing, rundir
 from jdfa.driver.config import Config
-from jdfa.driver.flags import data_source, load_data
+from jdfa.driver.flags import load_data, source_of
 from jdfa.driver.loop import Program
 from jdfa.driver.progress import Progress
 from jdfa.driver.signals import SignalFlag
@@ -50,7 +50,7 @@ def train(config: Config, *, data=None) -> Summary:
     tune_allocator()  # before the first step: see jdfa.allocator
     if config.distributed:
         parallel.initialize_distributed()
-    source = data_source(config.dataset, config.data_dir, data is not None)
+    source = source_of(data, config.dataset, config.data_dir)
     data = data if data is not None else load_data(config.dataset, config.data_dir, config.net.in_features)
     check_data(config, *data[0], *data[1])
     mesh = None
@@ -103,7 +103,7 @@ def train_runs(configs: list[Config], *, data=None, max_parallel: int | None = N
     if max_parallel is not None:
         check_int("max_parallel", max_parallel, 1)
     first = configs[0]
-    source = data_source(first.dataset, first.data_dir, data is not None)
+    source = source_of(data, first.dataset, first.data_dir)
     data = data if data is not None else load_data(first.dataset, first.data_dir, first.net.in_features)
     check_data(first, *data[0], *data[1])
     if first.distributed:
