@@ -169,7 +169,7 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--malloc", choices=("inherit", "tuned", "default"), default="inherit")
+    common.add_malloc_flag(p)
     p.add_argument("--only", default=None, help="comma-separated subset of the stages/pieces")
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS")
     p.add_argument("--out", default=None)

@@ -13,48 +13,70 @@ import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# glibc's malloc, tuned so that large temporaries are recycled instead of mmap'ed and unmapped on
-# every step: with the default, any block over the (dynamic) mmap threshold gets fresh pages from
-# the kernel each step and pays a page fault per 4 KiB page on first touch.
-TUNED_MALLOC = {
-    "MALLOC_MMAP_THRESHOLD_": "4294967296",
-    "MALLOC_TRIM_THRESHOLD_": "4294967296",
-    "MALLOC_TOP_PAD_": "536870912",
+# The allocator settings a benchmark can run under (`apply_malloc`); jdfa.allocator says why.
+MALLOC_HELP = {
+    "tuned": "jdfa.tune_allocator() at run time, as jdfa.train and `jdfa train` do",
+    "default": "glibc's defaults: JDFA_MALLOC=default, no MALLOC_*_ variables (re-executes)",
+    "env": "glibc's MALLOC_*_ variables of the same thresholds, set before start-up (re-executes)",
+    "inherit": "the environment as started, then jdfa.tune_allocator() as jdfa.train calls it",
 }
 _REEXEC_FLAG = "JDFA_BENCH_REEXECED"
 
 
+def start_up_malloc() -> dict:
+    """The ``MALLOC_*_`` variables that set, at glibc's start-up, the thresholds `jdfa.tune_allocator`
+    sets at run time."""
+    from jdfa import allocator
+
+    return {f"MALLOC_{name[2:]}_": str(value) for name, _, value in allocator.SETTINGS}
+
+
+def add_malloc_flag(parser, default: str = "inherit") -> None:
+    """The ``--malloc`` option of a benchmark script; pass its value to `apply_malloc`."""
+    parser.add_argument("--malloc", choices=tuple(MALLOC_HELP), default=default,
+                        help="; ".join(f"'{k}': {v}" for k, v in MALLOC_HELP.items())
+                        + f" (default: {default})")
+
+
 def malloc_setting() -> str:
-    """``"tuned"`` when all of `TUNED_MALLOC` is in the environment as given, ``"default"`` when
-    none of it is, ``"custom"`` otherwise."""
-    present = {k: os.environ.get(k) for k in TUNED_MALLOC}
-    if present == TUNED_MALLOC:
-        return "tuned"
+    """The allocator this process runs with, as `MALLOC_HELP` names it (``"custom"``: some other
+    ``MALLOC_*_`` variables). Call after `apply_malloc`."""
+    import jdfa
+
+    present = {k: os.environ.get(k) for k in start_up_malloc()}
     if all(v is None for v in present.values()):
-        return "default"
-    return "custom"
+        return "tuned" if jdfa.tune_allocator() else "default"
+    return "env" if present == start_up_malloc() else "custom"
 
 
 def apply_malloc(choice: str) -> None:
-    """Re-executes this process with the allocator environment ``choice`` asks for.
+    """Puts this process under the allocator ``choice`` (a key of `MALLOC_HELP`): `restart_for`,
+    then `jdfa.tune_allocator` as `jdfa.train` calls it (a no-op under ``JDFA_MALLOC=default``,
+    which "default" and "env" set)."""
+    import jdfa
 
-    glibc reads the ``MALLOC_*_`` variables once, at start-up, so setting them from Python is too
-    late: the process has to start again. ``"inherit"`` keeps the environment as it is.
-    """
-    if choice == "inherit" or os.environ.get(_REEXEC_FLAG):
-        return
-    want = "tuned" if choice == "tuned" else "default"
-    if malloc_setting() == want:
-        return
+    restart_for(choice)
+    jdfa.tune_allocator()
+
+
+def restart_for(choice: str) -> None:
+    """Re-executes this process when its environment is not the one ``choice`` starts with:
+    glibc reads the ``MALLOC_*_`` variables once, at start-up. Tunes nothing itself."""
+    from jdfa import allocator
+
     env = dict(os.environ)
-    for k in TUNED_MALLOC:
-        env.pop(k, None)
-    if want == "tuned":
-        env.update(TUNED_MALLOC)
-    env[_REEXEC_FLAG] = "1"
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable] + sys.argv, env)
+    if choice != "inherit":
+        for k in (*start_up_malloc(), allocator.ENV_VAR):
+            env.pop(k, None)
+        if choice != "tuned":
+            env[allocator.ENV_VAR] = "default"
+        if choice == "env":
+            env.update(start_up_malloc())
+    if env != dict(os.environ) and not os.environ.get(_REEXEC_FLAG):
+        env[_REEXEC_FLAG] = "1"
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
 
 def jdfa_revision() -> dict:
@@ -136,6 +158,27 @@ def time_interleaved(programs: list, call, warmup: int, steps: int, rounds: int)
         for prog in programs[i % len(programs):] + programs[:i % len(programs)]:
             prog.times.extend(call(prog) for _ in range(chunk))
     return load.cores()
+
+
+def time_train(net, rule, optimizer, batch: int, steps: int, data, eval_every: int | None = None) -> dict:
+    """Times `jdfa.train` as a user calls it (progress bar, checkpoints and files off) from
+    outside: ``train_s`` is the whole call (the chunk's compile and the evaluations at step 0 and
+    at the end included), ``train_ms_per_step`` and ``train_steps_per_s`` that over ``steps``,
+    ``summary_steps_per_s`` what the summary says. ``data``: ``((x, y), (x_test, y_test))``;
+    ``eval_every`` defaults to ``steps`` (the evaluations at step 0 and at the end only)."""
+    import jdfa
+
+    config = jdfa.Config(net=net, rule=rule, optimizer=optimizer, dataset="mnist", steps=steps,
+                         batch_size=batch, eval_every=eval_every or steps, progress=False,
+                         checkpoint=False, train_eval_size=min(10000, len(data[0][0])))
+    t0 = time.perf_counter()
+    summary = jdfa.train(config, data=data)
+    train_s = time.perf_counter() - t0
+    if summary["status"] != "finished":
+        raise RuntimeError(f"jdfa.train stopped: {summary}")
+    return {"train_steps": steps, "train_eval_every": config.eval_every, "train_s": train_s,
+            "train_ms_per_step": train_s / steps * 1e3, "train_steps_per_s": steps / train_s,
+            "summary_steps_per_s": summary["steps_per_s"]}
 
 
 def save_figure(fig, path: str, dpi: int = 110) -> None:

@@ -30,8 +30,7 @@ def main(argv=None):
                    help="steps to time (default: one epoch, 60000 // batch)")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--malloc", choices=["tuned", "default", "inherit"], default="tuned",
-                   help="glibc allocator setting (see README); the process re-executes itself")
+    common.add_malloc_flag(p, default="tuned")
     p.add_argument("--out", help="also write the JSON lines to this file")
     args = p.parse_args(argv)
     common.apply_malloc(args.malloc)

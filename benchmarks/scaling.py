@@ -115,8 +115,7 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--devices", default="1,2,4,8")
     p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--malloc", choices=["tuned", "default", "inherit"], default="tuned",
-                   help="glibc allocator setting (see README); the process re-executes itself")
+    common.add_malloc_flag(p, default="tuned")
     p.add_argument("--out", help="also write the JSON lines to this file")
     p.add_argument("--png", help="plot the results to this file")
     p.add_argument("--from-jsonl", help="plot these earlier results instead of measuring")

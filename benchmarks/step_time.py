@@ -360,10 +360,7 @@ def build_parser():
     p.add_argument("--in-features", type=int, default=784)
     p.add_argument("--out-features", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--malloc", choices=("inherit", "tuned", "default"), default="inherit",
-                   help="glibc allocator environment: 'tuned' re-executes with "
-                   + " ".join(f"{k}={v}" for k, v in common.TUNED_MALLOC.items())
-                   + ", 'default' without them, 'inherit' (default) as started")
+    common.add_malloc_flag(p)
     p.add_argument("--quick", action="store_true",
                    help="a tiny sweep (about a minute on 2 CPU cores); explicit flags still win")
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",

@@ -203,8 +203,7 @@ def build_parser():
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--malloc", choices=("tuned", "default", "inherit"), default="tuned",
-                   help="glibc allocator setting (see README); the process re-executes itself")
+    common.add_malloc_flag(p, default="tuned")
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                    help="before timing each N, wait up to this long for other processes to leave the CPU")
     p.add_argument("--quick", action="store_true", help="a tiny smoke run (seconds); explicit flags win")

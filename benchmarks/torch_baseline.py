@@ -15,6 +15,12 @@ rule names:
 * ``torch_wgrad``: that one ``torch.bmm`` alone -- PyTorch's side of DFA's floor, to compare with
   jdfa's contraction alone (``--jdfa-rules wgrad``).
 
+With ``--jdfa-rules``, jdfa's steps are timed in the same rounds, and each learning rule is then
+also trained through the public entry point, `jdfa.train` (``--train-steps`` steps on the timed
+batch, evaluations at step 0 and at the end only, on that batch: a record of ``"kind": "train"``
+with ``train_steps_per_s``, ``train_ms_per_step``, the bare step's ``bare_ms_median`` and their
+``ratio``), so that the numbers beside PyTorch's are also those a user of ``jdfa train`` gets.
+
 PyTorch is a benchmark-only extra: ``pip install torch`` (PyPI's Linux wheel brings the CUDA
 libraries with it; it runs on the CPU all the same). ``compile_s``, ``lower_s`` and the
 XLA memory fields are null (eager PyTorch compiles nothing).
@@ -214,6 +220,8 @@ def run_config(torch, depth, width, batch, args, env, emit):
             common.log(f"  d={depth} w={width} b={batch} {rule:<14} median "
                        f"{rec['step_ms_median']:8.3f} ms  [{rec['step_ms_min']:.3f}, "
                        f"{rec['step_ms_max']:.3f}]  (jdfa)")
+            if b.rule is not None and args.train_steps:
+                emit(train_record(rec, env, b, net, opt, (xj, yj), args.train_steps))
             continue
         rec = {
             "kind": "step", "rule": rule, "rule_repr": reprs[rule],
@@ -233,6 +241,27 @@ def run_config(torch, depth, width, batch, args, env, emit):
                    f"  [{rec['step_ms_min']:.3f}, {rec['step_ms_max']:.3f}]")
 
 
+def train_record(step_rec: dict, env: dict, bench, net, opt, batch_xy, steps: int) -> dict:
+    """`jdfa.train` of the bench's rule for ``steps`` steps on the one timed batch (train and test
+    set alike), beside its bare step ``step_rec``."""
+    import numpy as np
+
+    data = tuple((np.asarray(batch_xy[0]), np.asarray(batch_xy[1])) for _ in range(2))
+    load = common.ForeignLoad()
+    timed = common.time_train(net, bench.rule, opt, step_rec["batch"], steps, data)
+    keep = ("depth", "width", "batch", "in_features", "out_features", "activation", "optimizer")
+    rec = {"kind": "train", "rule": step_rec["rule"],
+           "rule_repr": f"jdfa.train of {bench.description} (the public entry point)",
+           **{k: step_rec[k] for k in keep}, **env, "jax_version": step_rec["jax_version"],
+           **timed, "bare_ms_median": step_rec["step_ms_median"],
+           "ratio": timed["train_ms_per_step"] / step_rec["step_ms_median"],
+           "other_load_cores": load.cores()}
+    common.log(f"  d={rec['depth']} w={rec['width']} b={rec['batch']} {rec['rule']:<14} jdfa.train "
+               f"{rec['train_steps_per_s']:.1f} steps/s = {rec['train_ms_per_step']:.3f} ms/step over "
+               f"{steps} steps ({rec['ratio']:.2f}x the bare step)")
+    return rec
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rules", default=",".join(RULES))
@@ -249,9 +278,11 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: core count)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="where PyTorch runs; jdfa's rules run on JAX's default device")
-    p.add_argument("--malloc", choices=("inherit", "tuned", "default"), default="inherit")
+    common.add_malloc_flag(p)
     p.add_argument("--jdfa-rules", default="", help="step_time.py rule specs (e.g. forward,dfa) "
                    "to time interleaved with the PyTorch runs, in this process, for fair ratios")
+    p.add_argument("--train-steps", type=int, default=300,
+                   help="steps of the jdfa.train run of each --jdfa-rules learning rule (0: none)")
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS")
     p.add_argument("--out", default=None)
     p.add_argument("--append", action="store_true")

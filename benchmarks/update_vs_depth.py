@@ -292,10 +292,7 @@ def build_parser():
     p.add_argument("--heads", type=int, default=4, help="transformer: attention heads (default 4)")
     p.add_argument("--context", type=int, default=64, help="transformer: tokens per example (default 64)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic batch and the weights")
-    p.add_argument("--malloc", choices=("inherit", "tuned", "default"), default="inherit",
-                   help="glibc allocator environment: 'tuned' re-executes with "
-                   + " ".join(f"{k}={v}" for k, v in common.TUNED_MALLOC.items())
-                   + ", 'default' without them, 'inherit' (default) as started")
+    common.add_malloc_flag(p)
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                    help="before timing each depth, wait up to this long for other processes to leave "
                    "the CPU (default 0: do not wait)")
