@@ -16,15 +16,11 @@ Shapes: ``N`` is the batch size, ``G`` the number of master examples.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import jax
 import jax.numpy as jnp
 
 from jdfa.model import Params, Trace
-
-if TYPE_CHECKING:
-    from jdfa.mlp import MLP
+from jdfa.net import Net
 from jdfa.validate import check_choice
 
 BATCH_MODES = ("mean", "batch_average", "class_average")
@@ -35,7 +31,7 @@ def check_batch_mode(batch_mode: str) -> None:
     check_choice("batch_mode", batch_mode, BATCH_MODES)
 
 
-def _groups(net: MLP, y: jax.Array, batch_mode: str) -> tuple[jax.Array, jax.Array]:
+def _groups(net: Net, y: jax.Array, batch_mode: str) -> tuple[jax.Array, jax.Array]:
     """``(m, scale)``: the (G, N) averaging matrix of the groups and the factor that turns the
     group sums of ``e`` into the mode's master errors."""
     batch = y.shape[0]
@@ -49,7 +45,7 @@ def _groups(net: MLP, y: jax.Array, batch_mode: str) -> tuple[jax.Array, jax.Arr
     return member / jnp.maximum(count, 1.0), batch / n_present
 
 
-def average(net: MLP, params: Params, trace: Trace, e: jax.Array, y: jax.Array,
+def average(net: Net, params: Params, trace: Trace, e: jax.Array, y: jax.Array,
             batch_mode: str) -> tuple[Trace, jax.Array]:
     """Replaces the batch by its master examples (``batch_average``: 1, ``class_average``: one
     per class) for the update; ``"mean"`` returns its inputs unchanged.

@@ -8,16 +8,14 @@ for, so an FA chain and the BP chain are the same code with ``B`` in place of ``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jdfa.net import Net
 from jdfa.rules import FeedbackRule, Rule
-
-if TYPE_CHECKING:
-    from jdfa.mlp import MLP
 
 
 class Feedback(NamedTuple):
@@ -55,7 +53,7 @@ def _draw(key, rule: FeedbackRule, n: int, width: int, src: int) -> jax.Array:
     return jnp.broadcast_to(b, (n, width, src)) if rule.shared_feedback else b
 
 
-def init_feedback(key: jax.Array, net: MLP, rule: Rule) -> Feedback:
+def init_feedback(key: jax.Array, net: Net, rule: Rule) -> Feedback:
     """Draws the feedback matrices of ``rule`` for ``net`` as ``rule.feedback_init`` says."""
     n_output, n_hidden = rule.feedback_layout(net)
     k_out, k_hidden = jax.random.split(key)
@@ -63,7 +61,7 @@ def init_feedback(key: jax.Array, net: MLP, rule: Rule) -> Feedback:
                     hidden=_draw(k_hidden, rule, n_hidden, net.width, net.width))
 
 
-def check_feedback(net: MLP, rule: Rule, feedback: Feedback) -> None:
+def check_feedback(net: Net, rule: Rule, feedback: Feedback) -> None:
     """Raises ``ValueError`` if ``feedback`` is not laid out for ``rule`` on ``net``."""
     if not isinstance(feedback, Feedback):
         raise TypeError(f"feedback must be a jdfa.Feedback, got {type(feedback).__name__}")

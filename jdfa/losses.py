@@ -7,13 +7,10 @@ batch-mean loss is what every rule sends back. Shapes: ``N`` is the batch size.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-
-if TYPE_CHECKING:
-    from jdfa.net import Net
 
 
 def _softmax_cross_entropy(a_y, t):
@@ -50,7 +47,7 @@ LOSSES: dict[str, Loss] = {
 }
 
 
-def targets(net: Net, y: jax.Array) -> jax.Array:
+def targets(net, y: jax.Array) -> jax.Array:
     """Turns ``y`` into float targets ``(N, out_features)``.
 
     Integer labels ``(N,)`` become one-hot; with a single output unit (binary tasks such as XOR)
@@ -63,7 +60,7 @@ def targets(net: Net, y: jax.Array) -> jax.Array:
     return y.astype(jnp.float32)
 
 
-def labels_valid(net: Net, y: jax.Array) -> jax.Array:
+def labels_valid(net, y: jax.Array) -> jax.Array:
     """A bool scalar: every integer label lies in ``[0, classes)`` (one sigmoid unit holds two
     classes), or every float target is finite. Traceable, for guards inside `jit`."""
     if jnp.issubdtype(y.dtype, jnp.integer):
@@ -71,12 +68,12 @@ def labels_valid(net: Net, y: jax.Array) -> jax.Array:
     return jnp.all(jnp.isfinite(y))
 
 
-def output_loss(net: Net, a_y: jax.Array, y: jax.Array) -> jax.Array:
+def output_loss(net, a_y: jax.Array, y: jax.Array) -> jax.Array:
     """Batch-mean loss from the output pre-activation ``a_y`` (N, out) and ``y``."""
     return jnp.mean(LOSSES[net.loss].per_example(a_y, targets(net, y)))
 
 
-def output_error(net: Net, a_y: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+def output_error(net, a_y: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Returns ``(loss, e)`` with ``e = dLoss/da_y`` of the batch-mean loss, shape (N, out).
 
     ``e`` carries the ``1/N`` of the batch mean, so sums over the batch of per-example updates
@@ -85,7 +82,7 @@ def output_error(net: Net, a_y: jax.Array, y: jax.Array) -> tuple[jax.Array, jax
     return jax.value_and_grad(lambda a: output_loss(net, a, y))(a_y)
 
 
-def accuracy(net: Net, a_y: jax.Array, y: jax.Array) -> jax.Array:
+def accuracy(net, a_y: jax.Array, y: jax.Array) -> jax.Array:
     """Fraction of rows whose arg-max output is the label (argmax of ``y`` for float targets).
 
     For a single output unit (e.g. XOR with a sigmoid), the prediction is ``y_hat > 0.5``.

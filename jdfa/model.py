@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -30,9 +30,7 @@ from jax import lax
 
 from jdfa.activations import FPRIME_FROM_H
 from jdfa.losses import LOSSES
-
-if TYPE_CHECKING:
-    from jdfa.mlp import MLP
+from jdfa.net import Net
 
 WEIGHT_INITS = ("uniform", "lecun_normal", "he_normal", "glorot_uniform", "orthogonal", "zeros")
 
@@ -70,7 +68,7 @@ class Trace(NamedTuple):
     keep: jax.Array | None = None
 
 
-def init_params(key: jax.Array, net: MLP) -> Params:
+def init_params(key: jax.Array, net: Net) -> Params:
     """Draws the parameters of ``net``; biases start at zero."""
     k_in, k_hidden, k_out = jax.random.split(key, 3)
     n_hidden = net.depth - 1
@@ -105,7 +103,7 @@ def init_weight(key, shape, weight_init: str, activation: str) -> jax.Array:
     return jnp.zeros(shape, jnp.float32)
 
 
-def check_inputs(net: MLP, x, y=None) -> None:
+def check_inputs(net: Net, x, y=None) -> None:
     """Raises a clear error for inputs that do not fit ``net``.
 
     Shapes and ranks are checked always (they are static, also under `jit`); values only when
@@ -156,7 +154,7 @@ def _check_values(x: np.ndarray) -> None:
                       "scales images to [0, 1]; divide by 255 for the same", stacklevel=4)
 
 
-def check_params(net: MLP, params: Params) -> None:
+def check_params(net: Net, params: Params) -> None:
     """Raises ``ValueError`` if ``params`` do not have the shapes of ``net``'s parameters."""
     expected = jax.eval_shape(lambda: init_params(jax.random.key(0), net))
     got = jax.tree.map(jnp.shape, params)
@@ -174,7 +172,7 @@ def layer(f, h, w, b, with_derivative: bool):
     return jax.jvp(f, (a,), (jnp.ones_like(a),))
 
 
-def forward(net: MLP, params: Params, x: jax.Array, with_derivative: bool = True,
+def forward(net: Net, params: Params, x: jax.Array, with_derivative: bool = True,
             key: jax.Array | None = None) -> Trace:
     """The forward pass: one `lax.scan` over the stacked hidden layers.
 
@@ -220,7 +218,7 @@ def forward(net: MLP, params: Params, x: jax.Array, with_derivative: bool = True
     return Trace(x, h_in, h_top, fprime, a_y, keep)
 
 
-def apply(net: MLP, params: Params, x: jax.Array) -> jax.Array:
+def apply(net: Net, params: Params, x: jax.Array) -> jax.Array:
     """The output pre-activation ``a_y`` (logits), shape (N, out_features)."""
     check_inputs(net, x)
     f = net.f

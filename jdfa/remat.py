@@ -9,21 +9,17 @@ contraction: it applies only where every hidden layer reads ``e`` through its ow
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import jax
 import jax.numpy as jnp
 
 from jdfa import losses, model
 from jdfa.feedback import Feedback
 from jdfa.model import Dense, Params
-
-if TYPE_CHECKING:
-    from jdfa.mlp import MLP
+from jdfa.net import Net
 from jdfa.rules import FeedbackRule, Rule, direct
 
 
-def check_remat(net: MLP, rule: Rule, batch_mode: str) -> None:
+def check_remat(net: Net, rule: Rule, batch_mode: str) -> None:
     """Raises ``ValueError`` unless ``rule`` is DFA-shaped and the batch mode is ``"mean"``."""
     if not (isinstance(rule, FeedbackRule) and rule.is_dfa(net)) or batch_mode != "mean":
         raise ValueError(f"remat is implemented for DFA (every hidden layer reading e: dfa, fp(0), "
@@ -31,7 +27,7 @@ def check_remat(net: MLP, rule: Rule, batch_mode: str) -> None:
                          f"batch_mode={batch_mode!r}")
 
 
-def dfa_update(net: MLP, rule: FeedbackRule, params: Params, feedback: Feedback, x: jax.Array,
+def dfa_update(net: Net, rule: FeedbackRule, params: Params, feedback: Feedback, x: jax.Array,
                y: jax.Array) -> tuple[Params, tuple[jax.Array, jax.Array]]:
     """DFA's update with recomputed activations, and ``(loss, a_y)`` of the first forward pass.
 

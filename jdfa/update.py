@@ -13,19 +13,15 @@ deltas (`jdfa.rules.Rule.deltas`) -> `weight_update`. Shapes: ``N`` is the batch
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import jax
 import jax.numpy as jnp
 
 from jdfa import batch_modes, losses, model
 from jdfa.feedback import Feedback, check_feedback
 from jdfa.model import Dense, Params, Trace
+from jdfa.net import Net
 from jdfa.remat import check_remat, dfa_update
 from jdfa.rules import Rule, StepContext
-
-if TYPE_CHECKING:
-    from jdfa.mlp import MLP
 
 
 def weight_update(trace: Trace, deltas: jax.Array | None, e: jax.Array) -> Params:
@@ -52,7 +48,7 @@ def weight_update(trace: Trace, deltas: jax.Array | None, e: jax.Array) -> Param
     )
 
 
-def compute_update(net: MLP, rule: Rule, params: Params, feedback: Feedback, x: jax.Array,
+def compute_update(net: Net, rule: Rule, params: Params, feedback: Feedback, x: jax.Array,
                    y: jax.Array, batch_mode: str = "mean", remat: bool = False,
                    context: StepContext | None = None,
                    dropout: bool = True) -> tuple[Params, tuple[jax.Array, jax.Array]]:
@@ -76,7 +72,7 @@ def compute_update(net: MLP, rule: Rule, params: Params, feedback: Feedback, x: 
     return weight_update(trace_u, deltas, e_u), (loss, trace.a_y)
 
 
-def check_run(net: MLP, rule: Rule, batch_mode: str, remat: bool) -> None:
+def check_run(net: Net, rule: Rule, batch_mode: str, remat: bool) -> None:
     """Raises ``ValueError`` for a run that cannot train: a rule that does not fit the net, an
     unknown batch mode, dropout or remat where they cannot apply (the step's and `Config`'s check)."""
     rule.check(net)
@@ -86,7 +82,7 @@ def check_run(net: MLP, rule: Rule, batch_mode: str, remat: bool) -> None:
         check_remat(net, rule, batch_mode)
 
 
-def check_dropout(net: MLP, batch_mode: str, remat: bool) -> None:
+def check_dropout(net: Net, batch_mode: str, remat: bool) -> None:
     """Raises ``ValueError`` where dropout cannot apply: the averaged batch modes (a mask is per
     example) and remat (the recomputed pass would need the same masks)."""
     if net.dropout and (batch_mode != "mean" or remat):

@@ -4,23 +4,26 @@ so the metrics file reads as one run."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import subprocess
 from pathlib import Path
 
 import jax
 
-import jdfa
 from jdfa.driver.config import Config
 from jdfa.driver.flags import spelled
 from jdfa.driver.periodic import Periodic
 from jdfa.driver.plots import plot_curves
 from jdfa.driver.progress import say
 
+# the evaluated numbers a summary reports, beside the accuracies (`evaluation.Evaluate`)
+SUMMARIZED = ("test_loss", "test_perplexity", "test_bits_per_byte")
+
 
 class RunLog(Periodic):
-    """Keeps the records of the run (``last``: the latest value of each accuracy and the test
-    loss) and, with ``config.out``, writes them. As an action it writes every record.
+    """Keeps the records of the run (``last``: the latest value of each accuracy and of
+    `SUMMARIZED`) and, with ``config.out``, writes them. As an action it writes every record.
     ``config.json`` also says where the data came from (``data``: `jdfa.driver.flags.data_source`)."""
 
     def __init__(self, config: Config, resumed_at: int | None = None, saved: dict | None = None,
@@ -64,7 +67,7 @@ class RunLog(Periodic):
 
     def _remember(self, record: dict) -> None:
         self.records.append(record)
-        self.last.update({k: v for k, v in record.items() if "accuracy" in k or k == "test_loss"})
+        self.last.update({k: v for k, v in record.items() if "accuracy" in k or k in SUMMARIZED})
 
     def _rewrite(self) -> None:
         self.metrics = open(self.path, "w")
@@ -154,7 +157,7 @@ def title(config: Config) -> str:
 def provenance() -> dict:
     """The jdfa version, its git commit (with a ``-dirty`` mark) when jdfa runs from a checkout,
     the jax version and the device."""
-    where = Path(jdfa.__file__).resolve().parent
+    where = Path(__file__).resolve().parents[1]  # the jdfa package (not `import jdfa`: no import circle)
 
     def git(*args):
         try:
@@ -168,5 +171,9 @@ def provenance() -> dict:
     commit = git("rev-parse", "HEAD") if top and Path(top, "jdfa") == where else None
     if commit and git("status", "--porcelain", "--untracked-files=no"):
         commit += "-dirty"
-    return {"jdfa": jdfa.__version__, "commit": commit, "jax": jax.__version__,
+    try:
+        version = importlib.metadata.version("jdfa")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout on PYTHONPATH, not installed
+        version = None
+    return {"jdfa": version, "commit": commit, "jax": jax.__version__,
             "device": jax.devices()[0].device_kind, "device_count": jax.device_count()}

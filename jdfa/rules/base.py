@@ -17,7 +17,6 @@ from typing import ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jdfa.model import Params, Trace
 from jdfa.net import Net
 from jdfa.rules.stacked import plan_deltas
 from jdfa.validate import check_choice, check_positive
@@ -139,7 +138,7 @@ class Rule:
         ``context`` (the rest read ``e``); rules whose plan has no ``"mix"`` are never asked."""
         raise NotImplementedError(f"rule {self.name!r} plans 'mix' layers but does not say its draws")
 
-    def deltas(self, net: Net, params: Params, feedback, trace: Trace, e: jax.Array,
+    def deltas(self, net: Net, params, feedback, trace, e: jax.Array,
                context: StepContext | None = None) -> jax.Array | None:
         """The deltas of all hidden layers of `jdfa.MLP` ``net``: the plan, compiled to stacked
         ops (`jdfa.rules.stacked`). A rule without a plan forms them itself here.
