@@ -38,7 +38,6 @@ from __future__ import annotations
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import jdfa
@@ -64,18 +63,6 @@ def load(args, context: int):
         sys.exit(3)
 
 
-def sample(net, params, prompt: np.ndarray, n: int, seed: int = 0) -> bytes:
-    """``n`` bytes drawn one at a time at `TEMPERATURE`, each from the logits of the last
-    ``context`` bytes (``prompt`` holds ``context`` of them)."""
-    step = jax.jit(lambda p, window: jdfa.apply(net, p, window[None])[0, -1])
-    window, out, key = jnp.asarray(prompt, jnp.int32), [], jax.random.key(seed)
-    for k in jax.random.split(key, n):
-        token = jax.random.categorical(k, step(params, window) / TEMPERATURE)
-        window = jnp.concatenate([window[1:], token[None].astype(jnp.int32)])
-        out.append(int(token))
-    return bytes(out)
-
-
 def main(argv=None):
     args = common.parse_args(__doc__, "transformer_lm", datasets=("sotu",), budgets=("cpu", "gpu"),
                              argv=argv, extra=lambda p: p.add_argument("--lr", type=float, default=1e-3))
@@ -94,7 +81,9 @@ def main(argv=None):
         if not path.is_file():
             result = common.run(args, f"{spec}_s0", data=data, keep_state=True, **base, rule=spec, seed=0)
             net = jdfa.net.from_dict(result["config"]["net"])
-            path.write_bytes(sample(net, result["state"].params, prompt, SAMPLE_BYTES))
+            drawn = jdfa.generate(net, result["state"].params, prompt, SAMPLE_BYTES, jax.random.key(0),
+                                  TEMPERATURE)
+            path.write_bytes(np.asarray(drawn, np.uint8).tobytes())
         samples[spec] = path.read_bytes().decode("utf-8", errors="replace")
     groups = seeds.run_seeds(args, {spec: dict(base, rule=spec) for spec in RULES}, b["seeds"], data=data)
 

@@ -4,7 +4,7 @@ formed in one parallel step.
 Every attribute is either a submodule under its own name or a function, class or constant whose
 name no submodule has (a test walks the package to keep it so).
 
-The driver (`Config`, `train`, `sweep`, the `driver` package) is imported on first use: it brings
+The driver (`Config`, `train`, `sweep`, `load_run`, the `driver` package) is imported on first use: it brings
 orbax-checkpoint, which a user of the rules and nets alone should not wait for.
 """
 
@@ -22,6 +22,7 @@ from jdfa.model import Dense, Params, forward
 from jdfa.net import Net, apply, loss, predict, update_direction
 from jdfa.optimizers import Optimizer
 from jdfa.rules import Rule, bdfa, bp, dfa, fa, fp, mix, shallow
+from jdfa.sampling import generate
 from jdfa.step import TrainState, init, init_train_state, make_train_step, train_step
 from jdfa.update import weight_update
 
@@ -30,16 +31,17 @@ __version__ = "0.1.0"
 __all__ = [
     "ACTIVATIONS", "Alignment", "BATCH_MODES", "Config", "Dense", "Feedback", "LOSSES", "MLP", "Net",
     "Optimizer", "Params", "Rule", "TrainState", "align", "apply", "bdfa", "blocks", "bp", "chain", "data",
-    "dfa", "fa", "forward", "fp", "init", "init_feedback", "init_train_state", "loss", "make_train_step",
-    "mix", "predict", "shallow", "sweep", "train", "train_step", "tune_allocator", "update_direction",
-    "weight_update",
+    "dfa", "fa", "forward", "fp", "generate", "init", "init_feedback", "init_train_state", "load_run", "loss",
+    "make_train_step", "mix", "predict", "shallow", "sweep", "train", "train_step", "tune_allocator",
+    "update_direction", "weight_update",
 ]
 
-_DRIVER_NAMES = ("Config", "sweep", "train")
+_DRIVER_NAMES = ("Config", "load_run", "sweep", "train")
 
 
 def __getattr__(name: str):
-    """`Config`, `sweep`, `train` and `driver`, from `jdfa.driver` imported on first access."""
+    """`Config`, `load_run`, `sweep`, `train` and `driver`, from `jdfa.driver` imported on first
+    access."""
     if name != "driver" and name not in _DRIVER_NAMES:
         raise AttributeError(f"module 'jdfa' has no attribute {name!r}")
     driver = importlib.import_module("jdfa.driver")  # sets jdfa.driver: asked for once

@@ -60,7 +60,7 @@ def test_run_entries_final_best_and_first_crossings():
     (entry,) = summarize([run])["runs"]
     assert entry == {"name": "r", "settings": {"seed": 0}, "status": "finished",
                      "final_test_accuracy": 0.91, "best_test_accuracy": 0.93, "best_step": 200,
-                     "steps_to_80": 100, "steps_to_90": 200}
+                     "steps_to_80": 100, "steps_to_90": 200, "final_test_perplexity": None}
 
 
 def test_best_step_is_the_earliest_of_equal_accuracies_and_nan_is_no_evaluation():
@@ -132,6 +132,24 @@ def test_write_report_writes_the_three_files(tmp_path, runs):
     assert "| lr=0.1_seed=3 | finished | 95.00 | 95.00 | 200 |" in rows
     png = (out / "sweep.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
+
+
+def test_language_models_get_their_perplexity_in_the_report_and_the_table(tmp_path, runs):
+    """Runs whose records hold ``test_perplexity`` (a language model's): its final value per run and
+    its statistics over seeds, and a perplexity column in ``sweep.md``; other sweeps keep theirs."""
+    lms = [_run(f"seed={s}", {"seed": s}, [0.2, 0.3]) for s in range(2)]
+    for run, ppl in zip(lms, (5.0, 7.0)):
+        run["records"][-1]["test_perplexity"] = ppl
+    report = write_report(tmp_path / "lm", lms)
+    assert [r["final_test_perplexity"] for r in report["runs"]] == [5.0, 7.0]
+    group = report["groups"][0]["final_test_perplexity"]
+    assert group["mean"] == 6.0 and group["std"] == pytest.approx(math.sqrt(2)) and group["n"] == 2
+    table = (tmp_path / "lm" / "sweep.md").read_text()
+    assert "| settings | n | diverged | final test perplexity | final test acc |" in table
+    assert "| all runs | 2 | 0 | 6.000 ± 1.414 [12.706] | 30.00 ± 0.00 [0.00] |" in table
+    assert "| seed=1 | finished | 7.000 | 30.00 | 30.00 | 100 |" in table
+    write_report(tmp_path / "mnist", runs)
+    assert "perplexity" not in (tmp_path / "mnist" / "sweep.md").read_text()
 
 
 def test_runs_sharing_a_name_are_refused(runs):

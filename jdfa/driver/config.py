@@ -132,7 +132,7 @@ class Config:
                    optimizer=Optimizer(**d.pop("optimizer")), **d)
 
 
-def net_for_data(data, model: str = "mlp", **fields) -> nets.Net:
+def net_for_data(data, model: str = "mlp", vocab: int | None = None, **fields) -> nets.Net:
     """The net ``model`` names (`MODELS`) fitted to ``data = ((x_train, y_train), (x_test,
     y_test))``: ``in_features`` and one output per class, or a single output unit for two classes
     under a sigmoid or squared-error loss (as for XOR).
@@ -141,8 +141,8 @@ def net_for_data(data, model: str = "mlp", **fields) -> nets.Net:
     ``"conv"``: a `jdfa.blocks.ConvNet` (LeNet) on square one-channel images, its Dense layer of
     ``width`` units (``depth`` is the ConvNet's own, 3, and not read).
     ``"transformer"``: a `jdfa.blocks.TransformerLM` on integer tokens (n, context), its vocabulary
-    the largest token + 1 (``depth``: decoder blocks; ``heads``; ``context``, which must be the
-    data's).
+    ``vocab``, the one the dataset declares (`jdfa.data.vocabulary`; None: the largest token + 1)
+    (``depth``: decoder blocks; ``heads``; ``context``, which must be the data's).
     A field that is None takes the net's default (the MLP's width and depth: `Config`'s net's).
     """
     check_choice("model", model, MODELS)
@@ -155,7 +155,10 @@ def net_for_data(data, model: str = "mlp", **fields) -> nets.Net:
                          f"the data holds integer tokens {x.shape}, a text dataset: train it with "
                          "model 'transformer'")
     if model == "transformer":
-        vocab = int(max(x.max(), y.max(), x_test.max(), y_test.max())) + 1
+        used = int(max(x.max(), y.max(), x_test.max(), y_test.max())) + 1
+        if vocab is not None and used > vocab:
+            raise ValueError(f"the data holds token {used - 1}, outside its declared vocabulary of {vocab}")
+        vocab = vocab or used
         if fields.setdefault("context", x.shape[1]) != x.shape[1]:
             raise ValueError(f"context {fields['context']} differs from the data's {x.shape[1]} "
                              f"tokens per example; load the data with the same context")

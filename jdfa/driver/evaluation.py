@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +12,7 @@ import numpy as np
 from jdfa import losses
 from jdfa.driver.periodic import Periodic
 from jdfa.net import Net
+from jdfa.sampling import is_language_model
 
 
 @functools.cache
@@ -35,10 +37,16 @@ def evaluate(net: Net, params, x, y, batch: int = 2000) -> dict[str, float]:
     return {"loss": float(loss), "accuracy": float(acc)}
 
 
+def token_metrics(loss: float) -> dict[str, float]:
+    """A language model's ``test_perplexity`` and ``test_bits_per_byte`` (its tokens are bytes,
+    `jdfa.data.text`) from its mean loss per token in nats."""
+    return {"test_perplexity": math.exp(loss), "test_bits_per_byte": loss / math.log(2)}
+
+
 class Evaluate(Periodic):
     """Adds ``train_accuracy`` (on fixed training examples), ``test_accuracy`` and ``test_loss``;
-    for token labels (integer, a position axis: a language model's) also ``test_perplexity``,
-    ``exp(test_loss)``, the loss being the mean over tokens."""
+    for a language model (`jdfa.sampling.is_language_model`), the loss being the mean over tokens,
+    also `token_metrics`."""
 
     def __init__(self, every: int, net: Net, train_xy, test_xy):
         super().__init__(every, at_end=True)
@@ -48,6 +56,5 @@ class Evaluate(Periodic):
         record["train_accuracy"] = round(evaluate(self.net, state.params, *self.train_xy)["accuracy"], 6)
         test = evaluate(self.net, state.params, *self.test_xy)
         record["test_accuracy"], record["test_loss"] = round(test["accuracy"], 6), round(test["loss"], 6)
-        y = self.test_xy[1]
-        if y.ndim > 1 and jnp.issubdtype(y.dtype, jnp.integer):
-            record["test_perplexity"] = round(float(np.exp(test["loss"])), 4)
+        if is_language_model(self.net):
+            record.update({k: round(v, 6) for k, v in token_metrics(test["loss"]).items()})

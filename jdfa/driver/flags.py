@@ -149,11 +149,14 @@ def source_of(data, dataset: str, data_dir: str | None) -> str:
     return data.source if isinstance(data, Loaded) else data_source(dataset, data_dir, data is not None)
 
 
+GIVEN = "arrays passed to jdfa.train(data=...)"  # a run's data that jdfa cannot load again by name
+
+
 def data_source(dataset: str, data_dir: str | None, given: bool) -> str:
     """Where a run's data came from, in words for its ``config.json``: the arrays a caller passed,
     the ``data_dir`` argument, ``$JDFA_DATA_DIR`` (its value then), or a download."""
     if given:
-        return "arrays passed to jdfa.train(data=...)"
+        return GIVEN
     if dataset == "xor":
         return "jdfa.data.xor(), made in memory"
     if data_dir is not None:
@@ -187,6 +190,7 @@ def from_flags(flags: dict, data=None) -> tuple[Config, tuple]:
     if data is None:
         data = load_data(flags["dataset"], flags["data_dir"], flags["context"] or TransformerLM.context)
     model = flags["model"]
-    net = net_for_data(data, **{k: flags[k] for k in NET}) if isinstance(model, str) else model
+    net = (net_for_data(data, vocab=datasets.vocabulary(flags["dataset"]), **{k: flags[k] for k in NET})
+           if isinstance(model, str) else model)
     own = {k: v for k, v in flags.items() if k not in (*NET, *RULE, *OPTIMIZER, "rule")}
     return Config(net=net, rule=rule, optimizer=optimizer, **own), data

@@ -4,7 +4,9 @@
   evaluated steps at which test accuracy reached 80% and 90%; per group of runs that differ only
   by seed, the mean, sample standard deviation and 95% confidence half-width of those numbers
   over the seeds, and how many runs did not finish.
-- ``sweep.md``: the same as two tables, groups then runs, accuracies in percent.
+  For a language model (records with ``test_perplexity``) also the final validation perplexity.
+- ``sweep.md``: the same as two tables, groups then runs, accuracies in percent (and a perplexity
+  column when the runs have one).
 - ``sweep.png``: each group's mean test accuracy against step, with a band of ± one standard
   deviation over its seeds.
 
@@ -27,6 +29,7 @@ _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
          2.052, 2.048, 2.045, 2.042)
 _Z975 = 1.959964
 THRESHOLDS = (80, 90)  # the test accuracies (percent) whose first crossing is reported
+STATISTICS = ("final_test_accuracy", "best_test_accuracy", "final_test_perplexity")  # over seeds
 
 
 def write_report(out: str | Path, runs: list[dict]) -> dict:
@@ -57,12 +60,12 @@ def summarize(runs: list[dict]) -> dict:
         ``{"runs": [...], "groups": [...]}``. Each run: ``name``, ``settings``, ``status``,
         ``final_test_accuracy`` (the last evaluation's), ``best_test_accuracy``, ``best_step``,
         ``steps_to_80`` and ``steps_to_90`` (the first evaluated step at or above that accuracy),
-        each ``None`` if it never happened. Each group (runs whose settings other than ``seed``
-        agree, in order of first appearance): ``settings`` (without ``seed``), ``runs`` (names),
-        ``n``, ``diverged`` (how many did not finish, whatever the reason), for the final and best
-        test accuracy ``mean``, ``std`` (ddof=1), ``ci95`` (`confidence_halfwidth`) and ``n`` over
-        the runs that have one, and for the steps to 80% and 90% ``reached``, ``mean`` and ``std``
-        over the runs that reached it.
+        ``final_test_perplexity`` (a language model's), each ``None`` if it never happened. Each
+        group (runs whose settings other than ``seed`` agree, in order of first appearance):
+        ``settings`` (without ``seed``), ``runs`` (names), ``n``, ``diverged`` (how many did not
+        finish, whatever the reason), for each of `STATISTICS` ``mean``, ``std`` (ddof=1), ``ci95``
+        (`confidence_halfwidth`) and ``n`` over the runs that have one, and for the steps to 80%
+        and 90% ``reached``, ``mean`` and ``std`` over the runs that reached it.
     """
     entries = {run["name"]: _run_entry(run) for run in runs}
     if len(entries) < len(runs):
@@ -71,7 +74,7 @@ def summarize(runs: list[dict]) -> dict:
     for settings, members in _groups(runs):
         group = {"settings": settings, "runs": [run["name"] for run in members], "n": len(members),
                  "diverged": sum(run["status"] != "finished" for run in members)}
-        for key in ("final_test_accuracy", "best_test_accuracy"):
+        for key in STATISTICS:
             values = [entries[run["name"]][key] for run in members]
             values = [v for v in values if v is not None]
             mean, std = _mean_std(values)
@@ -113,22 +116,27 @@ def confidence_halfwidth(std: float, n: int) -> float:
 def markdown(report: dict) -> str:
     """``sweep.md`` from `summarize`'s report: a table of groups, then a table of runs."""
     runs, groups = report["runs"], report["groups"]
+    lm = any(r["final_test_perplexity"] is not None for r in runs)  # a perplexity column then
     lines = [f"# Sweep: {len(runs)} runs, {len(groups)} groups", "",
              "Accuracies in percent: mean ± std over seeds [95% confidence half-width]; steps to a "
              "test accuracy: mean ± std over the runs that reached it (reached/n); diverged: runs "
              "that did not finish.", "",
-             "| settings | n | diverged | final test acc | best test acc | steps to 80% | steps to 90% |",
-             "|---|---|---|---|---|---|---|"]
+             "| settings | n | diverged | " + "final test perplexity | " * lm
+             + "final test acc | best test acc | steps to 80% | steps to 90% |",
+             "|---|---|---|---|---|---|---|" + "---|" * lm]
     for g in groups:
+        ppl = [_perplexity_stats(g["final_test_perplexity"])] * lm
         accs = [_accuracy_stats(g[key]) for key in ("final_test_accuracy", "best_test_accuracy")]
         steps = [_steps_stats(g[f"steps_to_{threshold}"], g["n"]) for threshold in THRESHOLDS]
-        lines.append(f"| {_label(g['settings'])} | {g['n']} | {g['diverged']} | " + " | ".join(accs + steps)
-                     + " |")
-    lines += ["", "| run | status | final test acc | best test acc | best step |", "|---|---|---|---|---|"]
+        lines.append(f"| {_label(g['settings'])} | {g['n']} | {g['diverged']} | "
+                     + " | ".join(ppl + accs + steps) + " |")
+    lines += ["", "| run | status | " + "final test perplexity | " * lm + "final test acc | best test acc | "
+              "best step |", "|---|---|---|---|---|" + "---|" * lm]
     for r in runs:
         final, best = _percent(r["final_test_accuracy"]), _percent(r["best_test_accuracy"])
         step = "—" if r["best_step"] is None else str(r["best_step"])
-        lines.append(f"| {r['name']} | {r['status']} | {final} | {best} | {step} |")
+        ppl = [_number(r["final_test_perplexity"])] * lm
+        lines.append(f"| {r['name']} | {r['status']} | " + " | ".join(ppl + [final, best, step]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -174,6 +182,8 @@ def _run_entry(run: dict) -> dict:
     entry = {"name": run["name"], "settings": dict(run["settings"]), "status": run["status"],
              "final_test_accuracy": evaluations[-1][1] if evaluations else None,
              "best_test_accuracy": None, "best_step": None}
+    perplexities = [r["test_perplexity"] for r in run["records"] if r.get("test_perplexity") is not None]
+    entry["final_test_perplexity"] = perplexities[-1] if perplexities else None
     if evaluations:  # max keeps the first of equal accuracies: the earliest step that got there
         entry["best_step"], entry["best_test_accuracy"] = max(evaluations, key=lambda e: e[1])
     for threshold in THRESHOLDS:
@@ -214,6 +224,16 @@ def _accuracy_stats(stats: dict) -> str:
         return "—"
     ci95 = "—" if stats["ci95"] is None else f"{100 * stats['ci95']:.2f}"
     return f"{_percent(stats['mean'])} ± {_percent(stats['std'])} [{ci95}]"
+
+
+def _number(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _perplexity_stats(stats: dict) -> str:
+    if stats["mean"] is None:
+        return "—"
+    return f"{_number(stats['mean'])} ± {_number(stats['std'])} [{_number(stats['ci95'])}]"
 
 
 def _steps_stats(stats: dict, n: int) -> str:
