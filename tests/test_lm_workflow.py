@@ -63,6 +63,20 @@ def test_eval_gives_the_last_recorded_validation_loss_and_the_baselines(lm_run, 
     assert result["bigram_perplexity"] == pytest.approx(math.exp(result["bigram_loss"]))
 
 
+def test_a_run_of_a_sweep_loads_from_the_sweeps_checkpoints(lm_run, tmp_path):
+    """A sweep's runs share its checkpoints, stacked; each run's folder still loads and evaluates."""
+    data_dir = lm_run[0].parent
+    config, data = from_flags({**FLAGS, "steps": 6, "eval_every": 6, "data_dir": str(data_dir),
+                               "out": str(tmp_path / "sweep")})
+    names = [run["name"] for run in jdfa.sweep(config, data=data, seeds=2)["runs"]]
+    runs = [tmp_path / "sweep" / name for name in names]
+    for run in runs:
+        assert lm.evaluate_run(run)["test_loss"] == pytest.approx(last_record(run)["test_loss"], rel=1e-5)
+    first, second = (jdfa.load_run(run)[1] for run in runs)
+    chex.assert_trees_all_equal_shapes(first, second)
+    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(second)))
+
+
 def test_sample_is_deterministic_for_a_seed_and_reads_only_the_context(lm_run, capsys):
     out, _ = lm_run
     same = [lm.sample_run(out, "The cat", 24, temperature=1.0, seed=3) for _ in range(2)]
