@@ -22,6 +22,8 @@ host; `make_mesh` then spans all processes' devices.
 
 from __future__ import annotations
 
+import os
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
@@ -104,8 +106,32 @@ def check_batch(mesh: Mesh, batch_size: int) -> None:
                          "devices; use a multiple of the data axis")
 
 
+DISTRIBUTED_ENV = ("JDFA_COORDINATOR_ADDRESS", "JDFA_NUM_PROCESSES", "JDFA_PROCESS_ID")
+
+
 def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
                            process_id: int | None = None) -> None:
-    """Joins this process to a multi-host run (`jax.distributed.initialize`). On Cloud TPU and
-    SLURM every argument is detected; elsewhere pass all three."""
+    """Joins this process to a multi-process run (`jax.distributed.initialize`). On Cloud TPU and
+    SLURM every argument is detected; elsewhere pass all three, or set ``JDFA_COORDINATOR_ADDRESS``
+    (``host:port`` of process 0), ``JDFA_NUM_PROCESSES`` and ``JDFA_PROCESS_ID`` in each process's
+    environment (how ``jdfa train --distributed`` is told on a plain machine or cluster). CPU
+    devices exchange their collectives through gloo, so several processes on CPUs (one machine or
+    many) form one mesh too. A process already joined is left as it is, so the driver may call
+    this again after a script did.
+
+    Raises ``ValueError`` naming the variable when one of the environment's values is not a whole
+    number.
+    """
+    if jax.distributed.is_initialized():
+        return
+    address, count, index = (os.environ.get(name) for name in DISTRIBUTED_ENV)
+    try:
+        num_processes = int(count) if num_processes is None and count is not None else num_processes
+        process_id = int(index) if process_id is None and index is not None else process_id
+    except ValueError:
+        raise ValueError(f"JDFA_NUM_PROCESSES and JDFA_PROCESS_ID must be whole numbers, got "
+                         f"{count!r} and {index!r}") from None
+    coordinator_address = coordinator_address or address
+    # Only the CPU backend reads this: without it, CPU devices of several processes cannot all-reduce.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address, num_processes, process_id)

@@ -14,7 +14,7 @@ import dataclasses
 import os
 
 from jdfa import data as datasets
-from jdfa import rules
+from jdfa import parallel, rules
 from jdfa.blocks import TransformerLM
 from jdfa.driver.config import Config, net_for_data
 from jdfa.optimizers import Optimizer
@@ -88,7 +88,9 @@ HELP = {
     "max_rollbacks": "rollbacks before giving up",
     "mesh_data": "devices on the data axis (the batch is split)",
     "mesh_layers": "devices on the layers axis (the stacked hidden layers are split)",
-    "distributed": "call jax.distributed.initialize() first (TPU pods, multi-host GPU)",
+    "distributed": "join a multi-process run first (jax.distributed.initialize: found by itself on "
+                   "TPU pods and SLURM; elsewhere from $JDFA_COORDINATOR_ADDRESS, $JDFA_NUM_PROCESSES, "
+                   "$JDFA_PROCESS_ID)",
 }
 
 
@@ -180,6 +182,8 @@ def from_flags(flags: dict, data=None) -> tuple[Config, tuple]:
     if unknown:
         raise ValueError(f"unknown flag(s) {unknown}; see `jdfa train --help`")
     flags = {**defaults(), **flags}
+    if flags["distributed"]:  # before the net's shapes touch a device: jax.distributed comes first
+        parallel.initialize_distributed()
     rule_fields = {k: flags[k] for k in RULE if flags[k] is not None}
     rule = flags["rule"]
     if isinstance(rule, rules.Rule):  # a rule object, with any fields changed
