@@ -4,27 +4,23 @@
 ``a_i = block_i(params_i, h_{i-1})`` (the feedback point ``i``), ``h_i = f(a_i)`` (``f`` the net's
 point activation, or none: ``h_i = a_i``), then the output block ``a_y = block_depth(params_out,
 h_depth)``. A subclass gives `ChainNet.init_params` (a `ChainParams`), `ChainNet.block_apply`
-and, where they differ from the defaults, `embed`, `point_activation` and the checks; the rest --
-feedback shaped to each point, the update of every rule with a plan, the per-block measurements,
-the weight mask -- comes from here. `jdfa.blocks` (Flax layers) is built on it.
+and, where they differ from the defaults, `segment_lengths`, `embed`, `point_activation` and the
+checks; the rest -- feedback shaped to each point, the update of every rule with a plan, the
+per-block measurements, the weight mask -- comes from here. `jdfa.blocks` (Flax layers) is built
+on it.
+
+A run of identical blocks (a transformer's decoder blocks, a residual MLP's blocks) is *stacked*:
+`segment_lengths` names it, its parameters carry a leading layer axis, one `lax.scan` runs it
+forward (keeping every block's VJP, stacked) and `jdfa.chain_plan` forms the deltas and the
+updates of all its blocks at once, so compile time stays flat in its length. Feedback points stay
+one per block.
 
 The update: one forward pass keeps each block's VJP; the deltas of the feedback points follow the
 rule's `jdfa.rules.Rule.plan` (a `jdfa.rules.Source` per point: ``e`` or another point's delta
 through a fixed ``B``, the block above's true VJP, its VJP with random weights for FA, or a draw
-between the true VJP and ``e`` through ``B`` for mix); then
-every block's parameter update is its own VJP at its own delta. What is sequential: the forward
-chain, and the deltas only where the plan chains them; the ``depth + 1`` parameter VJPs are
-independent, which XLA is free to run in parallel.
-
-Feedback per point (`ChainFeedback`): ``"error"``, ``"mix"``: ``B_i`` (size_i, out_features), ``size_i`` the
-point's number of units per example (`point_sizes`: a conv map H x W x C has ``H*W*C``), or
-per position where the net has position axes (`ChainNet.position_axes`: a language model's point
-(T, d) has ``B_i`` (d, V), applied to every token's error ``e_t`` alike);
-``"delta"`` from point ``j``: (size_i, size_j); ``"fa"``: the block above's parameters with every
-array of rank >= 2 (the weights) redrawn; ``"backprop"``: None. Memory: DFA holds ``sum_i size_i *
-out_features`` floats; a point reading another point's delta ``size_i * size_j``, which grows as
-the product of two maps' sizes. With ``shared_feedback`` every point that reads the same signal
-gets the same array (its points must then be of one size).
+between the true VJP and ``e`` through ``B`` for mix); every block's parameter update is its own
+VJP at its own delta. What is sequential: the forward chain, and the deltas only where the plan
+chains them. Feedback: `jdfa.chain_plan` lays it out.
 """
 
 from __future__ import annotations
@@ -35,34 +31,39 @@ from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
-from jdfa import batch_modes, losses, model
-from jdfa.feedback import draw
+from jdfa import batch_modes, chain_plan, losses, model
 from jdfa.net import Net
 from jdfa.rules import Source
 
 
 class ChainParams(NamedTuple):
-    """The parameters of a `ChainNet`: one pytree per block, bottom-up, and the output block's."""
+    """The parameters of a `ChainNet`: one pytree per segment (`ChainNet.segment_lengths`: a lone
+    block's, or a run's stacked on a leading layer axis), bottom-up, and the output block's."""
 
     blocks: tuple
     output: object
 
 
 class ChainFeedback(NamedTuple):
-    """One entry per feedback point, bottom-up, as the module docstring lays them out."""
+    """One entry per segment, bottom-up, as `jdfa.chain_plan` lays them out: a lone block's
+    point's feedback; for a run, a tuple of its units' feedback, each stacked on a leading axis
+    (a net without runs: one entry per feedback point)."""
 
     layers: tuple
 
 
 class Point(NamedTuple):
-    """What the forward pass keeps of one feedback point (``N`` the batch size).
+    """What the forward pass keeps of the feedback points of one segment, each array on a leading
+    layer axis (of one for a lone block); ``N`` the batch size.
 
-    h_in: the block's input. a: the feedback point, the block's output.
+    h_in: the blocks' inputs. a: the feedback points, the blocks' outputs.
     fprime: ``f'(a)`` times the dropout mask where units were dropped; None without a point
       activation and dropout (the delta lands on ``a`` as it is).
     keep: the dropout mask (``0`` or ``1 / (1 - dropout)``), None when no unit was dropped.
-    vjp: the block's VJP at this batch: ``delta -> (param update, input cotangent)``.
+    vjp: the blocks' VJPs at this batch (a `jax.tree_util.Partial`, its residuals stacked):
+      ``delta -> (param update, input cotangent)``.
     """
 
     h_in: jax.Array
@@ -85,8 +86,15 @@ class ChainNet(Net):
 
     # --- what a subclass gives ---------------------------------------------------------------------
     def block_apply(self, i: int, params, h: jax.Array) -> jax.Array:
-        """Block ``i`` (``depth``: the output block) on ``h`` with its ``params``."""
+        """Block ``i`` (``depth``: the output block) on ``h`` with its ``params`` (one block's:
+        in a run, any ``i`` of the run)."""
         raise NotImplementedError(f"{type(self).__name__} does not define block_apply")
+
+    def segment_lengths(self) -> tuple[int | None, ...]:
+        """One entry per entry of `ChainParams.blocks`, bottom-up: None for a lone block, ``L``
+        for a run of ``L`` identical blocks whose parameters are stacked on a leading axis.
+        Default: every entry a lone block."""
+        return (None,) * len(self.params_shapes.blocks)
 
     def embed(self, x: jax.Array) -> jax.Array:
         """The first block's input from the net's input ``x``. Default: ``x`` itself."""
@@ -101,12 +109,17 @@ class ChainNet(Net):
         model.check_inputs(self, x, y)
 
     @functools.cached_property
+    def segments(self) -> tuple[chain_plan.Segment, ...]:
+        """The blocks' segments (`jdfa.chain_plan.Segment`), bottom-up."""
+        return chain_plan.segments(self.segment_lengths())
+
+    @functools.cached_property
     def point_shapes(self) -> tuple[tuple[int, ...], ...]:
         """Each feedback point's shape without the batch axis, bottom-up (one abstract pass)."""
         x = self.batch_struct(1)[0]
-        points = jax.eval_shape(lambda p, x: [pt.a for pt in self.forward(p, x, False)[0]],
+        points = jax.eval_shape(lambda p, x: [pt.a for pt in self.forward(p, x, False)[0].points],
                                 self.params_shapes, x)
-        return tuple(p.shape[1:] for p in points)
+        return tuple(a.shape[2:] for a in points for _ in range(a.shape[0]))
 
     @property
     def depth(self) -> int:
@@ -127,31 +140,45 @@ class ChainNet(Net):
     def apply(self, params, x):
         self.check_inputs(x)
         f, h = self.point_activation(), self.embed(x)
-        for i, p in enumerate(params.blocks):
-            h = self.block_apply(i, p, h)
-            h = h if f is None else f(h)
-        return self.block_apply(len(params.blocks), params.output, h)
+        for seg, p in zip(self.segments, params.blocks):
+            def block(h, p, i=seg.lo):
+                a = self.block_apply(i, p, h)
+                return (a if f is None else f(a)), None
+
+            h = lax.scan(block, h, p)[0] if seg.run else block(h, p)[0]
+        return self.block_apply(self.segments[-1].hi, params.output, h)
 
     def forward(self, params: ChainParams, x: jax.Array, with_derivative: bool = True, key=None):
-        """``(points, h_top, a_y, vjp_out)``: a `Point` per feedback point, bottom-up, the output
-        block's input, the logits and the output block's VJP; ``key`` drops units (dropout)."""
-        f, depth = self.point_activation(), len(params.blocks)
+        """``(trace, a_y, vjp_out)``: the `jdfa.chain_plan.Trace` (a `Point` per segment, the
+        output block's input), the logits and the output block's VJP; ``key`` drops units."""
         drop = self.dropout > 0 and key is not None
-        keys = jax.random.split(key, depth) if drop else [None] * depth
+        keys = jax.random.split(key, self.segments[-1].hi) if drop else None
         h, points = self.embed(x), []
-        for i, k in enumerate(keys):
-            a, vjp = jax.vjp(functools.partial(self.block_apply, i), params.blocks[i], h)
-            h_next, fprime = a, None
-            if f is not None:  # the JVP with ones is f'(a) for an elementwise f
-                h_next, fprime = jax.jvp(f, (a,), (jnp.ones_like(a),)) if with_derivative else (f(a), None)
-            keep = None
-            if drop:
-                keep = jax.random.bernoulli(k, 1.0 - self.dropout, a.shape) / (1.0 - self.dropout)
-                h_next, fprime = h_next * keep, keep if fprime is None else fprime * keep
-            points.append(Point(h, a, fprime, keep, vjp))
-            h = h_next
-        a_y, vjp_out = jax.vjp(functools.partial(self.block_apply, depth), params.output, h)
-        return points, h, a_y, vjp_out
+        for seg, p in zip(self.segments, params.blocks):
+            step = functools.partial(self._block_step, seg.lo, with_derivative)
+            ks = keys[seg.lo:seg.hi] if drop else None
+            if seg.run:
+                h, point = lax.scan(step, h, (p, ks))
+            else:
+                h, point = step(h, (p, None if ks is None else ks[0]))
+                point = jax.tree.map(lambda a: a[None], point)
+            points.append(point)
+        a_y, vjp_out = jax.vjp(functools.partial(self.block_apply, self.segments[-1].hi),
+                               params.output, h)
+        return chain_plan.Trace(points, h), a_y, vjp_out
+
+    def _block_step(self, i, with_derivative, h, p_key):
+        """One block of segment's first block ``i`` on ``h`` (a scan step): ``(h_next, Point)``."""
+        (p, k), f = p_key, self.point_activation()
+        a, vjp = jax.vjp(functools.partial(self.block_apply, i), p, h)
+        h_next, fprime = a, None
+        if f is not None:  # the JVP with ones is f'(a) for an elementwise f
+            h_next, fprime = jax.jvp(f, (a,), (jnp.ones_like(a),)) if with_derivative else (f(a), None)
+        keep = None
+        if k is not None:
+            keep = jax.random.bernoulli(k, 1.0 - self.dropout, a.shape) / (1.0 - self.dropout)
+            h_next, fprime = h_next * keep, keep if fprime is None else fprime * keep
+        return h_next, Point(h, a, fprime, keep, vjp)
 
     def compute_update(self, rule, params, feedback, x, y, batch_mode="mean", remat=False, context=None,
                        dropout=True):
@@ -159,104 +186,59 @@ class ChainNet(Net):
         self.check_params(params)
         self.check_feedback(rule, feedback)
         self.check_run(rule, batch_mode, remat)
-        plan, depth = rule.plan(len(params.blocks)), len(params.blocks)
-        frozen = range(0)
+        depth = self.depth
+        plan, frozen = rule.plan(depth), ()
         if plan is None and self.shallow_trains_embedding:  # BP's deltas, kept for block 0 only
             plan, frozen = (Source("backprop"),) * depth, range(1, depth)
         # One key drops units, the other is the rule's, as `jdfa.update` splits them for the MLP.
         k_dropout, k_rule = jax.random.split(context.key) if context is not None else (None, None)
-        k_dropout = k_dropout if dropout else None
-        points, h_top, a_y, vjp_out = self.forward(params, x, plan is not None, k_dropout)
+        trace, a_y, vjp_out = self.forward(params, x, plan is not None, k_dropout if dropout else None)
         loss, e = losses.output_error(self, a_y, y)
         if plan is None:
-            zeros = tuple(jax.tree.map(jnp.zeros_like, p) for p in params.blocks)
+            zeros = jax.tree.map(jnp.zeros_like, params.blocks)
             return ChainParams(zeros, vjp_out(e)[0]), (loss, a_y)
-        taken = {}  # block -> its param update, where a BP step already ran the block's VJP
-        vjps, inputs = [p.vjp for p in points] + [vjp_out], [p.h_in for p in points] + [h_top]
-        deltas = [None] * depth
         draws = (rule.draws(depth, context._replace(key=k_rule) if context is not None else None)
                  if any(s.kind == "mix" for s in plan) else None)
-        for i in reversed(range(depth)):
-            source, above, point = plan[i], deltas[i + 1] if i + 1 < depth else e, points[i]
-            if source.kind in ("backprop", "mix"):  # the VJP of the block above is its update too
-                taken[i + 1], signal = vjps[i + 1](above)
-            if source.kind == "mix":  # BP where this step's draw says so, else the error through B
-                fb_signal = jnp.reshape(self._rows(e) @ feedback.layers[i].T, point.a.shape)
-                fb_fprime = rule.feedback_fprime(point.fprime, point.keep)
-                bp = jnp.reshape(signal, point.a.shape) * (1 if point.fprime is None else point.fprime)
-                fb = fb_signal * (1 if fb_fprime is None else fb_fprime)
-                deltas[i] = jnp.where(draws[i], bp, fb)
-                continue
-            if source.kind == "fa":
-                own = params.blocks[i + 1] if i + 1 < depth else params.output
-                stand_in = jax.tree.map(lambda b, p: b if b.ndim >= 2 else p, feedback.layers[i], own)
-                _, vjp_h = jax.vjp(functools.partial(self.block_apply, i + 1, stand_in), inputs[i + 1])
-                signal = vjp_h(above)[0]
-            elif source.kind != "backprop":
-                s = e if source.kind == "error" else deltas[source.of]
-                signal = self._rows(s) @ feedback.layers[i].T
-            # a BP step keeps the true f'; a feedback delta takes the rule's
-            fprime = (point.fprime if source.kind == "backprop"
-                      else rule.feedback_fprime(point.fprime, point.keep))
-            signal = jnp.reshape(signal, point.a.shape)
-            deltas[i] = signal if fprime is None else signal * fprime
-        blocks = tuple(taken[i] if i in taken else vjps[i](deltas[i])[0] for i in range(depth))
-        blocks = tuple(jax.tree.map(jnp.zeros_like, b) if i in frozen else b for i, b in enumerate(blocks))
-        output = taken[depth] if depth in taken else vjp_out(e)[0]
+        blocks, output = chain_plan.run_plan(self, rule, plan, params, feedback, trace, e, vjp_out, draws)
+        if frozen:
+            blocks = tuple(_zero_blocks(b, seg, frozen) for b, seg in zip(blocks, self.segments))
         return ChainParams(blocks, output), (loss, a_y)
 
-    def _rows(self, s: jax.Array) -> jax.Array:
+    def rows(self, s: jax.Array) -> jax.Array:
         """(N, *positions, ...) -> (N * positions, units): a delta or the error as rows ``B`` reads."""
         return jnp.reshape(s, (math.prod(s.shape[:1 + self.position_axes]), -1))
 
     def layer_dots(self, u, v):
-        def dot(a, b):
-            return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+        def dots(a, b, run):  # (blocks,): per block of a run, over every axis but the layer axis
+            return sum(jnp.sum(x * y, axis=tuple(range(1, x.ndim))) if run else jnp.vdot(x, y)[None]
+                       for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
-        return jnp.stack([dot(a, b) for a, b in zip(u.blocks + (u.output,), v.blocks + (v.output,))])
+        runs = [seg.run for seg in self.segments] + [False]
+        return jnp.concatenate([dots(a, b, run) for a, b, run in
+                                zip(u.blocks + (u.output,), v.blocks + (v.output,), runs)])
 
     def weight_mask(self, params):
-        return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
+        """Kernels: leaves of rank >= 2 per block (a run's layer axis not counted)."""
+        runs = [seg.run for seg in self.segments]
+        return ChainParams(tuple(jax.tree.map(lambda p, run=run: jnp.ndim(p) - run >= 2, b)
+                                 for b, run in zip(params.blocks, runs)),
+                           jax.tree.map(lambda p: jnp.ndim(p) >= 2, params.output))
+
+    def layer_axis_mask(self, params):
+        """The leaves of a run's stacked parameters."""
+        return ChainParams(tuple(jax.tree.map(lambda _, run=seg.run: run, b)
+                                 for b, seg in zip(params.blocks, self.segments)),
+                           jax.tree.map(lambda _: False, params.output))
+
+    def feedback_layer_axis_mask(self, feedback):
+        """The feedback of a run, stacked on its layer axis."""
+        return ChainFeedback(tuple(jax.tree.map(lambda _, run=seg.run: run, f)
+                                   for f, seg in zip(feedback.layers, self.segments)))
 
     # --- feedback --------------------------------------------------------------------------------
     def init_feedback(self, key, rule):
         rule.check(self)
-        plan = rule.plan(self.depth)
-        if plan is None:
-            return ChainFeedback(())
-        sizes, keys = self.point_sizes, jax.random.split(key, self.depth)
-        shared = getattr(rule, "shared_feedback", False)
-        drawn = {}  # (signal, shape) -> the one array of shared feedback
-
-        def new(signal, k, shape, fan):
-            if not shared:
-                return draw(k, rule, shape, fan)
-            if any(sig == signal and s != shape for sig, s in drawn):
-                raise ValueError(f"shared_feedback needs one shape for every point that reads the same "
-                                 f"signal; this {type(self).__name__}'s points read {signal} through "
-                                 f"{sorted({s for sig, s in drawn if sig == signal} | {shape})}: draw "
-                                 "them apart (shared_feedback=False)")
-            if (signal, shape) not in drawn:  # drawn once, with the first such point's key
-                drawn[signal, shape] = draw(k, rule, shape, fan)
-            return drawn[signal, shape]
-
-        above = self.params_shapes  # the "fa" stand-ins' shapes
-        layers = []
-        for i, source in enumerate(plan):
-            if source.kind == "backprop":
-                layers.append(None)
-            elif source.kind == "fa":
-                block = above.blocks[i + 1] if i + 1 < self.depth else above.output
-                leaves, tree = jax.tree.flatten(block)
-                stand_ins = [new(f"fa{j}", k, w.shape, math.prod(w.shape) // w.shape[-2]) if len(w.shape) >= 2
-                             else jnp.zeros(w.shape, w.dtype)
-                             for j, (k, w) in enumerate(zip(jax.random.split(keys[i], len(leaves)), leaves))]
-                layers.append(tree.unflatten(stand_ins))
-            else:
-                error = source.kind in ("error", "mix")
-                src = self.out_features if error else sizes[source.of]
-                layers.append(new("e" if error else "a delta", keys[i], (sizes[i], src), src))
-        return ChainFeedback(tuple(layers))
+        return ChainFeedback(chain_plan.init_feedback(self, rule, key))
 
     def check_feedback(self, rule, feedback):
         if not isinstance(feedback, ChainFeedback):
@@ -282,7 +264,16 @@ class ChainNet(Net):
         if batch_mode != "mean" or remat:
             raise ValueError(f"a {type(self).__name__} trains with batch_mode='mean' and without remat; "
                              f"got batch_mode={batch_mode!r}, remat={remat}")
-        if devices > 1:
-            raise ValueError(f"a mesh splits jdfa.MLP's stacked layers; a {type(self).__name__} runs "
-                             "on one device (mesh_data=1, mesh_layers=1)")
+        del devices  # any mesh: the batch splits over data, a run's stacked blocks over layers
         rule.plan(self.depth)  # raises for rules without a plan
+
+
+def _zero_blocks(update, seg, frozen):
+    """``update`` of segment ``seg`` with the blocks in ``frozen`` zeroed."""
+    keep = [i not in frozen for i in range(seg.lo, seg.hi)]
+    if all(keep):
+        return update
+    if not seg.run or not any(keep):
+        return jax.tree.map(jnp.zeros_like, update)
+    mask = jnp.asarray(keep)
+    return jax.tree.map(lambda a: a * mask.reshape((-1,) + (1,) * (a.ndim - 1)), update)

@@ -52,7 +52,7 @@ def test_every_planned_rule_gives_finite_updates_of_the_params_shapes(rule):
     update = jdfa.update_direction(NET, rule, params, feedback, x, y, context=context)
     chex.assert_trees_all_equal_shapes(update, params)
     assert all(bool(jnp.all(jnp.isfinite(u))) for u in jax.tree.leaves(update))
-    assert all(float(jnp.sum(jnp.abs(b["qkv"]["kernel"]))) > 0 for b in update.blocks[1:])
+    assert np.all(jnp.sum(jnp.abs(update.blocks[1]["qkv"]["kernel"]), axis=(1, 2)) > 0)  # every block
 
 
 def test_bp_equals_jax_grad(variant):
@@ -64,34 +64,41 @@ def test_bp_equals_jax_grad(variant):
 
 
 def reference_dfa(net, params, feedback, x, y):
-    """DFA by hand: the per-token error ``e`` (N, T, V) of the mean cross-entropy; the delta of
-    point ``i`` is ``B_i e_t`` at every token; the embeddings add up the first point's delta at the
-    tokens read and the positions; every other block takes its own VJP at its delta."""
+    """DFA by hand, block by block: the per-token error ``e`` (N, T, V) of the mean cross-entropy;
+    the delta of point ``i`` is ``B_i e_t`` at every token; the embeddings add up the first point's
+    delta at the tokens read and the positions; every decoder block takes its own VJP at its delta.
+    The decoder blocks' params and ``B`` are stacked (one run): block ``i`` is entry ``i - 1``."""
+    def block(i):
+        return jax.tree.map(lambda a: a[i - 1], params.blocks[1])
+
     hs = [params.blocks[0]["tokens"]["embedding"][x] + params.blocks[0]["positions"]]
     for i in range(1, net.depth):
-        hs.append(net.block_apply(i, params.blocks[i], hs[-1]))
+        hs.append(net.block_apply(i, block(i), hs[-1]))
     logits = net.block_apply(net.depth, params.output, hs[-1])
     n, t, v = logits.shape
     e = (jax.nn.softmax(logits) - jax.nn.one_hot(y, v)) / (n * t)
-    deltas = [jnp.einsum("ntv,dv->ntd", e, b) for b in feedback.layers]
+    bs = [feedback.layers[0], *feedback.layers[1][0]]
+    deltas = [jnp.einsum("ntv,dv->ntd", e, b) for b in bs]
     embedding = {"tokens": {"embedding": jnp.zeros((v, net.width)).at[x].add(deltas[0])},
                  "positions": deltas[0].sum(0)}
-    blocks = [jax.vjp(lambda p, i=i: net.block_apply(i, p, hs[i - 1]), params.blocks[i])[1](deltas[i])[0]
+    blocks = [jax.vjp(lambda p, i=i: net.block_apply(i, p, hs[i - 1]), block(i))[1](deltas[i])[0]
               for i in range(1, net.depth)]
     output = jax.vjp(lambda p: net.block_apply(net.depth, p, hs[-1]), params.output)[1](e)[0]
-    return jdfa.chain.ChainParams((embedding, *blocks), output)
+    return jdfa.chain.ChainParams((embedding, jax.tree.map(lambda *a: jnp.stack(a), *blocks)), output)
 
 
 @pytest.mark.parametrize("shared", [False, True], ids=["own_feedback", "shared_feedback"])
 def test_dfa_equals_a_per_token_reference(variant, shared):
     rule = jdfa.dfa(shared_feedback=shared)
     params, feedback = jdfa.init(jax.random.key(0), NET, rule)
-    chex.assert_shape(feedback.layers, [(NET.width, NET.vocab)] * NET.depth)
+    # the embedding's B, then the decoder blocks' stacked (one unit of the run)
+    first, (stacked,) = feedback.layers
+    chex.assert_shape([first, stacked], [(NET.width, NET.vocab), (NET.n_blocks, NET.width, NET.vocab)])
     if shared:  # one B for every point
-        for b in feedback.layers[1:]:
-            np.testing.assert_array_equal(b, feedback.layers[0])
+        for b in stacked:
+            np.testing.assert_array_equal(b, first)
     else:
-        assert not np.allclose(feedback.layers[0], feedback.layers[1])
+        assert not np.allclose(first, stacked[0]) and not np.allclose(stacked[0], stacked[1])
     x, y = tokens()
     got = variant(lambda p, f: jdfa.update_direction(NET, rule, p, f, x, y))(params, feedback)
     chex.assert_trees_all_close(got, reference_dfa(NET, params, feedback, x, y), rtol=1e-5, atol=1e-7)

@@ -114,11 +114,18 @@ class BlockNet(ChainNet):
     def embed(self, x):
         return jnp.reshape(x, (-1,) + self.input_shape)
 
+    def segment_lengths(self):
+        """Default: every block lone (a subclass names its runs of identical blocks)."""
+        return (None,) * (len(self.graphdefs) - 1)
+
     def init_params(self, key):
-        """Draws the parameters with ``nnx.Rngs(key)``; the same key gives the same bits."""
+        """Draws the parameters with ``nnx.Rngs(key)``; the same key gives the same bits. A run's
+        blocks are drawn one by one, as built, and stacked."""
         modules = list(self.build(nnx.Rngs(key)))
         states = [nnx.to_pure_dict(nnx.split(m)[1]) for m in modules]
-        return ChainParams(tuple(states[:-1]), states[-1])
+        blocks = tuple(jax.tree.map(lambda *a: jnp.stack(a), *states[seg.lo:seg.hi]) if seg.run
+                       else states[seg.lo] for seg in self.segments)
+        return ChainParams(blocks, states[-1])
 
     def block_apply(self, i, params, h):
         return nnx.merge(self.graphdefs[i], params)(h)

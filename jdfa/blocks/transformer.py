@@ -131,6 +131,10 @@ class TransformerLM(BlockNet):
     def out_features(self) -> int:
         return self.vocab
 
+    def segment_lengths(self):
+        """The embedding, then the decoder blocks as one stacked run."""
+        return (None, self.n_blocks)
+
     def point_activation(self):
         return None
 

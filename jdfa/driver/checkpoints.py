@@ -119,6 +119,7 @@ class Checkpoints:
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
             like)
         for step in reversed(self.steps()):
+            self._check_layout(step, abstract)
             try:
                 keys = self.manager.item_metadata(step)["meta"].keys()
                 target = {"state": _drop_empty(abstract), "meta": dict.fromkeys(keys, np.float64(0))}
@@ -130,6 +131,27 @@ class Checkpoints:
                               f"({type(err).__name__}: {err}); falling back to the previous one",
                               RuntimeWarning, stacklevel=2)
         return None
+
+    def _check_layout(self, step: int, like) -> None:
+        """Raises ``ValueError`` if the checkpoint of ``step`` holds parameters of other shapes than
+        ``like``'s (a layout changed by a newer jdfa, or another net): orbax would fail deep inside,
+        and the run must not fall back to an older checkpoint or start afresh unasked."""
+        try:
+            stored = self.manager.item_metadata(step)["state"]["params"]
+        except Exception:  # unreadable metadata: restore_latest reports the checkpoint as damaged
+            return
+        if not hasattr(like, "params"):
+            return
+        got = sorted(tuple(m.shape) for m in jax.tree.leaves(stored) if hasattr(m, "shape"))
+        want = sorted(tuple(x.shape) for x in jax.tree.leaves(_drop_empty(like.params)))
+        if got != want:
+            raise ValueError(f"the checkpoint of step {step} in {self.directory} holds parameters "
+                             f"of another layout than this run's net ({len(got)} arrays, shapes "
+                             f"{got[:4]}... where the net has {len(want)}, {want[:4]}...): it was "
+                             "written for another net, or by a jdfa that laid the parameters out "
+                             "differently (a TransformerLM's decoder blocks are stacked on one "
+                             "axis since issue 30); start the run afresh (--overwrite), or continue "
+                             "it with the jdfa that wrote it")
 
     def close(self) -> None:
         self.manager.close()
