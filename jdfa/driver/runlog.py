@@ -4,13 +4,13 @@ so the metrics file reads as one run."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import subprocess
 from pathlib import Path
 
 import jax
 
-import jdfa
 from jdfa.driver.config import Config
 from jdfa.driver.flags import spelled
 from jdfa.driver.periodic import Periodic
@@ -157,7 +157,7 @@ def title(config: Config) -> str:
 def provenance() -> dict:
     """The jdfa version, its git commit (with a ``-dirty`` mark) when jdfa runs from a checkout,
     the jax version and the device."""
-    where = Path(jdfa.__file__).resolve().parent
+    where = Path(__file__).resolve().parents[1]  # the jdfa package (not `import jdfa`: no import circle)
 
     def git(*args):
         try:
@@ -171,5 +171,9 @@ def provenance() -> dict:
     commit = git("rev-parse", "HEAD") if top and Path(top, "jdfa") == where else None
     if commit and git("status", "--porcelain", "--untracked-files=no"):
         commit += "-dirty"
-    return {"jdfa": jdfa.__version__, "commit": commit, "jax": jax.__version__,
+    try:
+        version = importlib.metadata.version("jdfa")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout on PYTHONPATH, not installed
+        version = None
+    return {"jdfa": version, "commit": commit, "jax": jax.__version__,
             "device": jax.devices()[0].device_kind, "device_count": jax.device_count()}
