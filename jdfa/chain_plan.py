@@ -14,10 +14,14 @@ all its points, top-down:
   the fixed random stand-ins for FA; a select between the two for mix) and taking the block's VJP
   at it, which gives the block's update and the cotangent the step below reads.
 
+Equal ``"delta"`` units each reading the lowest point of the unit above (BDFA's blocks) fold into
+one: a scan over them, each step one einsum, and one vmapped VJP for all their blocks.
+
 A lone block is taken as a run of one without the vmap or scan: XLA:CPU runs a convolution's
 weight gradient 7-20x slower inside a loop body (jax-ml/jax#12868). What stays sequential in depth
-is the forward scan and the scans of the chained kinds; the unit count grows only where the plan
-changes source along the depth (BDFA's blocks, FP's boundary).
+is the forward scan, the scans of the chained kinds and BDFA's scan over blocks; the number of
+units does not grow with a run's length, except for BDFA with the ``"backprop"`` boundary (two
+units per BDFA block, not folded).
 
 Feedback (`init_feedback`): one entry per segment, bottom-up: a lone block's point's, or for a
 run a tuple of one entry per unit, stacked on a leading axis of the unit's points. ``"error"``,
@@ -56,12 +60,15 @@ class Segment(NamedTuple):
 
 
 class Unit(NamedTuple):
-    """Points ``lo .. hi - 1`` of segment ``seg``, all reading ``source``."""
+    """Points ``lo .. hi - 1`` of segment ``seg``, all reading ``source``; or, with ``repeat`` >
+    1, that many units of equal size stacked below each other, each reading the delta of the lowest
+    point of the one above (BDFA's blocks: one `lax.scan` over them), ``source`` the top one's."""
 
     source: object
     seg: int
     lo: int
     hi: int
+    repeat: int = 1
 
 
 def segments(lengths) -> tuple[Segment, ...]:
@@ -84,13 +91,28 @@ def cut(plan, segs) -> list[Unit]:
         if s.kind == "delta" and not i < s.of < depth:
             raise ValueError(f"plan: point {i} reads the delta of point {s.of}, which is not above it")
     for k, seg in enumerate(segs):
-        lo = seg.lo
+        lo, cut_seg = seg.lo, []
         for i in range(seg.lo + 1, seg.hi + 1):
             top_fa = plan[lo].kind == "fa" and i == seg.hi - 1
             if i == seg.hi or plan[i] != plan[lo] or top_fa:
-                units.append(Unit(plan[lo], k, lo, i))
+                cut_seg.append(Unit(plan[lo], k, lo, i))
                 lo = i
+        units += _fold(cut_seg, seg)
     return units
+
+
+def _fold(units: list[Unit], seg: Segment) -> list[Unit]:
+    """``units`` (bottom-up, one segment) with runs of equal ``"delta"`` units, each reading the
+    lowest point of the unit above inside the segment, folded into one (`Unit`'s ``repeat``)."""
+    folded = []
+    for u in reversed(units):
+        top = folded[-1] if folded else None
+        if (top is not None and u.source.kind == top.source.kind == "delta" and u.source.of == u.hi == top.lo
+                and top.source.of == top.hi < seg.hi and u.hi - u.lo == (top.hi - top.lo) // top.repeat):
+            folded[-1] = top._replace(lo=u.lo, repeat=top.repeat + 1)
+        else:
+            folded.append(u)
+    return folded[::-1]
 
 
 def _lead(tree):
@@ -219,7 +241,9 @@ def run_plan(net, rule, plan, params, feedback, trace: Trace, e, vjp_out, draws=
         kind, fb = u.source.kind, rule.feedback_fprime(pt.fprime, pt.keep)
         keep_cot = i > 0 and units[i - 1].source.kind in READS_COTANGENT
         direct = None
-        if kind in ("error", "delta", "mix"):
+        if u.repeat > 1:
+            direct = _scan_units(net, u, b, delta_of(u.source.of), pt.a.shape, fb)
+        elif kind in ("error", "delta", "mix"):
             direct = _direct(net, b, delta_of(u.source.of) if kind == "delta" else e, pt.a.shape, fb)
         if kind in CHAINED:
             xs = {"vjp": pt.vjp, "a": pt.a, "fprime": pt.fprime, "fb": fb}
@@ -251,6 +275,21 @@ def _direct(net, b, s, shape, fprime):
     *positions, src...) -> (n, N, ...) as ``shape``."""
     d = jnp.reshape(jnp.einsum("ms,lus->lmu", net.rows(s), b), shape)
     return d if fprime is None else d * fprime
+
+
+def _scan_units(net, u: Unit, b, s, shape, fprime):
+    """The deltas (n, N, ...) of a folded unit: one scan over its ``repeat`` parts from the top,
+    each one `_direct` from the delta of the lowest point of the part above (``s`` for the top)."""
+    k = (u.hi - u.lo) // u.repeat
+
+    def part(s, x):
+        d = _direct(net, x[0], s, (k, *shape[1:]), x[1])
+        return d[0], d
+
+    def parts(a):
+        return None if a is None else jnp.reshape(a, (u.repeat, k, *a.shape[1:]))
+
+    return jnp.reshape(lax.scan(part, s, (parts(b), parts(fprime)), reverse=True)[1], shape)
 
 
 def _chain_step(net, kind, i_above, keep_cot, carry, x):

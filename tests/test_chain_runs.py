@@ -70,7 +70,8 @@ class StackedResidualMLP(ChainNet):
 NET = StackedResidualMLP()
 LONE = dataclasses.replace(NET, stacked=False)
 RULES = [jdfa.bp(), jdfa.fa(), jdfa.dfa(), jdfa.dfa(use_derivative=False), jdfa.fp(2), jdfa.fp(2, "error"),
-         jdfa.bdfa(2), jdfa.bdfa(2, "backprop"), jdfa.bdfa(3), jdfa.mix(0.5, per="layer"), jdfa.shallow()]
+         jdfa.bdfa(1), jdfa.bdfa(2), jdfa.bdfa(2, "backprop"), jdfa.bdfa(3), jdfa.mix(0.5, per="layer"),
+         jdfa.shallow()]
 
 
 def _batch(n=8, net=NET):
@@ -165,13 +166,16 @@ def _update_jaxpr(net, rule):
         params, feedback).jaxpr
 
 
-FLAT = [jdfa.bp(), jdfa.fa(), jdfa.dfa(), jdfa.fp(2), jdfa.mix(0.5), jdfa.shallow()]
+FLAT = [jdfa.bp(), jdfa.fa(), jdfa.dfa(), jdfa.fp(2), jdfa.bdfa(2), jdfa.mix(0.5), jdfa.shallow()]
 
 
 @pytest.mark.parametrize("rule", FLAT, ids=str)
 def test_the_update_is_flat_in_the_runs_length(rule):
-    small, large = (_update_jaxpr(dataclasses.replace(NET, blocks=n), rule) for n in (4, 12))
+    """Nothing unrolls with the run's length; BDFA's lower blocks are one scan over blocks."""
+    small, large = (_update_jaxpr(dataclasses.replace(NET, blocks=n), rule) for n in (8, 16))
     assert len(list(_eqns(small))) == len(list(_eqns(large)))
+    if rule.name == "bdfa":  # the forward scan, and one over BDFA's 3 (7) full lower blocks
+        assert sorted(e.params["length"] for e in _eqns(small) if e.primitive.name == "scan") == [3, 8]
 
 
 def test_the_transformer_dfa_step_is_one_scan_and_one_vmapped_vjp():
