@@ -49,7 +49,9 @@ def test_load_run_round_trips_the_run(lm_run):
 def test_eval_gives_the_last_recorded_validation_loss_and_the_baselines(lm_run, capsys):
     out, summary = lm_run
     assert cli.main(["eval", str(out)]) == 0
-    result = json.loads(capsys.readouterr().out)
+    said = capsys.readouterr()
+    result = json.loads(said.out)
+    assert f"validation loss {result['test_loss']:.4f} (perplexity" in said.err and "bigram" in said.err
     last = last_record(out)
     assert result["step"] == last["step"] == 20
     assert result["test_loss"] == pytest.approx(last["test_loss"], rel=1e-5)

@@ -185,7 +185,9 @@ def _after_training(command: str, args: dict) -> int:
     """``jdfa eval``: one JSON line on stdout; ``jdfa sample``: the text."""
     try:
         if command == "eval":
-            print(json.dumps(lm.evaluate_run(args["run_dir"], args["data_dir"])))
+            result = lm.evaluate_run(args["run_dir"], args["data_dir"])
+            print(lm.in_words(result), file=sys.stderr)
+            print(json.dumps(result))
             return 0
         text, cut = lm.sample_run(args["run_dir"], args["prompt"], args["tokens"], args["temperature"],
                                   args["seed"])

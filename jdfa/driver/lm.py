@@ -122,6 +122,18 @@ def evaluate_run(path, data_dir: str | None = None) -> dict:
     return result
 
 
+def in_words(result: dict) -> str:
+    """`evaluate_run`'s ``result`` in a line for a person: the loss, and for a language model its
+    perplexity, bits per byte and the baselines' losses."""
+    line = f"step {result['step']}: validation loss {result['test_loss']:.4f}"
+    if "test_perplexity" in result:
+        line += (f" (perplexity {result['test_perplexity']:.3f}, "
+                 f"{result['test_bits_per_byte']:.3f} bits per byte)")
+    if "unigram_loss" in result:
+        line += f"; baselines: unigram {result['unigram_loss']:.4f}, bigram {result['bigram_loss']:.4f}"
+    return line + f"; accuracy {result['test_accuracy']:.4f}"
+
+
 def sample_run(path, prompt: str, tokens: int, temperature: float = 1.0, seed: int = 0) -> tuple[str, int]:
     """``(text, cut)``: ``prompt`` followed by ``tokens`` bytes that the run's language model
     draws at ``temperature`` with key ``seed`` (`jdfa.sampling.generate`; the same seed, the same
