@@ -229,8 +229,6 @@ def test_errors_name_the_problem():
     other = jdfa.init(jax.random.key(0), dataclasses.replace(net, channels=(3, 5)), jdfa.dfa())[0]
     with pytest.raises(ValueError, match="params do not fit"):
         jdfa.update_direction(net, jdfa.dfa(), other, feedback, x, y)
-    with pytest.raises(ValueError, match="one device"):
-        jdfa.make_train_step(net, jdfa.dfa(), optax.sgd(0.1), mesh=jdfa.parallel.make_mesh(1, 2))
     with pytest.raises(ValueError, match="BatchNorm"):
         _ = blocks.FlaxNet(input_shape=(4,), builder=lambda rngs: [
             nnx.Sequential(nnx.Linear(4, 3, rngs=rngs), nnx.BatchNorm(3, rngs=rngs)),
