@@ -47,7 +47,6 @@ from jdfa.feedback import draw
 
 KINDS = ("error", "delta", "backprop", "fa", "mix")  # the `jdfa.rules.Source` kinds a chain runs
 CHAINED = ("backprop", "fa", "mix")  # the kinds whose delta follows from the point above's
-READS_COTANGENT = ("backprop", "mix")  # the kinds that need the block above's input cotangent
 
 
 class Segment(NamedTuple):
@@ -60,15 +59,27 @@ class Segment(NamedTuple):
 
 
 class Unit(NamedTuple):
-    """Points ``lo .. hi - 1`` of segment ``seg``, all reading ``source``; or, with ``repeat`` >
-    1, that many units of equal size stacked below each other, each reading the delta of the lowest
-    point of the one above (BDFA's blocks: one `lax.scan` over them), ``source`` the top one's."""
+    """Points ``lo .. hi - 1`` of segment ``seg``, all reading ``source``. Folded (BDFA's blocks
+    in a run, one `lax.scan` over them): ``repeat`` parts of equal size stacked below each other,
+    each reading the delta of the lowest point of the part above, ``source`` the top part's; with
+    ``boundary`` each part's top point takes instead the true step from the part above (BDFA's
+    ``"backprop"`` boundary) and the part's other points read its delta."""
 
     source: object
     seg: int
     lo: int
     hi: int
     repeat: int = 1
+    boundary: bool = False
+
+    @property
+    def part(self) -> int:
+        return (self.hi - self.lo) // self.repeat
+
+    @property
+    def reads_cotangent(self) -> bool:
+        """Whether the unit needs the input cotangent of the block just above it."""
+        return self.boundary or self.source.kind in ("backprop", "mix")
 
 
 def segments(lengths) -> tuple[Segment, ...]:
@@ -102,13 +113,25 @@ def cut(plan, segs) -> list[Unit]:
 
 
 def _fold(units: list[Unit], seg: Segment) -> list[Unit]:
-    """``units`` (bottom-up, one segment) with runs of equal ``"delta"`` units, each reading the
-    lowest point of the unit above inside the segment, folded into one (`Unit`'s ``repeat``)."""
+    """``units`` (bottom-up, one segment) with BDFA's blocks folded (`Unit`): a ``"backprop"``
+    point over ``"delta"`` points reading it is one boundary part; equal parts, each reading the
+    lowest point of the part above inside the segment, one unit."""
+    parts, rest = [], units[::-1]  # top-down
+    while rest:
+        u, low = rest[0], rest[1] if len(rest) > 1 else None
+        if (u.source.kind == "backprop" and u.hi - u.lo == 1 and low is not None
+                and low.source.kind == "delta" and low.source.of == low.hi == u.lo):
+            parts.append(Unit(low.source, u.seg, low.lo, u.hi, boundary=True))
+            rest = rest[2:]
+        else:
+            parts.append(u)
+            rest = rest[1:]
     folded = []
-    for u in reversed(units):
+    for u in parts:
         top = folded[-1] if folded else None
-        if (top is not None and u.source.kind == top.source.kind == "delta" and u.source.of == u.hi == top.lo
-                and top.source.of == top.hi < seg.hi and u.hi - u.lo == (top.hi - top.lo) // top.repeat):
+        if (top is not None and u.boundary == top.boundary and u.part == top.part and u.hi == top.lo
+                and (u.boundary or (u.source.kind == top.source.kind == "delta" and u.source.of == u.hi
+                                    and top.source.of == top.hi < seg.hi))):
             folded[-1] = top._replace(lo=u.lo, repeat=top.repeat + 1)
         else:
             folded.append(u)
@@ -164,7 +187,7 @@ def init_feedback(net, rule, key) -> tuple:
 
     entries = []
     for u, k in zip(units, jax.random.split(key, len(units))):
-        kind, n = u.source.kind, (u.hi - u.lo if segs[u.seg].run else None)
+        kind, n = u.source.kind, (u.hi - u.lo - u.repeat * u.boundary if segs[u.seg].run else None)
         if kind == "backprop":
             entries.append(None)
         elif kind == "fa":
@@ -239,20 +262,22 @@ def run_plan(net, rule, plan, params, feedback, trace: Trace, e, vjp_out, draws=
         b = b if seg.run or b is None else _lead(b)
         pt = _rows(trace.points[u.seg], u.lo - seg.lo, u.hi - seg.lo)
         kind, fb = u.source.kind, rule.feedback_fprime(pt.fprime, pt.keep)
-        keep_cot = i > 0 and units[i - 1].source.kind in READS_COTANGENT
+        keep_cot = i > 0 and units[i - 1].reads_cotangent
         direct = None
-        if u.repeat > 1:
+        if u.boundary:
+            cot, direct = _scan_boundary(net, u, seg.run, b, carry[1], pt, fb)
+        elif u.repeat > 1:
             direct = _scan_units(net, u, b, delta_of(u.source.of), pt.a.shape, fb)
         elif kind in ("error", "delta", "mix"):
             direct = _direct(net, b, delta_of(u.source.of) if kind == "delta" else e, pt.a.shape, fb)
-        if kind in CHAINED:
+        if kind in CHAINED and not u.boundary:
             xs = {"vjp": pt.vjp, "a": pt.a, "fprime": pt.fprime, "fb": fb}
             if kind == "mix":
                 xs.update(direct=direct, draw=draws[u.lo:u.hi])
             if kind == "fa":
                 own, h_above, i_above = _above(net, params, u, trace)
                 xs.update(stand_in=jax.tree.map(lambda w, p: w if w.ndim > 2 else p, b, own), h_above=h_above)
-            keep_cot = keep_cot or kind in READS_COTANGENT
+            keep_cot = keep_cot or u.reads_cotangent
             step = functools.partial(_chain_step, net, kind, i_above if kind == "fa" else None, keep_cot)
             # the carry holds what the next step reads: FA the delta, BP and mix the cotangent
             start = (carry[0] if kind == "fa" else None, carry[1] if keep_cot else None)
@@ -261,7 +286,8 @@ def run_plan(net, rule, plan, params, feedback, trace: Trace, e, vjp_out, draws=
         else:
             d = direct
             dp = _each(seg.run and u.hi - u.lo > 1, lambda f, d: f(d)[0], pt.vjp, d)
-            carry = (d[0], _first(pt.vjp)(d[0])[1] if keep_cot else None)
+            cot = cot if u.boundary else _first(pt.vjp)(d[0])[1] if keep_cot else None
+            carry = (d[0], cot)
         pieces[u.seg].append((u.lo - seg.lo, dp, d))
     blocks = []
     for seg, ps in zip(segs, pieces):
@@ -290,6 +316,28 @@ def _scan_units(net, u: Unit, b, s, shape, fprime):
         return None if a is None else jnp.reshape(a, (u.repeat, k, *a.shape[1:]))
 
     return jnp.reshape(lax.scan(part, s, (parts(b), parts(fprime)), reverse=True)[1], shape)
+
+
+def _scan_boundary(net, u: Unit, run: bool, b, cot, pt, fb):
+    """``(cotangent, deltas (n, N, ...))`` of a boundary unit: one scan over its parts from the
+    top, each part's top delta the true step from ``cot`` (the input cotangent of the block above),
+    its other points that delta through ``B``, and the cotangent below its lowest block."""
+    k, shape = u.part, pt.a.shape
+
+    def parts(a, rows=None):
+        return None if a is None else jnp.reshape(a, (u.repeat, rows or k, *a.shape[1:]))
+
+    def part(cot, x):
+        top = jnp.reshape(cot, shape[1:])
+        top = top if x["fprime"] is None else top * x["fprime"]
+        d = jnp.concatenate([_direct(net, x["b"], top, (k - 1, *shape[1:]), x["fb"]), top[None]])
+        return x["vjp"](d[0])[1], d
+
+    xs = {"b": parts(b, k - 1), "fb": None if fb is None else parts(fb)[:, :k - 1],
+          "fprime": None if pt.fprime is None else parts(pt.fprime)[:, k - 1],
+          "vjp": jax.tree.map(lambda a: parts(a)[:, 0], pt.vjp)}
+    cot, d = _scan(run and u.repeat > 1, part, cot, xs)
+    return cot, jnp.reshape(d, shape)
 
 
 def _chain_step(net, kind, i_above, keep_cot, carry, x):

@@ -89,10 +89,15 @@ def _unstack_feedback(rule, feedback):
     """The stacked net's feedback laid out for the net of lone blocks: one entry per point."""
     units = chain_plan.cut(rule.plan(NET.depth), NET.segments)
     first, run = feedback.layers
-    entries = [entry for u, entry in zip(units[1:], run) for _ in range(u.hi - u.lo)]
-    offsets = [i for u in units[1:] for i in range(u.hi - u.lo)]
-    return ChainFeedback((first, *(jax.tree.map(lambda a, i=i: a[i], entry)
-                                   for entry, i in zip(entries, offsets))))
+    points = []
+    for u, entry in zip(units[1:], run):
+        if u.boundary:  # each part: its points below the top read B, the top none
+            rows = iter(range(u.hi - u.lo - u.repeat))
+            points += [None if j % u.part == u.part - 1 else (entry, next(rows)) for j in range(u.hi - u.lo)]
+        else:
+            points += [(entry, j) for j in range(u.hi - u.lo)]
+    return ChainFeedback((first, *(None if p is None else jax.tree.map(lambda a, j=p[1]: a[j], p[0])
+                                   for p in points)))
 
 
 def test_the_run_is_one_segment_of_stacked_blocks():
@@ -166,7 +171,8 @@ def _update_jaxpr(net, rule):
         params, feedback).jaxpr
 
 
-FLAT = [jdfa.bp(), jdfa.fa(), jdfa.dfa(), jdfa.fp(2), jdfa.bdfa(2), jdfa.mix(0.5), jdfa.shallow()]
+FLAT = [jdfa.bp(), jdfa.fa(), jdfa.dfa(), jdfa.fp(2), jdfa.bdfa(2), jdfa.bdfa(2, "backprop"), jdfa.mix(0.5),
+        jdfa.shallow()]
 
 
 @pytest.mark.parametrize("rule", FLAT, ids=str)
@@ -174,8 +180,9 @@ def test_the_update_is_flat_in_the_runs_length(rule):
     """Nothing unrolls with the run's length; BDFA's lower blocks are one scan over blocks."""
     small, large = (_update_jaxpr(dataclasses.replace(NET, blocks=n), rule) for n in (8, 16))
     assert len(list(_eqns(small))) == len(list(_eqns(large)))
-    if rule.name == "bdfa":  # the forward scan, and one over BDFA's 3 (7) full lower blocks
-        assert sorted(e.params["length"] for e in _eqns(small) if e.primitive.name == "scan") == [3, 8]
+    if rule.name == "bdfa":  # the forward scan, and one over BDFA's full blocks in the run
+        scans = sorted(e.params["length"] for e in _eqns(small) if e.primitive.name == "scan")
+        assert scans == ([3, 8] if rule.boundary == "direct" else [4, 8]), scans
 
 
 def test_the_transformer_dfa_step_is_one_scan_and_one_vmapped_vjp():
