@@ -23,6 +23,8 @@ from jdfa.blocks import TransformerLM
 from jdfa.data import text
 
 NET = TransformerLM(vocab=7, context=6, width=8, n_blocks=2, heads=2)
+POST = dataclasses.replace(NET, norm="post")
+NORMS = pytest.mark.parametrize("net", [NET, POST], ids=["pre_norm", "post_norm"])
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "its", "red", "ball"]
 
 
@@ -55,11 +57,12 @@ def test_every_planned_rule_gives_finite_updates_of_the_params_shapes(rule):
     assert np.all(jnp.sum(jnp.abs(update.blocks[1]["qkv"]["kernel"]), axis=(1, 2)) > 0)  # every block
 
 
-def test_bp_equals_jax_grad(variant):
-    params, feedback = jdfa.init(jax.random.key(0), NET, jdfa.bp())
+@NORMS
+def test_bp_equals_jax_grad(variant, net):
+    params, feedback = jdfa.init(jax.random.key(0), net, jdfa.bp())
     x, y = tokens()
-    got = variant(lambda p: jdfa.update_direction(NET, jdfa.bp(), p, feedback, x, y))(params)
-    want = variant(jax.grad(lambda p: jdfa.loss(NET, p, x, y)))(params)
+    got = variant(lambda p: jdfa.update_direction(net, jdfa.bp(), p, feedback, x, y))(params)
+    want = variant(jax.grad(lambda p: jdfa.loss(net, p, x, y)))(params)
     chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
 
 
@@ -87,21 +90,35 @@ def reference_dfa(net, params, feedback, x, y):
     return jdfa.chain.ChainParams((embedding, jax.tree.map(lambda *a: jnp.stack(a), *blocks)), output)
 
 
+@NORMS
 @pytest.mark.parametrize("shared", [False, True], ids=["own_feedback", "shared_feedback"])
-def test_dfa_equals_a_per_token_reference(variant, shared):
+def test_dfa_equals_a_per_token_reference(variant, shared, net):
     rule = jdfa.dfa(shared_feedback=shared)
-    params, feedback = jdfa.init(jax.random.key(0), NET, rule)
+    params, feedback = jdfa.init(jax.random.key(0), net, rule)
     # the embedding's B, then the decoder blocks' stacked (one unit of the run)
     first, (stacked,) = feedback.layers
-    chex.assert_shape([first, stacked], [(NET.width, NET.vocab), (NET.n_blocks, NET.width, NET.vocab)])
+    chex.assert_shape([first, stacked], [(net.width, net.vocab), (net.n_blocks, net.width, net.vocab)])
     if shared:  # one B for every point
         for b in stacked:
             np.testing.assert_array_equal(b, first)
     else:
         assert not np.allclose(first, stacked[0]) and not np.allclose(stacked[0], stacked[1])
     x, y = tokens()
-    got = variant(lambda p, f: jdfa.update_direction(NET, rule, p, f, x, y))(params, feedback)
-    chex.assert_trees_all_close(got, reference_dfa(NET, params, feedback, x, y), rtol=1e-5, atol=1e-7)
+    got = variant(lambda p, f: jdfa.update_direction(net, rule, p, f, x, y))(params, feedback)
+    chex.assert_trees_all_close(got, reference_dfa(net, params, feedback, x, y), rtol=1e-5, atol=1e-7)
+
+
+def test_post_norm_blocks_norm_each_residual_sum():
+    """A post-norm block is ``LN(h + mlp(h))`` of ``h = LN(h_in + attn(h_in))``: each point is
+    normed per token (mean 0, variance 1 at the initial unit scale and zero shift), and the pre-norm
+    net of the same parameters differs."""
+    params, _ = jdfa.init(jax.random.key(0), POST, jdfa.bp())
+    x, _ = tokens()
+    trace = POST.forward(params, x, False)[0]
+    blocks = trace.points[1].a  # (n_blocks, N, T, d)
+    np.testing.assert_allclose(blocks.mean(-1), 0, atol=1e-5)
+    np.testing.assert_allclose(blocks.var(-1), 1, atol=1e-3)
+    assert not np.allclose(jdfa.apply(POST, params, x), jdfa.apply(NET, params, x))
 
 
 def test_the_shallow_control_trains_the_embeddings_and_the_output_only():

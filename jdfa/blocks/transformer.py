@@ -4,12 +4,17 @@
 the next token's at every position. Its chain (`jdfa.chain.ChainNet`):
 
 * block 0, `Embedding`: token and position embeddings, ``h_0 = E[x] + P`` (N, T, d);
-* blocks 1..n_blocks, `DecoderBlock`: pre-norm causal self-attention and an MLP on the residual
-  stream, ``h <- h + attn(LN(h))``, ``h <- h + mlp(LN(h))``;
-* the output block: the final layer norm and the unembedding, (N, T, d) -> (N, T, vocab).
+* blocks 1..n_blocks, `DecoderBlock`: causal self-attention and an MLP on the residual stream,
+  pre-norm (``norm="pre"``, GPT-2's order) ``h <- h + attn(LN(h))``, ``h <- h + mlp(LN(h))``, or
+  post-norm (``norm="post"``, the original Transformer's order, which Launay et al. 2020 train by
+  DFA) ``h <- LN(h + attn(h))``, ``h <- LN(h + mlp(h))``;
+* the output block: the final layer norm and the unembedding, (N, T, d) -> (N, T, vocab). Post-norm
+  keeps it too (its blocks' output is normed already, so it only adds a learned scale and shift):
+  the output block and the feedback points are the same for both orders.
 
-Feedback points: the residual stream after the embedding and after each block, ``n_blocks + 1``
-points of shape (T, d) with no point activation. Feedback is per token (``position_axes = 1``):
+Feedback points: the residual stream after the embedding and after each block (post-norm: the
+block's normed output, Launay et al.'s "macro" DFA point), ``n_blocks + 1`` points of shape (T, d)
+with no point activation. Feedback is per token (``position_axes = 1``):
 DFA's delta at point ``i`` is ``B_i e_t`` at every position ``t``, ``B_i`` (d, vocab), ``e`` (N, T,
 vocab) the gradient of the per-token mean cross-entropy; each block's parameters update from its
 own VJP at its delta, the embeddings from the first point's. Every rule with a plan trains it:
@@ -20,7 +25,8 @@ use. The shallow control freezes the decoder blocks and trains the embeddings (b
 gradient through the frozen blocks) and the output block.
 
 Initialisation as GPT-2's: weights and embeddings normal with std 0.02, the projections into the
-residual stream (attention output, MLP down) 0.02 / sqrt(2 n_blocks), biases zero, norms one.
+residual stream (attention output, MLP down) 0.02 / sqrt(2 n_blocks), biases zero, norms one
+(for either norm order).
 """
 
 from __future__ import annotations
@@ -36,9 +42,10 @@ from flax import nnx
 
 from jdfa.activations import ACTIVATIONS
 from jdfa.blocks.net import BlockNet
-from jdfa.validate import check_int
+from jdfa.validate import check_choice, check_int
 
 STD = 0.02
+NORMS = ("pre", "post")  # where a decoder block's layer norms sit (`TransformerLM.norm`)
 
 
 def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
@@ -64,12 +71,13 @@ class Embedding(nnx.Module):
 
 
 class DecoderBlock(nnx.Module):
-    """A pre-norm decoder block on the residual stream (N, T, width)."""
+    """A decoder block on the residual stream (N, T, width), its layer norms before each sublayer
+    (``norm="pre"``) or after each residual sum (``"post"``)."""
 
-    def __init__(self, width: int, heads: int, activation: str, n_blocks: int, rngs: nnx.Rngs):
+    def __init__(self, width: int, heads: int, activation: str, n_blocks: int, norm: str, rngs: nnx.Rngs):
         dense = nnx.initializers.normal(STD)
         into_stream = nnx.initializers.normal(STD / math.sqrt(2 * n_blocks))
-        self.heads, self.activation = heads, activation
+        self.heads, self.activation, self.norm = heads, activation, norm
         self.norm_attention = nnx.LayerNorm(width, rngs=rngs)
         self.qkv = nnx.Linear(width, 3 * width, kernel_init=dense, rngs=rngs)
         self.out = nnx.Linear(width, width, kernel_init=into_stream, rngs=rngs)
@@ -77,11 +85,20 @@ class DecoderBlock(nnx.Module):
         self.up = nnx.Linear(width, 4 * width, kernel_init=dense, rngs=rngs)
         self.down = nnx.Linear(4 * width, width, kernel_init=into_stream, rngs=rngs)
 
-    def __call__(self, h):
+    def attention(self, h):
         n, t, d = h.shape
-        q, k, v = jnp.split(self.qkv(self.norm_attention(h)).reshape(n, t, 3 * self.heads, -1), 3, axis=2)
-        h = h + self.out(causal_attention(q, k, v).reshape(n, t, d))
-        return h + self.down(ACTIVATIONS[self.activation](self.up(self.norm_mlp(h))))
+        q, k, v = jnp.split(self.qkv(h).reshape(n, t, 3 * self.heads, -1), 3, axis=2)
+        return self.out(causal_attention(q, k, v).reshape(n, t, d))
+
+    def mlp(self, h):
+        return self.down(ACTIVATIONS[self.activation](self.up(h)))
+
+    def __call__(self, h):
+        if self.norm == "post":
+            h = self.norm_attention(h + self.attention(h))
+            return self.norm_mlp(h + self.mlp(h))
+        h = h + self.attention(self.norm_attention(h))
+        return h + self.mlp(self.norm_mlp(h))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +112,9 @@ class TransformerLM(BlockNet):
       n_blocks: decoder blocks (the command line's ``--depth``); feedback points: ``n_blocks + 1``.
       heads: attention heads; ``width`` must be a multiple of it.
       activation: the MLP's non-linearity inside each block (the feedback points have none).
+      norm: where each decoder block's layer norms sit, one of `NORMS`: ``"pre"`` (GPT-2) or
+        ``"post"`` (the original Transformer's, Launay et al. 2020's for DFA); see the module
+        docstring.
       loss, dropout: as `BlockNet`'s; dropout drops units of the residual stream after each block.
     """
 
@@ -104,6 +124,7 @@ class TransformerLM(BlockNet):
     n_blocks: int = 4
     heads: int = 4
     activation: str = "gelu"
+    norm: str = "pre"
     flag: ClassVar[str | None] = "transformer"
     flag_fields: ClassVar[dict[str, str]] = {"depth": "n_blocks"}
     steps_alone_on_cpu: ClassVar[bool] = False  # no convolutions
@@ -113,6 +134,7 @@ class TransformerLM(BlockNet):
     def __post_init__(self):
         for name in ("vocab", "context", "width", "n_blocks", "heads"):
             check_int(name, getattr(self, name), 1)
+        check_choice("norm", self.norm, NORMS)
         if self.width % self.heads:
             raise ValueError(f"width {self.width} must be a multiple of heads {self.heads} (each head "
                              f"reads width / heads features)")
@@ -124,7 +146,7 @@ class TransformerLM(BlockNet):
                               nnx.Linear(self.width, self.vocab, kernel_init=nnx.initializers.normal(STD),
                                          rngs=rngs))
         return [Embedding(self.vocab, self.context, self.width, rngs),
-                *(DecoderBlock(self.width, self.heads, self.activation, self.n_blocks, rngs)
+                *(DecoderBlock(self.width, self.heads, self.activation, self.n_blocks, self.norm, rngs)
                   for _ in range(self.n_blocks)), head]
 
     @property
@@ -161,5 +183,5 @@ class TransformerLM(BlockNet):
                              f"{jnp.shape(y)[0]}")
 
     def describe(self):
-        return (f"TransformerLM, {self.n_blocks} blocks x {self.width} ({self.heads} heads), "
-                f"context {self.context}, vocab {self.vocab}")
+        return (f"TransformerLM, {self.n_blocks} {self.norm}-norm blocks x {self.width} ({self.heads} "
+                f"heads), context {self.context}, vocab {self.vocab}")
