@@ -20,7 +20,7 @@ rule's `jdfa.rules.Rule.plan` (a `jdfa.rules.Source` per point: ``e`` or another
 through a fixed ``B``, the block above's true VJP, its VJP with random weights for FA, or a draw
 between the true VJP and ``e`` through ``B`` for mix); every block's parameter update is its own
 VJP at its own delta. What is sequential: the forward chain, and the deltas only where the plan
-chains them. Feedback: `jdfa.chain_plan` lays it out.
+chains them. Feedback: `jdfa.chain_units` lays it out.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jdfa import batch_modes, chain_plan, losses, model
+from jdfa import batch_modes, chain_plan, chain_units, losses, model
 from jdfa.net import Net
 from jdfa.rules import Source
 
@@ -47,7 +47,7 @@ class ChainParams(NamedTuple):
 
 
 class ChainFeedback(NamedTuple):
-    """One entry per segment, bottom-up, as `jdfa.chain_plan` lays them out: a lone block's
+    """One entry per segment, bottom-up, as `jdfa.chain_units` lays them out: a lone block's
     point's feedback; for a run, a tuple of its units' feedback, each stacked on a leading axis
     (a net without runs: one entry per feedback point)."""
 
@@ -109,9 +109,9 @@ class ChainNet(Net):
         model.check_inputs(self, x, y)
 
     @functools.cached_property
-    def segments(self) -> tuple[chain_plan.Segment, ...]:
-        """The blocks' segments (`jdfa.chain_plan.Segment`), bottom-up."""
-        return chain_plan.segments(self.segment_lengths())
+    def segments(self) -> tuple[chain_units.Segment, ...]:
+        """The blocks' segments (`jdfa.chain_units.Segment`), bottom-up."""
+        return chain_units.segments(self.segment_lengths())
 
     @functools.cached_property
     def point_shapes(self) -> tuple[tuple[int, ...], ...]:
@@ -238,7 +238,7 @@ class ChainNet(Net):
     # --- feedback --------------------------------------------------------------------------------
     def init_feedback(self, key, rule):
         rule.check(self)
-        return ChainFeedback(chain_plan.init_feedback(self, rule, key))
+        return ChainFeedback(chain_units.init_feedback(self, rule, key))
 
     def check_feedback(self, rule, feedback):
         if not isinstance(feedback, ChainFeedback):

@@ -14,7 +14,7 @@ import optax
 import pytest
 
 import jdfa
-from jdfa import chain_plan
+from jdfa import chain_units
 from jdfa.blocks import TransformerLM
 from jdfa.chain import ChainFeedback, ChainNet, ChainParams
 from jdfa.model import check_inputs
@@ -87,7 +87,7 @@ def _unstack_params(params):
 
 def _unstack_feedback(rule, feedback):
     """The stacked net's feedback laid out for the net of lone blocks: one entry per point."""
-    units = chain_plan.cut(rule.plan(NET.depth), NET.segments)
+    units = chain_units.cut(rule.plan(NET.depth), NET.segments)
     first, run = feedback.layers
     points = []
     for u, entry in zip(units[1:], run):
