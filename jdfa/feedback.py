@@ -34,12 +34,13 @@ class Feedback(NamedTuple):
     hidden: jax.Array
 
 
-def draw(key, rule: FeedbackRule, shape: tuple[int, ...], fan: int) -> jax.Array:
+def draw(key, rule: FeedbackRule, shape: tuple[int, ...], fan: int, widest: int) -> jax.Array:
     """One feedback array of ``shape`` drawn as ``rule.feedback_init`` says, where ``fan`` is the
-    size of the signal each of its rows reads (``src`` for a ``(width, src)`` matrix)."""
+    size of the signal each of its rows reads (``src`` for a ``(width, src)`` matrix) and
+    ``widest`` the size of the net's widest feedback point (``"tinydfa"`` divides by its root)."""
     scale = rule.feedback_scale
-    if rule.feedback_init == "uniform":
-        lim = scale / np.sqrt(fan)
+    if rule.feedback_init in ("uniform", "tinydfa"):
+        lim = scale / np.sqrt(fan if rule.feedback_init == "uniform" else widest)
         return jax.random.uniform(key, shape, jnp.float32, -lim, lim)
     if rule.feedback_init == "gaussian":
         return scale * jax.random.normal(key, shape, jnp.float32)
@@ -49,7 +50,7 @@ def draw(key, rule: FeedbackRule, shape: tuple[int, ...], fan: int) -> jax.Array
 def _draw(key, rule: FeedbackRule, n: int, width: int, src: int) -> jax.Array:
     if n == 0:  # rules without feedback have no options to draw with
         return jnp.zeros((0, width, src), jnp.float32)
-    b = draw(key, rule, (1 if rule.shared_feedback else n, width, src), src)
+    b = draw(key, rule, (1 if rule.shared_feedback else n, width, src), src, width)
     return jnp.broadcast_to(b, (n, width, src)) if rule.shared_feedback else b
 
 

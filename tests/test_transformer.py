@@ -4,6 +4,7 @@ feedback, the shallow control, the text corpus, the command line (beats the unig
 a killed run resumed."""
 
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -106,6 +107,24 @@ def test_dfa_equals_a_per_token_reference(variant, shared, net):
     x, y = tokens()
     got = variant(lambda p, f: jdfa.update_direction(net, rule, p, f, x, y))(params, feedback)
     chex.assert_trees_all_close(got, reference_dfa(net, params, feedback, x, y), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["own_feedback", "shared_feedback"])
+@pytest.mark.parametrize("rule", [jdfa.dfa, functools.partial(jdfa.bdfa, 1)], ids=["dfa", "bdfa1"])
+def test_tinydfa_feedback_is_uniform_over_the_root_of_the_widest_point(rule, shared):
+    """``feedback_init="tinydfa"``: every ``B`` (reading ``e`` or a delta) uniform within
+    ``scale / sqrt(d_model)`` -- the widest point's size, not the vocabulary's ``uniform`` reads --
+    on the transformer, and ``scale / sqrt(width)`` on the MLP; with shared feedback one ``B``."""
+    rule = rule(feedback_init="tinydfa", feedback_scale=2.0, shared_feedback=shared)
+    transformer = TransformerLM(vocab=40, context=6, width=16, n_blocks=2, heads=2)
+    for net, widest in ((transformer, 16), (jdfa.MLP(5, 16, 3, 40), 16)):
+        _, feedback = jdfa.init(jax.random.key(0), net, rule)
+        leaves = [b for b in jax.tree.leaves(feedback) if b.size]
+        bound = np.max([np.abs(b).max() for b in leaves])
+        assert 0.95 * 2.0 / np.sqrt(widest) < bound <= 2.0 / np.sqrt(widest), (net, bound)
+        if shared and rule.name == "dfa":
+            matrices = np.concatenate([np.reshape(b, (-1, *b.shape[-2:])) for b in leaves])
+            np.testing.assert_array_equal(matrices, np.broadcast_to(matrices[0], matrices.shape))
 
 
 def test_post_norm_blocks_norm_each_residual_sum():

@@ -22,7 +22,7 @@ from jdfa.rules.stacked import plan_deltas
 from jdfa.validate import check_choice, check_positive
 
 RULES: dict[str, type[Rule]] = {}  # name -> class, filled as rule classes are defined
-FEEDBACK_INITS = ("uniform", "gaussian", "variance_scaling")
+FEEDBACK_INITS = ("uniform", "gaussian", "variance_scaling", "tinydfa")
 
 
 class StepContext(NamedTuple):
@@ -188,7 +188,11 @@ class FeedbackRule(Rule):
       use_derivative: multiply feedback deltas by ``f'(a_i)`` (True) or not.
       feedback_init: ``"uniform"`` ``U(-scale/sqrt(fan), scale/sqrt(fan))`` (Nøkland's code, with
         ``fan`` the size of the signal ``B`` reads), ``"gaussian"`` ``N(0, scale^2)`` (the PyTorch
-        report's ``std``, which compares 1 and 1.9), or ``"variance_scaling"`` ``N(0, scale^2/fan)``.
+        report's ``std``, which compares 1 and 1.9), ``"variance_scaling"`` ``N(0, scale^2/fan)``,
+        or ``"tinydfa"`` ``U(-scale/sqrt(w), scale/sqrt(w))`` with ``w`` the size of the net's
+        widest feedback point (at one position: a transformer's d_model, not the vocabulary ``e``
+        has), as TinyDFA (LightOn's DFA code for Launay et al. 2020) normalises its one feedback
+        matrix, ``U[-1, 1)`` divided by the root of the largest feedback size.
       feedback_scale: the ``scale`` above.
       shared_feedback: one ``B`` drawn once and used by every layer of the same kind, instead of
         independent per-layer matrices.
