@@ -129,6 +129,22 @@ def test_every_rule_on_the_run_equals_the_lone_blocks(rule):
     np.testing.assert_allclose(NET.layer_dots(got, got), LONE.layer_dots(want, want), rtol=1e-5)
 
 
+@pytest.mark.parametrize("rule", [jdfa.bp(), jdfa.fa(), jdfa.dfa(use_derivative=False), jdfa.bdfa(1)],
+                         ids=str)
+def test_dropout_on_the_run_equals_the_lone_blocks(rule):
+    """Each point of the run drops the units the same point of the lone blocks drops."""
+    net, lone = (dataclasses.replace(n, dropout=0.3) for n in (NET, LONE))
+    params, feedback = jdfa.init(jax.random.key(0), net, rule)
+    x, y = _batch()
+    context = jdfa.rules.StepContext(jnp.int32(0), jax.random.key(4))
+    got = net.compute_update(rule, params, feedback, x, y, context=context)[0]
+    want = lone.compute_update(rule, _unstack_params(params), _unstack_feedback(rule, feedback), x, y,
+                               context=context)[0]
+    chex.assert_trees_all_close(_unstack_params(got), want, rtol=1e-5, atol=1e-7)
+    plain = net.compute_update(rule, params, feedback, x, y)[0]
+    assert not np.allclose(plain.blocks[1]["up"]["w"], got.blocks[1]["up"]["w"])  # units were dropped
+
+
 def test_bp_equals_jax_grad():
     params, feedback = jdfa.init(jax.random.key(0), NET, jdfa.bp())
     x, y = _batch()
