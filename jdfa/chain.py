@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jdfa import batch_modes, chain_plan, chain_units, losses, model
-from jdfa.net import Net
+from jdfa.net import Net, mean_rms
 from jdfa.rules import Source
 
 
@@ -139,14 +139,29 @@ class ChainNet(Net):
     # --- the forward pass and the update -----------------------------------------------------------
     def apply(self, params, x):
         self.check_inputs(x)
-        f, h = self.point_activation(), self.embed(x)
+        return self.block_apply(self.segments[-1].hi, params.output, self._blocks(params, x)[0])
+
+    def point_norms(self, params, x):
+        self.check_inputs(x)
+        return jnp.concatenate(self._blocks(params, x, lambda h: mean_rms(h, 1 + self.position_axes))[1])
+
+    def _blocks(self, params, x, measure=None):
+        """``(h_depth, measures)``: the blocks on ``x`` without dropout, and per segment
+        ``measure(h_i)`` of each of its points, stacked (None without ``measure``)."""
+        f, h, measures = self.point_activation(), self.embed(x), []
         for seg, p in zip(self.segments, params.blocks):
             def block(h, p, i=seg.lo):
                 a = self.block_apply(i, p, h)
-                return (a if f is None else f(a)), None
+                h = a if f is None else f(a)
+                return h, None if measure is None else measure(h)
 
-            h = lax.scan(block, h, p)[0] if seg.run else block(h, p)[0]
-        return self.block_apply(self.segments[-1].hi, params.output, h)
+            if seg.run:
+                h, m = lax.scan(block, h, p)
+            else:
+                h, m = block(h, p)
+                m = None if m is None else m[None]
+            measures.append(m)
+        return h, measures
 
     def forward(self, params: ChainParams, x: jax.Array, with_derivative: bool = True, key=None):
         """``(trace, a_y, vjp_out)``: the `jdfa.chain_plan.Trace` (a `Point` per segment, the

@@ -72,6 +72,12 @@ class Net:
         points bottom-up, then the output layer): the step's update norms and `jdfa.align`."""
         raise NotImplementedError(f"{type(self).__name__} does not define layer_dots")
 
+    def point_norms(self, params, x: jax.Array) -> jax.Array:
+        """(depth,) how large each feedback point's activation ``h_i`` is on ``x`` (after the point
+        activation; a transformer's residual stream), bottom-up: `mean_rms`, without dropout. The
+        evaluation records it as ``point_norms``."""
+        raise NotImplementedError(f"{type(self).__name__} does not define point_norms")
+
     # --- what the optimizer and the sharding touch -------------------------------------------------
     def weight_mask(self, params):
         """A tree of bools shaped like ``params``: True for the weights weight decay shrinks
@@ -134,6 +140,13 @@ def from_dict(d: dict) -> Net:
     if model not in NETS:
         raise ValueError(f"unknown net {model!r}; the nets jdfa knows are {sorted(NETS)}")
     return NETS[model].from_fields(d)
+
+
+def mean_rms(h: jax.Array, units_from: int) -> jax.Array:
+    """() for ``h`` (N, *positions, *units), one point's activations: the RMS over each example's
+    units at one position (the axes from ``units_from`` on), averaged over the examples and
+    positions."""
+    return jnp.mean(jnp.sqrt(jnp.mean(jnp.square(h), axis=tuple(range(units_from, h.ndim)))))
 
 
 def check_net(net) -> None:

@@ -1,4 +1,5 @@
-"""Evaluation: loss and accuracy of the params on fixed data, as a periodic action."""
+"""Evaluation: loss, accuracy and the feedback points' norms of the params on fixed data, as a
+periodic action."""
 
 from __future__ import annotations
 
@@ -37,6 +38,21 @@ def evaluate(net: Net, params, x, y, batch: int = 2000) -> dict[str, float]:
     return {"loss": float(loss), "accuracy": float(acc)}
 
 
+@functools.cache
+def _norms_fn(net: Net):
+    """The jitted `jdfa.net.Net.point_norms` of ``net``, compiled once per net."""
+    return jax.jit(net.point_norms)
+
+
+def point_norms(net: Net, params, x, batch: int = 2000) -> list[float]:
+    """Each feedback point's `jdfa.net.Net.point_norms` on ``x`` (device arrays), bottom-up,
+    averaged over its examples in batches."""
+    fn, total = _norms_fn(net), 0.0
+    for i in range(0, x.shape[0], batch):
+        total = total + np.asarray(fn(params, x[i:i + batch])) * x[i:i + batch].shape[0]
+    return (total / x.shape[0]).tolist()
+
+
 def token_metrics(loss: float) -> dict[str, float]:
     """A language model's ``test_perplexity`` and ``test_bits_per_byte`` (its tokens are bytes,
     `jdfa.data.text`) from its mean loss per token in nats."""
@@ -44,9 +60,10 @@ def token_metrics(loss: float) -> dict[str, float]:
 
 
 class Evaluate(Periodic):
-    """Adds ``train_accuracy`` (on fixed training examples), ``test_accuracy`` and ``test_loss``;
-    for a language model (`jdfa.sampling.is_language_model`), the loss being the mean over tokens,
-    also `token_metrics`."""
+    """Adds ``train_accuracy`` (on fixed training examples), ``test_accuracy``, ``test_loss`` and
+    ``point_norms`` (`point_norms` on the test examples: how large the signal at each feedback
+    point is); for a language model (`jdfa.sampling.is_language_model`), the loss being the mean
+    over tokens, also `token_metrics`."""
 
     def __init__(self, every: int, net: Net, train_xy, test_xy):
         super().__init__(every, at_end=True)
@@ -56,5 +73,6 @@ class Evaluate(Periodic):
         record["train_accuracy"] = round(evaluate(self.net, state.params, *self.train_xy)["accuracy"], 6)
         test = evaluate(self.net, state.params, *self.test_xy)
         record["test_accuracy"], record["test_loss"] = round(test["accuracy"], 6), round(test["loss"], 6)
+        record["point_norms"] = [round(n, 6) for n in point_norms(self.net, state.params, self.test_xy[0])]
         if is_language_model(self.net):
             record.update({k: round(v, 6) for k, v in token_metrics(test["loss"]).items()})

@@ -1,4 +1,5 @@
-"""The run's figure: loss, accuracy and (if measured) per-layer alignment angle against step.
+"""The run's figure: loss, accuracy and (if measured) per-layer alignment angle and the feedback
+points' norms against step.
 
 Drawn on a `matplotlib.figure.Figure` of its own, never through pyplot: a script's or notebook's
 backend and open figures are left as they were.
@@ -17,8 +18,9 @@ def plot_curves(records: list[dict], path: Path, title: str = "") -> None:
 
 
 def curves_figure(records: list[dict], title: str = ""):
-    """Loss, accuracy and (if measured) per-layer alignment angle against step: a
-    `matplotlib.figure.Figure` (shown by a notebook, or saved with ``savefig``).
+    """Loss, accuracy and (if measured) per-layer alignment angle and the feedback points' norms
+    (``point_norms``) against step: a `matplotlib.figure.Figure` (shown by a notebook, or saved
+    with ``savefig``).
 
     Readable for any run: markers show single points (a run shorter than one evaluation), step 0
     is the untrained net, and a run that stopped (divergence, invalid data) is marked where it
@@ -31,9 +33,11 @@ def curves_figure(records: list[dict], title: str = ""):
     train = [r for r in records if "loss" in r]
     ev = [r for r in records if "test_loss" in r]
     aligned = [r for r in records if "alignment_angle" in r]
+    normed = [r for r in records if "point_norms" in r]
     stops = [r for r in records if r.get("stopped")]
-    fig = Figure(figsize=(16 if aligned else 11, 4.5))
-    axes = fig.subplots(1, 3 if aligned else 2)
+    panels = 2 + bool(aligned) + bool(normed)
+    fig = Figure(figsize=(5.5 * panels, 4.5))
+    axes = list(fig.subplots(1, panels))
     loss, acc = axes[0], axes[1]
     loss.plot([r["step"] for r in train], [r["loss"] for r in train], marker=".",
               label="train loss (mean over the steps since the last point)")
@@ -53,6 +57,14 @@ def curves_figure(records: list[dict], title: str = ""):
             axes[2].plot([r["step"] for r in aligned], angles[:, i], color=cmap(i / max(n - 1, 1)),
                          lw=1, marker="." if len(aligned) == 1 else None, label=label)
         axes[2].set_ylabel("angle to the BP update (degrees)")
+    if normed:
+        norms, ax = np.array([r["point_norms"] for r in normed]), axes[-1]
+        cmap, n = colormaps["plasma"], norms.shape[1]
+        for i in range(n):
+            label = {0: "point 1 (input side)", n - 1: f"point {n} (top)"}.get(i)
+            ax.plot([r["step"] for r in normed], norms[:, i], color=cmap(i / max(n, 1)), lw=1,
+                    marker="." if len(normed) == 1 else None, label=label)
+        ax.set_ylabel("RMS of each feedback point's activation (test examples)")
     for ax in axes:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
