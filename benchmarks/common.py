@@ -164,21 +164,23 @@ def time_train(net, rule, optimizer, batch: int, steps: int, data, eval_every: i
     """Times `jdfa.train` as a user calls it (progress bar, checkpoints and files off) from
     outside: ``train_s`` is the whole call (the chunk's compile and the evaluations at step 0 and
     at the end included), ``train_ms_per_step`` and ``train_steps_per_s`` that over ``steps``,
-    ``summary_steps_per_s`` what the summary says. ``data``: ``((x, y), (x_test, y_test))``;
-    ``eval_every`` defaults to ``steps`` (the evaluations at step 0 and at the end only)."""
+    ``summary_steps_per_s`` what the summary says, ``train_cpu_s`` the CPU time this process
+    spent in the call (all threads; less sensitive than wall time to other processes). ``data``:
+    ``((x, y), (x_test, y_test))``; ``eval_every`` defaults to ``steps`` (the evaluations at step
+    0 and at the end only)."""
     import jdfa
 
     config = jdfa.Config(net=net, rule=rule, optimizer=optimizer, dataset="mnist", steps=steps,
                          batch_size=batch, eval_every=eval_every or steps, progress=False,
                          checkpoint=False, train_eval_size=min(10000, len(data[0][0])))
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), own_cpu()
     summary = jdfa.train(config, data=data)
-    train_s = time.perf_counter() - t0
+    train_s, cpu_s = time.perf_counter() - t0, own_cpu() - cpu0
     if summary["status"] != "finished":
         raise RuntimeError(f"jdfa.train stopped: {summary}")
     return {"train_steps": steps, "train_eval_every": config.eval_every, "train_s": train_s,
             "train_ms_per_step": train_s / steps * 1e3, "train_steps_per_s": steps / train_s,
-            "summary_steps_per_s": summary["steps_per_s"]}
+            "summary_steps_per_s": summary["steps_per_s"], "train_cpu_s": cpu_s}
 
 
 def save_figure(fig, path: str, dpi: int = 110) -> None:
@@ -240,7 +242,8 @@ def _busy_jiffies() -> float | None:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def _own_cpu() -> float:
+def own_cpu() -> float:
+    """This process's CPU time so far (all threads, and its children's), in seconds."""
     t = os.times()
     return t.user + t.system + t.children_user + t.children_system
 
@@ -254,14 +257,14 @@ class ForeignLoad:
         self.start()
 
     def start(self):
-        self._t, self._busy, self._own = time.perf_counter(), _busy_jiffies(), _own_cpu()
+        self._t, self._busy, self._own = time.perf_counter(), _busy_jiffies(), own_cpu()
 
     def cores(self) -> float | None:
         busy = _busy_jiffies()
         if busy is None or self._busy is None:
             return None
         wall = time.perf_counter() - self._t
-        return max(0.0, (busy - self._busy) - (_own_cpu() - self._own)) / max(wall, 1e-9)
+        return max(0.0, (busy - self._busy) - (own_cpu() - self._own)) / max(wall, 1e-9)
 
 
 def wait_for_quiet(max_wait_s: float, threshold: float = 0.25, sample_s: float = 2.0) -> float | None:

@@ -43,9 +43,10 @@ def tune_allocator() -> Tuning:
 
     Call it once before the first training step of a loop of your own (`jdfa.train`, `jdfa.sweep`
     and ``jdfa train`` do). It changes no number a step computes, only where its memory comes
-    from. Measured on a 2-core CPU at depth 100, width 200, batch 128 (``python
-    benchmarks/torch_baseline.py --malloc default`` vs ``--malloc tuned``, see benchmarks/README.md):
-    the DFA step 36-38 ms -> 26-29 ms, BP 47-51 ms -> 39 ms; the same as glibc's ``MALLOC_*_``
+    from. Measured on a 2-core CPU at depth 100, width 200, batch 128 (benchmarks/README.md, "What
+    a user gets"): the DFA step 36-38 -> 26 ms, BP 47-51 -> 39 ms (issue 32, a quiet machine); in
+    one process on a busy one, before and after the call (``benchmarks/malloc_midprocess.py
+    --tune-at middle``), DFA 137 -> 88 ms, BP 157 -> 91 ms: the speed of glibc's ``MALLOC_*_``
     variables set before the process starts. Memory a step frees stays in the process.
 
     Idempotent (the first call's answer is kept). A no-op, never an error, where the C library is
