@@ -67,11 +67,14 @@ def test_bp_equals_jax_grad(variant, net):
     chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
 
 
-def reference_dfa(net, params, feedback, x, y):
+def reference_dfa(net, params, feedback, x, y, top=False):
     """DFA by hand, block by block: the per-token error ``e`` (N, T, V) of the mean cross-entropy;
     the delta of point ``i`` is ``B_i e_t`` at every token; the embeddings add up the first point's
     delta at the tokens read and the positions; every decoder block takes its own VJP at its delta.
-    The decoder blocks' params and ``B`` are stacked (one run): block ``i`` is entry ``i - 1``."""
+    The decoder blocks' params and ``B`` are stacked (one run): block ``i`` is entry ``i - 1``.
+    ``top`` (``fp(1)``): the signal is read at the top of the stack instead, the last point's true
+    delta (the output block's input VJP at ``e``: ``W_out^T e`` through the final norm), which that
+    point takes and the points below read through their (d, d) ``B_i``."""
     def block(i):
         return jax.tree.map(lambda a: a[i - 1], params.blocks[1])
 
@@ -81,8 +84,9 @@ def reference_dfa(net, params, feedback, x, y):
     logits = net.block_apply(net.depth, params.output, hs[-1])
     n, t, v = logits.shape
     e = (jax.nn.softmax(logits) - jax.nn.one_hot(y, v)) / (n * t)
+    signal = jax.vjp(lambda h: net.block_apply(net.depth, params.output, h), hs[-1])[1](e)[0] if top else e
     bs = [feedback.layers[0], *feedback.layers[1][0]]
-    deltas = [jnp.einsum("ntv,dv->ntd", e, b) for b in bs]
+    deltas = [jnp.einsum("ntv,dv->ntd", signal, b) for b in bs] + [signal] * top
     embedding = {"tokens": {"embedding": jnp.zeros((v, net.width)).at[x].add(deltas[0])},
                  "positions": deltas[0].sum(0)}
     blocks = [jax.vjp(lambda p, i=i: net.block_apply(i, p, hs[i - 1]), block(i))[1](deltas[i])[0]
@@ -107,6 +111,20 @@ def test_dfa_equals_a_per_token_reference(variant, shared, net):
     x, y = tokens()
     got = variant(lambda p, f: jdfa.update_direction(net, rule, p, f, x, y))(params, feedback)
     chex.assert_trees_all_close(got, reference_dfa(net, params, feedback, x, y), rtol=1e-5, atol=1e-7)
+
+
+@NORMS
+def test_fp1_reads_the_true_top_delta_through_d_by_d_feedback(variant, net):
+    """``fp(1)`` on the transformer: the feedback signal read at the top of the stack (the last
+    point's true delta) and projected to every point below by a (d, d) ``B`` per token."""
+    rule = jdfa.fp(1)
+    params, feedback = jdfa.init(jax.random.key(0), net, rule)
+    chex.assert_shape([feedback.layers[0], feedback.layers[1][0]],
+                      [(net.width, net.width), (net.n_blocks - 1, net.width, net.width)])
+    x, y = tokens()
+    got = variant(lambda p, f: jdfa.update_direction(net, rule, p, f, x, y))(params, feedback)
+    chex.assert_trees_all_close(got, reference_dfa(net, params, feedback, x, y, top=True), rtol=1e-5,
+                                atol=1e-7)
 
 
 @pytest.mark.parametrize("shared", [False, True], ids=["own_feedback", "shared_feedback"])
