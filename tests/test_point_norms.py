@@ -80,6 +80,6 @@ def test_the_figure_draws_the_point_norms_and_the_transformer_alignment(tmp_path
     assert all(np.all(np.isfinite(r["alignment_angle"])) for r in aligned)
     fig = plots.curves_figure(records)
     assert [ax.get_ylabel() for ax in fig.axes][2:] == [
-        "angle to the BP update (degrees)", "RMS of each feedback point's activation (test examples)"]
+        "angle to the BP update (degrees)", "RMS of each feedback point (test examples)"]
     assert len(fig.axes[3].lines) == TRANSFORMER.depth
     assert (tmp_path / "curves.png").exists()

@@ -64,7 +64,9 @@ def curves_figure(records: list[dict], title: str = ""):
             label = {0: "point 1 (input side)", n - 1: f"point {n} (top)"}.get(i)
             ax.plot([r["step"] for r in normed], norms[:, i], color=cmap(i / max(n, 1)), lw=1,
                     marker="." if len(normed) == 1 else None, label=label)
-        ax.set_ylabel("RMS of each feedback point's activation (test examples)")
+        if np.all(norms > 0):  # an embedding's point can sit decades below the blocks'
+            ax.set_yscale("log")
+        ax.set_ylabel("RMS of each feedback point (test examples)")
     for ax in axes:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

@@ -94,6 +94,8 @@ class RunLog(Periodic):
                     self.tb.add_scalar(key, value, record["step"])
             for i, angle in enumerate(record.get("alignment_angle", [])):
                 self.tb.add_scalar(f"alignment_angle/layer_{i + 1}", angle, record["step"])
+            for i, norm in enumerate(record.get("point_norms", [])):
+                self.tb.add_scalar(f"point_norms/point_{i + 1}", norm, record["step"])
 
     def stopped(self, step: int, wall: float, message: str, **fields) -> None:
         """Reports (on stderr) and records why the run stopped at ``step``."""
