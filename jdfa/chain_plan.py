@@ -60,21 +60,19 @@ def _scan(run: bool, body, carry, xs):
     return carry, _lead(ys)
 
 
-def _above(net, params, u: Unit, trace=None):
+def _above(net, params, u: Unit, trace):
     """``(params, input, block index)`` of the blocks just above ``u``'s points, stacked
-    (n, ...): its own run's next blocks, else the next segment's first block or the output block
-    (its input from ``trace``, the forward's per-segment `jdfa.chain.Point`s, when given)."""
+    (n, ...): its own run's next blocks, else the next segment's first block or the output block;
+    their inputs from ``trace`` (`Trace`)."""
     segs = net.segments
     seg = segs[u.seg]
     if u.hi < seg.hi:  # inside the run
         r0, r1 = u.lo - seg.lo + 1, u.hi - seg.lo + 1
-        return (_rows(params.blocks[u.seg], r0, r1),
-                None if trace is None else trace.points[u.seg].h_in[r0:r1], seg.lo)
+        return _rows(params.blocks[u.seg], r0, r1), trace.points[u.seg].h_in[r0:r1], seg.lo
     if u.seg + 1 < len(segs):
         nxt, p = segs[u.seg + 1], params.blocks[u.seg + 1]
-        h = None if trace is None else trace.points[u.seg + 1].h_in[:1]
-        return (_rows(p, 0, 1) if nxt.run else _lead(p)), h, nxt.lo
-    return _lead(params.output), None if trace is None else trace.h_top[None], net.depth
+        return (_rows(p, 0, 1) if nxt.run else _lead(p)), trace.points[u.seg + 1].h_in[:1], nxt.lo
+    return _lead(params.output), trace.h_top[None], net.depth
 
 
 class Trace(NamedTuple):
@@ -152,7 +150,7 @@ def _direct(net, b, s, shape, fprime):
 def _scan_units(net, u: Unit, b, s, shape, fprime):
     """The deltas (n, N, ...) of a folded unit: one scan over its ``repeat`` parts from the top,
     each one `_direct` from the delta of the lowest point of the part above (``s`` for the top)."""
-    k = (u.hi - u.lo) // u.repeat
+    k = u.part
 
     def part(s, x):
         d = _direct(net, x[0], s, (k, *shape[1:]), x[1])
