@@ -196,6 +196,7 @@ def test_the_update_is_flat_in_the_runs_length(rule):
     """Nothing unrolls with the run's length; BDFA's lower blocks are one scan over blocks."""
     small, large = (_update_jaxpr(dataclasses.replace(NET, blocks=n), rule) for n in (8, 16))
     assert len(list(_eqns(small))) == len(list(_eqns(large)))
+    assert 8 in [e.params["length"] for e in _eqns(small) if e.primitive.name == "scan"]  # the forward
     if rule.name == "bdfa":  # the forward scan, and one over BDFA's full blocks in the run
         scans = sorted(e.params["length"] for e in _eqns(small) if e.primitive.name == "scan")
         assert scans == ([3, 8] if rule.boundary == "direct" else [4, 8]), scans
@@ -215,6 +216,8 @@ def test_the_transformer_dfa_step_is_one_scan_and_one_vmapped_vjp():
         (4 * width, width), (width, width), (width, 4 * width), (3 * width, width)])  # down, out, up, qkv
     deeper = _update_jaxpr(dataclasses.replace(net, n_blocks=2 * n), jdfa.dfa())
     assert len(list(_eqns(deeper))) == len(list(_eqns(jaxpr)))
+    bp = _update_jaxpr(net, jdfa.bp())  # BP: the forward scan and one backward scan over the blocks
+    assert [e.params["length"] for e in _eqns(bp) if e.primitive.name == "scan"] == [n, n]
 
 
 def test_a_checkpoint_of_the_unstacked_layout_fails_clearly(tmp_path):
