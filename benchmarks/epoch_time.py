@@ -50,7 +50,7 @@ def main(argv=None):
         cfg = jdfa.Config(net=jdfa.MLP(x.shape[1], args.width, args.depth, 10), rule=rule,
                           batch_size=args.batch, steps=steps)
         k_init, k_data, _ = run_keys(cfg.seed)
-        state = init_runs([k_init], [1.0], cfg.net, rule, cfg.optimizer, cfg.steps)  # a run axis of 1
+        state = init_runs([k_init], [rule], cfg.net, cfg.optimizer, cfg.steps)  # a run axis of 1
         zeros = (jnp.zeros(1), jnp.zeros(1))  # the interval's running loss and accuracy sums
         t0 = time.perf_counter()
         call = (jax.tree.map(lambda a: a[None], hyper(k_data, cfg.optimizer)), x, y, jnp.int32(steps), *zeros)

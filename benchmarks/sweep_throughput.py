@@ -74,7 +74,7 @@ def measure_rule(depth, width, spec, args, env, emit):
 
     def stacked(n, first=0):
         keys = [run_keys(args.seed + first + i) for i in range(n)]
-        state = init_runs(jnp.stack([k[0] for k in keys]), jnp.ones((n,)), net, rule, optimizer, length)
+        state = init_runs(jnp.stack([k[0] for k in keys]), [rule] * n, net, optimizer, length)
         hyp = jax.tree.map(lambda *a: jnp.stack(a), *[hyper(k[1], optimizer) for k in keys])
         return state, hyp, jnp.zeros((n,), jnp.float32)
 

@@ -19,7 +19,8 @@ from jdfa import model, update
 from jdfa.activations import ACTIVATIONS
 from jdfa.losses import LOSSES
 from jdfa.model import WEIGHT_INITS, Dense, Params
-from jdfa.net import Net, mean_rms
+from jdfa.net import Net, classes_in, mean_rms
+from jdfa.options import option
 from jdfa.validate import check_choice, check_int
 
 
@@ -58,13 +59,14 @@ class MLP(Net):
     flag: ClassVar[str | None] = "mlp"
 
     in_features: int
-    width: int
-    depth: int
+    width: int = option(help="hidden units per layer (default 256)")
+    depth: int = option(help="number of hidden layers (default 2)")
     out_features: int
-    activation: str = "tanh"
-    loss: str = "softmax_cross_entropy"
-    weight_init: str = "uniform"
-    dropout: float = 0.0
+    activation: str = option("tanh", "hidden non-linearity", choices=tuple(ACTIVATIONS))
+    loss: str = option("softmax_cross_entropy", "output non-linearity and loss", choices=tuple(LOSSES))
+    weight_init: str = option("uniform", "initialisation of the forward weights", choices=WEIGHT_INITS)
+    dropout: float = option(0.0, "probability of dropping a hidden unit in training (0: none; never at "
+                                 "evaluation)")
 
     def __post_init__(self):
         check_int("in_features", self.in_features, 1)
@@ -128,6 +130,13 @@ class MLP(Net):
 
     def check_run(self, rule, batch_mode="mean", remat=False, devices=1):
         update.check_run(self, rule, batch_mode, remat)
+
+    @classmethod
+    def for_data(cls, data, vocab=None, width=256, depth=2, **fields):
+        del vocab  # features, not tokens
+        (x, _), _ = data
+        out = classes_in(data, fields.get("loss", cls.loss))
+        return cls(in_features=x.shape[1], width=width, depth=depth, out_features=out, **fields)
 
     def to_dict(self):
         return dataclasses.asdict(self)  # no "model" key: `jdfa.net.from_dict`'s default

@@ -33,6 +33,7 @@ class Net:
     """
 
     flag: ClassVar[str | None] = None  # the command line's --model name, if it builds this net
+    reads_tokens: ClassVar[bool] = False  # inputs are integer tokens (a text dataset's), not features
     # XLA:CPU runs some ops (a convolution's weight gradient) 7-20x slower inside a loop body than
     # in a program of one step (jax-ml/jax#12868): such nets train one jitted step per call there.
     steps_alone_on_cpu: ClassVar[bool] = False
@@ -124,6 +125,15 @@ class Net:
         raise NotImplementedError(f"{type(self).__name__} does not define to_dict")
 
     @classmethod
+    def for_data(cls, data, vocab: int | None = None, **fields) -> Net:
+        """The net of this class fitted to ``data = ((x_train, y_train), (x_test, y_test))`` (NumPy
+        arrays): its input and output sizes from the data, the rest from ``fields`` (the class's
+        options, `jdfa.options`; one left out takes the command line's default). ``vocab`` is the
+        token vocabulary a text dataset declares (None: not declared). How the command line
+        builds the net its ``--model`` names (the class's ``flag``)."""
+        raise NotImplementedError(f"{cls.__name__} is not built from data by the command line")
+
+    @classmethod
     def from_fields(cls, fields: dict) -> Net:
         """The net of `to_dict`'s fields (without ``model``)."""
         return cls(**fields)
@@ -140,6 +150,20 @@ def from_dict(d: dict) -> Net:
     if model not in NETS:
         raise ValueError(f"unknown net {model!r}; the nets jdfa knows are {sorted(NETS)}")
     return NETS[model].from_fields(d)
+
+
+def command_line_nets() -> dict[str, type[Net]]:
+    """The nets the command line builds (``--model``): their ``flag`` -> class, in the order they
+    were defined."""
+    return {cls.flag: cls for cls in NETS.values() if cls.flag}
+
+
+def classes_in(data, loss: str) -> int:
+    """The outputs a classifier of ``data`` needs: one per class, or a single unit for two classes
+    under a sigmoid or squared-error loss (as for XOR)."""
+    (_, y), (_, y_test) = data
+    n_classes = int(max(y.max(), y_test.max())) + 1
+    return 1 if n_classes == 2 and loss != "softmax_cross_entropy" else n_classes
 
 
 def mean_rms(h: jax.Array, units_from: int) -> jax.Array:

@@ -95,7 +95,7 @@ def test_where_chunks_split_an_interval_does_not_change_its_sums():
     net, rule, opt = jdfa.MLP(8, 16, 3, 3), jdfa.rules.dfa(), jdfa.Optimizer("adam")
     k_init, k_data, _ = run_keys(0)
     chunk = make_chunk(net, rule, opt, 100, 32, "mean", False, len(x))
-    start = init_runs([k_init], [1.0], net, rule, opt, 100)
+    start = init_runs([k_init], [rule], net, opt, 100)
     sums, run = (jax.numpy.zeros(1), jax.numpy.zeros(1)), jax.tree.map(lambda a: a[None], hyper(k_data, opt))
     _, whole = chunk(start, run, x, y, jax.numpy.int32(23), *sums)
     state, split = start, None

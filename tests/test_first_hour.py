@@ -127,7 +127,7 @@ def test_a_finite_blow_up_is_divergence_with_its_reason_and_rollback_recovers(tm
     assert stopped["diverged"] and np.isfinite(stopped["loss"]) and stopped["loss"] > stopped["loss_limit"]
     config, _ = from_flags({"rule": "dfa", "activation": "relu", "optimizer": "sgd", "lr": 1e3, "steps": 300},
                            ((np.zeros((64, 784), np.float32), np.arange(64) % 10),) * 2)
-    like = init_runs([jax.random.key(0)], [1.0], config.net, config.rule, config.optimizer, 300)
+    like = init_runs([jax.random.key(0)], [config.rule], config.net, config.optimizer, 300)
     state, meta = Checkpoints(tmp_path / "stop" / "checkpoints").restore_latest(like)  # the last good one
     assert meta["step"] == 0 and all(np.isfinite(np.asarray(v)).all() for v in jax.tree.leaves(state.params))
     code, summary, _ = _cli(*BLOWS_UP, "--on-diverge", "rollback", "--rollback-factor", "1e-5",

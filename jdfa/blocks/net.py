@@ -34,6 +34,8 @@ from jdfa.activations import ACTIVATIONS
 from jdfa.chain import ChainNet, ChainParams
 from jdfa.losses import LOSSES
 from jdfa.model import WEIGHT_INITS, init_weight
+from jdfa.net import classes_in
+from jdfa.options import option
 from jdfa.validate import check_choice, check_int
 
 
@@ -54,9 +56,10 @@ class BlockNet(ChainNet):
     steps_alone_on_cpu: ClassVar[bool] = True  # conv weight gradients (`jdfa.net.Net`)
 
     input_shape: tuple[int, ...] = (28, 28, 1)
-    activation: str = "tanh"
-    loss: str = "softmax_cross_entropy"
-    dropout: float = 0.0
+    activation: str = option("tanh", "the non-linearity after each block", choices=tuple(ACTIVATIONS))
+    loss: str = option("softmax_cross_entropy", "output non-linearity and loss", choices=tuple(LOSSES))
+    dropout: float = option(0.0, "probability of dropping a hidden unit in training (0: none; never at "
+                                 "evaluation)")
 
     def __post_init__(self):
         object.__setattr__(self, "input_shape", tuple(self.input_shape))
@@ -183,9 +186,9 @@ class ConvNet(BlockNet):
 
     classes: int = 10
     channels: tuple[int, int] = (20, 50)
-    width: int = 500
+    width: int = option(500, "units of the Dense layer after the convolutions (default 500)")
     kernel: int = 5
-    weight_init: str = "uniform"
+    weight_init: str = option("uniform", "initialisation of the forward weights", choices=WEIGHT_INITS)
     flag: ClassVar[str | None] = "conv"
 
     def __post_init__(self):
@@ -201,6 +204,17 @@ class ConvNet(BlockNet):
         if min(map(self._pooled, self.input_shape[:2])) < 1:
             raise ValueError(f"input_shape {self.input_shape} is too small for two {self.kernel}x"
                              f"{self.kernel} conv + 2x2 pool stages")
+
+    @classmethod
+    def for_data(cls, data, vocab=None, **fields):
+        del vocab  # images, not tokens
+        (x, _), _ = data
+        side = math.isqrt(x.shape[1])
+        if side * side != x.shape[1]:
+            raise ValueError(f"model 'conv' needs square one-channel images, but the data has "
+                             f"{x.shape[1]} features per example; use model 'mlp'")
+        return cls(input_shape=(side, side, 1), classes=classes_in(data, fields.get("loss", cls.loss)),
+                   **fields)
 
     def _pooled(self, side: int) -> int:
         """An image side after the two conv + pool stages."""

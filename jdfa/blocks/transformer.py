@@ -42,6 +42,7 @@ from flax import nnx
 
 from jdfa.activations import ACTIVATIONS
 from jdfa.blocks.net import BlockNet
+from jdfa.options import option
 from jdfa.validate import check_choice, check_int
 
 STD = 0.02
@@ -119,13 +120,15 @@ class TransformerLM(BlockNet):
     """
 
     vocab: int = 256
-    context: int = 64
-    width: int = 128
-    n_blocks: int = 4
-    heads: int = 4
-    activation: str = "gelu"
-    norm: str = "pre"
+    context: int = option(64, "tokens per example (default 64)", sweepable=False)  # the data's: one a sweep
+    width: int = option(128, "the residual stream's size, d_model (default 128)")
+    n_blocks: int = option(4, "decoder blocks (default 4)")
+    heads: int = option(4, "attention heads (default 4)")
+    activation: str = option("gelu", "the non-linearity inside each block's MLP", choices=tuple(ACTIVATIONS))
+    norm: str = option("pre", "where each block's layer norms sit: pre (GPT-2) or post (the original "
+                              "Transformer's, Launay et al.'s for DFA)", choices=NORMS)
     flag: ClassVar[str | None] = "transformer"
+    reads_tokens: ClassVar[bool] = True
     flag_fields: ClassVar[dict[str, str]] = {"depth": "n_blocks"}
     steps_alone_on_cpu: ClassVar[bool] = False  # no convolutions
     position_axes: ClassVar[int] = 1
@@ -152,6 +155,19 @@ class TransformerLM(BlockNet):
     @property
     def out_features(self) -> int:
         return self.vocab
+
+    @classmethod
+    def for_data(cls, data, vocab=None, **fields):
+        """Its vocabulary ``vocab`` (the dataset's; None: the largest token + 1), its context the
+        data's."""
+        (x, y), (x_test, y_test) = data
+        used = int(max(x.max(), y.max(), x_test.max(), y_test.max())) + 1
+        if vocab is not None and used > vocab:
+            raise ValueError(f"the data holds token {used - 1}, outside its declared vocabulary of {vocab}")
+        if fields.setdefault("context", x.shape[1]) != x.shape[1]:
+            raise ValueError(f"context {fields['context']} differs from the data's {x.shape[1]} "
+                             f"tokens per example; load the data with the same context")
+        return cls(vocab=vocab or used, **fields)
 
     def segment_lengths(self):
         """The embedding, then the decoder blocks as one stacked run."""

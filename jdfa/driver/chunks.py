@@ -8,7 +8,6 @@ seed gives the same numbers, also across a resume.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple
 
 import jax
@@ -18,7 +17,7 @@ from jax import lax
 from jdfa import parallel
 from jdfa.net import Net
 from jdfa.optimizers import Optimizer
-from jdfa.rules import FeedbackRule, Rule
+from jdfa.rules import Rule
 from jdfa.step import TrainState, init_train_state, train_step
 
 
@@ -179,15 +178,13 @@ def stepwise(runs, n_train: int, batch_size: int, n_layers: int):
     return run
 
 
-def init_runs(init_keys, feedback_scales, net: Net, rule: Rule, optimizer: Optimizer,
-              steps: int) -> TrainState:
+def init_runs(init_keys, run_rules, net: Net, optimizer: Optimizer, steps: int) -> TrainState:
     """The stacked `TrainState` of R runs (every leaf with a leading run axis R): run ``r`` drawn
-    with ``init_keys[r]`` and its feedback at scale ``feedback_scales[r]``, bit for bit as it is
+    with ``init_keys[r]`` and its own rule ``run_rules[r]`` (the runs' rules differ only in options
+    read at init, such as the feedback scale: `jdfa.options.Option.at_init`), bit for bit as it is
     drawn alone (one run at a time: XLA:CPU compiles a vmapped draw for seconds)."""
     opt = optimizer.build(steps, weight_mask=net.weight_mask)  # its state depends on neither lr nor decay
-    states = [init_train_state(key, net, dataclasses.replace(rule, feedback_scale=float(scale))
-                               if isinstance(rule, FeedbackRule) else rule, opt)
-              for key, scale in zip(init_keys, feedback_scales)]
+    states = [init_train_state(key, net, rule, opt) for key, rule in zip(init_keys, run_rules)]
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
 
 

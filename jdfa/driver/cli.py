@@ -31,29 +31,26 @@ import re
 import sys
 import typing
 
-from jdfa import data, mlp, model, rules
-from jdfa.activations import ACTIVATIONS
+from jdfa import data, rules
 from jdfa.batch_modes import BATCH_MODES
-from jdfa.blocks import TransformerLM
 from jdfa.driver import flags, grid, lm
-from jdfa.driver.config import MODELS, ON_DIVERGE, Config
+from jdfa.driver.config import ON_DIVERGE, Config, net_flags
 from jdfa.driver.summary import Interrupted
 from jdfa.driver.sweeps import train, train_runs
-from jdfa.losses import LOSSES
+from jdfa.net import command_line_nets
 from jdfa.optimizers import OPTIMIZERS, SCHEDULES, Optimizer
 
-CHOICES = {"boundary": rules.BOUNDARIES, "source": rules.SOURCES, "per": rules.PER,
-           "feedback_init": rules.FEEDBACK_INITS,
-           "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "batch_mode": BATCH_MODES,
-           "activation": tuple(ACTIVATIONS), "loss": tuple(LOSSES),
-           "weight_init": model.WEIGHT_INITS, "on_diverge": ON_DIVERGE, "dataset": data.DATASETS,
-           "model": MODELS}
+# the run's and the optimizer's choices; the rules' and the nets' come with their options
+CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "batch_mode": BATCH_MODES,
+           "on_diverge": ON_DIVERGE, "dataset": data.DATASETS}
 
 
 def _types() -> dict:
     """The Python type of every flag, from the annotations of the objects it configures."""
-    hints = {**typing.get_type_hints(Config), **typing.get_type_hints(TransformerLM),
-             **typing.get_type_hints(mlp.MLP)}
+    hints = typing.get_type_hints(Config)
+    for cls in command_line_nets().values():
+        net = typing.get_type_hints(cls)
+        hints.update({flag: net[field] for flag, field in net_flags(cls).items()})
     for cls in rules.RULES.values():
         hints.update(typing.get_type_hints(cls))
     optimizer = typing.get_type_hints(Optimizer)
@@ -68,20 +65,24 @@ def parser() -> argparse.ArgumentParser:
     t = commands.add_parser("train", help="train one run", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     types, defaults = _types(), flags.defaults()
-    for name, text in flags.HELP.items():
+    rule_options = flags.rule_options()
+    choices = {**CHOICES, "model": tuple(flags.models()),
+               **{name: opt.choices for name, opt in {**rule_options, **flags.net_options()}.items()
+                  if opt.choices}}
+    for name, text in flags.help_texts().items():
         flag, kind, default = "--" + name.replace("_", "-"), types[name], defaults[name]
         if kind is bool:
             t.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
             continue
         kind = next((k for k in typing.get_args(kind) if k is not type(None)), kind)  # int | None
         convert = {int: int, float: float}.get(kind, str)
-        shown = "" if name in flags.RULE or default is None else f" (default: {default})"
-        if name in grid.SWEEPABLE:  # a comma list sweeps it
-            choices = _Choices(CHOICES[name]) if name in CHOICES else None
-            t.add_argument(flag, type=_values(name, convert), default=default, choices=choices,
+        shown = "" if name in rule_options or default is None else f" (default: {default})"
+        if name in grid.sweepable():  # a comma list sweeps it
+            listed = _Choices(choices[name]) if name in choices else None
+            t.add_argument(flag, type=_values(name, convert), default=default, choices=listed,
                            help=text + shown + "; a comma list sweeps it")
             continue
-        t.add_argument(flag, type=convert, default=default, choices=CHOICES.get(name),
+        t.add_argument(flag, type=convert, default=default, choices=choices.get(name),
                        help=text + shown)
     t.add_argument("--seeds", type=_values("seeds", int), default=None,
                    help="sweep seeds: N for 0..N-1, or a comma list (replaces --seed)")
@@ -133,7 +134,7 @@ def _values(name: str, convert):
 def _name_flags(message: str) -> str:
     """Adds the command-line flag after each field name (``block_size`` -> ``block_size
     (--block-size)``) in a message the library wrote for Python callers."""
-    for name in sorted((n for n in flags.HELP if "_" in n or n == "lr"), key=len, reverse=True):
+    for name in sorted((n for n in flags.help_texts() if "_" in n or n == "lr"), key=len, reverse=True):
         flag = "--" + name.replace("_", "-")
         if flag not in message:
             message = re.sub(rf"(?<![\w.-])('?){name}\1(?![\w(=.])", rf"\g<0> ({flag})", message, count=1)

@@ -9,21 +9,21 @@ place. The command line's flat flags map onto it in `jdfa.driver.flags`.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 
+from jdfa import (
+    blocks,  # noqa: F401 -- defines the command line's other nets (`net_for_data`)
+    rules,
+)
 from jdfa import net as nets
-from jdfa import rules
-from jdfa.blocks import ConvNet, TransformerLM
-from jdfa.data import DATASETS
+from jdfa.data import DATASETS, vocabulary
 from jdfa.mlp import MLP
 from jdfa.optimizers import Optimizer
+from jdfa.options import options_of
 from jdfa.validate import check_choice, check_int, check_positive
 
 ON_DIVERGE = ("stop", "rollback")
-# the command line's nets: jdfa.MLP, jdfa.blocks.ConvNet, jdfa.blocks.TransformerLM
-MODELS = ("mlp", "conv", "transformer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,52 +132,40 @@ class Config:
                    optimizer=Optimizer(**d.pop("optimizer")), **d)
 
 
-def net_for_data(data, model: str = "mlp", vocab: int | None = None, **fields) -> nets.Net:
-    """The net ``model`` names (`MODELS`) fitted to ``data = ((x_train, y_train), (x_test,
-    y_test))``: ``in_features`` and one output per class, or a single output unit for two classes
-    under a sigmoid or squared-error loss (as for XOR).
+def net_flags(cls) -> dict[str, str]:
+    """The command line's flags of net class ``cls``: flag -> field, for each of its options
+    (`jdfa.options`), a field renamed by the class's ``flag_fields`` (a TransformerLM's ``n_blocks``
+    is ``--depth``)."""
+    renamed = {field: flag for flag, field in cls.flag_fields.items()}
+    return {renamed.get(field, field): field for field in options_of(cls)}
 
-    ``"mlp"``: a `jdfa.MLP` (``fields``: width, depth, activation, loss, weight_init, dropout).
-    ``"conv"``: a `jdfa.blocks.ConvNet` (LeNet) on square one-channel images, its Dense layer of
-    ``width`` units (``depth`` is the ConvNet's own, 3, and not read).
-    ``"transformer"``: a `jdfa.blocks.TransformerLM` on integer tokens (n, context), its vocabulary
-    ``vocab``, the one the dataset declares (`jdfa.data.vocabulary`; None: the largest token + 1)
-    (``depth``: decoder blocks; ``heads``; ``context``, which must be the data's).
-    A field that is None takes the net's default (the MLP's width and depth: `Config`'s net's).
+
+def net_for_data(data, model: str | None = None, vocab: int | None = None, **fields) -> nets.Net:
+    """The net whose ``flag`` is ``model`` (`jdfa.net.command_line_nets`; None: `Config`'s default
+    net's) fitted to ``data = ((x_train, y_train), (x_test, y_test))`` by its class
+    (`jdfa.net.Net.for_data`: in_features and one output per class, a vocabulary and context,
+    ...). ``fields`` are flags of the net (`net_flags`); one that is None takes the net's default.
+    ``vocab``: the token vocabulary the dataset declares (`jdfa.data.vocabulary`).
+
+    Raises ``ValueError`` for inputs the net does not read (tokens for a net of features, or the
+    other way round) and for a flag the net does not have, naming the nets that read them.
     """
-    check_choice("model", model, MODELS)
-    fields = {k: v for k, v in fields.items() if v is not None}
-    (x, y), (x_test, y_test) = data
-    text = np.issubdtype(x.dtype, np.integer)
-    if text != (model == "transformer"):
-        raise ValueError("model 'transformer' reads text: integer tokens (n, context), as --dataset "
-                         "sotu gives them" if not text else
-                         f"the data holds integer tokens {x.shape}, a text dataset: train it with "
-                         "model 'transformer'")
-    if model == "transformer":
-        used = int(max(x.max(), y.max(), x_test.max(), y_test.max())) + 1
-        if vocab is not None and used > vocab:
-            raise ValueError(f"the data holds token {used - 1}, outside its declared vocabulary of {vocab}")
-        vocab = vocab or used
-        if fields.setdefault("context", x.shape[1]) != x.shape[1]:
-            raise ValueError(f"context {fields['context']} differs from the data's {x.shape[1]} "
-                             f"tokens per example; load the data with the same context")
-        fields.pop("weight_init", None)
-        if "depth" in fields:
-            fields["n_blocks"] = fields.pop("depth")
-        return TransformerLM(vocab=vocab, **fields)
-    given = sorted(set(fields) & {"heads", "context"})
-    if given:
-        raise ValueError(f"{given} are fields of model 'transformer', not of model {model!r}")
-    n_classes = int(max(y.max(), y_test.max())) + 1
-    single = n_classes == 2 and fields.get("loss", MLP.loss) != "softmax_cross_entropy"
-    out_features = 1 if single else n_classes
-    if model == "mlp":
-        sizes = {"width": Config.net.width, "depth": Config.net.depth}
-        return MLP(in_features=x.shape[1], out_features=out_features, **{**sizes, **fields})
-    side = math.isqrt(x.shape[1])
-    if side * side != x.shape[1]:
-        raise ValueError(f"model 'conv' needs square one-channel images, but the data has "
-                         f"{x.shape[1]} features per example; use model 'mlp'")
-    fields.pop("depth", None)
-    return ConvNet(input_shape=(side, side, 1), classes=out_features, **fields)
+    choices = nets.command_line_nets()
+    model = model or Config.net.flag
+    check_choice("model", model, tuple(choices))
+    cls, fields = choices[model], {k: v for k, v in fields.items() if v is not None}
+    x = data[0][0]
+    tokens = bool(np.issubdtype(x.dtype, np.integer))
+    if tokens != cls.reads_tokens:
+        readers = " or ".join(repr(f) for f, c in choices.items() if c.reads_tokens == tokens)
+        text_sets = ", ".join(f"--dataset {n}" for n in DATASETS if vocabulary(n))
+        raise ValueError(f"the data holds integer tokens {x.shape}, a text dataset: train it with model "
+                         f"{readers}" if tokens else
+                         f"model {model!r} reads text: integer tokens (n, context), as {text_sets} "
+                         "gives them")
+    own = net_flags(cls)
+    foreign = sorted(set(fields) - set(own))
+    if foreign:
+        owners = " or ".join(repr(f) for f, c in choices.items() if set(foreign) & set(net_flags(c)))
+        raise ValueError(f"{foreign} are fields of model {owners}, not of model {model!r}")
+    return cls.for_data(data, vocab, **{own[k]: v for k, v in fields.items()})

@@ -4,7 +4,9 @@ rule and the optimizer it holds. `from_flags` maps them onto a `Config`; the com
 
 Defaults come from the objects themselves (`Config`, `jdfa.MLP`, the rule classes,
 `jdfa.optimizers.Optimizer`); a rule field left unset takes its rule's default (``bdfa``: blocks
-of 25, ``fp``: one BP layer).
+of 25, ``fp``: one BP layer). The rules' flags are their options (`jdfa.options`), read from the
+registry of rules when asked (`rule_options`, `help_texts`): a rule defined after import, in a
+script or a test, brings its flags with it.
 """
 
 from __future__ import annotations
@@ -15,45 +17,15 @@ import os
 
 from jdfa import data as datasets
 from jdfa import parallel, rules
-from jdfa.blocks import TransformerLM
-from jdfa.driver.config import Config, net_for_data
+from jdfa.driver.config import Config, net_flags, net_for_data
+from jdfa.net import command_line_nets
 from jdfa.optimizers import Optimizer
+from jdfa.options import Option, merged, options_of
 
-NET = ("model", "width", "depth", "heads", "context", "activation", "loss", "weight_init", "dropout")
-TRANSFORMER_ONLY = ("heads", "context")
-RULE = ("bp_depth", "source", "block_size", "boundary", "p_bp", "per", "bp_steps", "use_derivative",
-        "feedback_init", "feedback_scale", "shared_feedback")
 OPTIMIZER = {"optimizer": "name", "lr": "lr", "schedule": "schedule", "warmup_steps": "warmup_steps",
              "weight_decay": "weight_decay", "clip_norm": "clip_norm", "eps": "eps"}
 
-HELP = {
-    "rule": "learning rule: bp fa dfa fp bdfa mix shallow, or a spec such as fp2, bdfa25, bdfa25-bp",
-    "bp_depth": "fp: top hidden layers trained by BP (default 1)",
-    "source": "fp: the layers below the BP ones read the lowest BP layer's delta (the paper's FP) "
-              "or the output error (its proposed follow-up; spec fp2-error)",
-    "block_size": "bdfa: layers per block, counted from the output side (default 25)",
-    "boundary": "bdfa: a block's top layer reads the block above through B (direct, the paper's "
-                "text) or through W^T (backprop)",
-    "p_bp": "mix: probability that a layer takes a BP step instead of a DFA step (default 0.5)",
-    "per": "mix: draw BP or DFA once per step for all layers, or per layer and step",
-    "bp_steps": "mix: the first N steps are BP for every layer, then the draws (0: none)",
-    "use_derivative": "multiply feedback deltas by f'(a) (--no-use-derivative drops it)",
-    "feedback_init": "distribution of the fixed feedback matrices B",
-    "feedback_scale": "scale of B (uniform: limit scale/sqrt(fan); gaussian: std)",
-    "shared_feedback": "one B for every layer of the same kind instead of one per layer",
-    "model": "the net: mlp (--depth layers of --width units), conv (LeNet: two 5x5 conv + 2x2 "
-             "max-pool stages of 20 and 50 maps, then a Dense layer of --width units) or transformer "
-             "(a causal language model of --depth blocks of --width, on a text dataset: --dataset sotu)",
-    "width": "hidden units per layer (conv: of its Dense layer; transformer: d_model) (default: mlp "
-             "256, conv 500, transformer 128)",
-    "depth": "number of hidden layers (mlp; default 2) or decoder blocks (transformer; default 4)",
-    "heads": "transformer: attention heads (default 4)",
-    "context": "transformer: tokens per example (default 64)",
-    "activation": "hidden non-linearity (transformer: inside each block's MLP) (default: tanh; "
-                  "transformer gelu)",
-    "loss": "output non-linearity and loss",
-    "weight_init": "initialisation of the forward weights (mlp, conv; default uniform)",
-    "dropout": "probability of dropping a hidden unit in training (0: none; never at evaluation)",
+HELP = {  # the optimizer's and the run's flags; the rule's and the net's come from their options
     "optimizer": "optimizer (adamw = adam; decay only through --weight-decay)",
     "lr": "learning rate (peak, with --schedule cosine)",
     "schedule": "learning-rate schedule over the run's steps",
@@ -94,6 +66,54 @@ HELP = {
 }
 
 
+def rule_options() -> dict[str, Option]:
+    """The options of every registered rule (`jdfa.rules.RULES`), a rule's own ones first, then
+    those most rules share (the feedback options)."""
+    classes = list(rules.RULES.values())
+    found = merged(classes)
+    shared_by = {name: sum(name in options_of(cls) for cls in classes) for name in found}
+    return dict(sorted(found.items(), key=lambda item: shared_by[item[0]]))
+
+
+def models() -> dict[str, type]:
+    """The command line's nets (`jdfa.net.command_line_nets`), `Config`'s default net's first."""
+    nets = command_line_nets()
+    return dict(sorted(nets.items(), key=lambda item: item[0] != Config.net.flag))
+
+
+def net_options() -> dict[str, Option]:
+    """The flags of the command line's nets (`jdfa.net.command_line_nets`): each net's options
+    under their flag names (`net_flags`). A flag the nets read differently gets a help line that
+    names each net's reading, and the choices of all."""
+    nets = models()
+    found: dict[str, dict[str, Option]] = {}
+    for model, cls in nets.items():
+        opts = options_of(cls)
+        for flag, field in net_flags(cls).items():
+            found.setdefault(flag, {})[model] = opts[field]
+    out = {}
+    for flag, by_net in found.items():
+        first = next(iter(by_net.values()))
+        readers: dict[str, list[str]] = {}  # one help text -> the nets that read the flag so
+        for model, o in by_net.items():
+            readers.setdefault(o.help, []).append(model)
+        every = len(readers) == 1 and len(by_net) == len(nets)
+        text = first.help if every else "; ".join(f"{', '.join(m)}: {h}" for h, m in readers.items())
+        choices = tuple(dict.fromkeys(c for o in by_net.values() for c in o.choices))
+        out[flag] = dataclasses.replace(first, help=text, choices=choices)
+    return out
+
+
+def help_texts() -> dict[str, str]:
+    """Every flag's help line, in the order ``--help`` lists them: the rule and its options, then
+    the net and its options, the optimizer and the run."""
+    return {"rule": f"learning rule: {' '.join(rules.RULES)}, or a spec such as fp2, bdfa25, bdfa25-bp",
+            **{name: opt.help for name, opt in rule_options().items()},
+            "model": f"the net: {', '.join(models())} (a text dataset's tokens need a net that reads "
+                     "them)",
+            **{name: opt.help for name, opt in net_options().items()}, **HELP}
+
+
 # Who is asking: the command line sets "cli" while it runs, so the driver's errors name its flags
 # there and `Config`'s fields to a Python caller.
 SPEAKING = contextvars.ContextVar("jdfa_speaking", default="python")
@@ -117,7 +137,7 @@ def config_flags(config: Config) -> dict:
     net = config.net
     model = net.flag or net
     return {"rule": config.rule, "model": model,
-            **{name: getattr(net, net.flag_fields.get(name, name), None) for name in NET if name != "model"},
+            **{name: getattr(net, net.flag_fields.get(name, name), None) for name in net_options()},
             **{flag: getattr(config.optimizer, field) for flag, field in OPTIMIZER.items()}, **own}
 
 
@@ -125,8 +145,8 @@ def defaults() -> dict:
     """Every flag's default; rule fields and the net's fields are None (the rule's own default; the
     net's, which differ between nets: `net_for_data`)."""
     config = Config()
-    return {**config_flags(config), "rule": config.rule.spec, **dict.fromkeys(RULE),
-            **dict.fromkeys(NET[1:])}
+    return {**config_flags(config), "rule": config.rule.spec, **dict.fromkeys(rule_options()),
+            **dict.fromkeys(net_options())}
 
 
 class Loaded(tuple):
@@ -136,11 +156,13 @@ class Loaded(tuple):
     source: str
 
 
-def load_data(dataset: str, data_dir: str | None = None, context: int = TransformerLM.context) -> Loaded:
+def load_data(dataset: str, data_dir: str | None = None, context: int | None = None) -> Loaded:
     """``((x_train, y_train), (x_test, y_test))`` of ``dataset`` as NumPy arrays (`jdfa.data.load`;
-    a text dataset's examples are ``context`` tokens), a `Loaded` that knows its source."""
-    loaded = Loaded((datasets.load(dataset, "train", data_dir, context=context),
-                     datasets.load(dataset, "test", data_dir, context=context)))
+    a text dataset's examples are ``context`` tokens, None: `jdfa.data.load`'s default), a
+    `Loaded` that knows its source."""
+    windows = {} if context is None else {"context": context}
+    loaded = Loaded((datasets.load(dataset, "train", data_dir, **windows),
+                     datasets.load(dataset, "test", data_dir, **windows)))
     loaded.source = data_source(dataset, data_dir, False)
     return loaded
 
@@ -169,22 +191,22 @@ def data_source(dataset: str, data_dir: str | None, given: bool) -> str:
 
 
 def from_flags(flags: dict, data=None) -> tuple[Config, tuple]:
-    """``(config, data)`` from flat flags (any subset of `HELP`'s names; the rest default).
-    The ``rule`` flag is a spec (`jdfa.rules.parse`) or a rule object; the ``model`` flag ``"mlp"``,
-    ``"conv"`` or a net object (a `jdfa.blocks.FlaxNet`, used as it is: the other net flags are
+    """``(config, data)`` from flat flags (any subset of `help_texts`' names; the rest default).
+    The ``rule`` flag is a spec (`jdfa.rules.parse`) or a rule object; the ``model`` flag a net's
+    ``flag`` (`models`) or a net object (a `jdfa.blocks.FlaxNet`, used as it is: the other net flags are
     not read).
 
     ``data`` (``((x_train, y_train), (x_test, y_test))``) is loaded from the ``dataset`` flag when
     not given; the net's ``in_features`` and ``out_features`` are fitted to it (`net_for_data`).
     Raises ``ValueError`` naming an unknown flag or a rule field that does not fit the rule.
     """
-    unknown = sorted(set(flags) - set(HELP))
+    unknown = sorted(set(flags) - set(help_texts()))
     if unknown:
         raise ValueError(f"unknown flag(s) {unknown}; see `jdfa train --help`")
     flags = {**defaults(), **flags}
     if flags["distributed"]:  # before the net's shapes touch a device: jax.distributed comes first
         parallel.initialize_distributed()
-    rule_fields = {k: flags[k] for k in RULE if flags[k] is not None}
+    rule_fields = {k: flags[k] for k in rule_options() if flags[k] is not None}
     rule = flags["rule"]
     if isinstance(rule, rules.Rule):  # a rule object, with any fields changed
         rule = rules.parse(rule.name, **{**dataclasses.asdict(rule), **rule_fields})
@@ -192,9 +214,10 @@ def from_flags(flags: dict, data=None) -> tuple[Config, tuple]:
         rule = rules.parse(rule, **rule_fields)
     optimizer = Optimizer(**{field: flags[flag] for flag, field in OPTIMIZER.items()})
     if data is None:
-        data = load_data(flags["dataset"], flags["data_dir"], flags["context"] or TransformerLM.context)
-    model = flags["model"]
-    net = (net_for_data(data, vocab=datasets.vocabulary(flags["dataset"]), **{k: flags[k] for k in NET})
+        data = load_data(flags["dataset"], flags["data_dir"], flags["context"])
+    model, net_fields = flags["model"], {k: flags[k] for k in net_options()}
+    net = (net_for_data(data, model, datasets.vocabulary(flags["dataset"]), **net_fields)
            if isinstance(model, str) else model)
-    own = {k: v for k, v in flags.items() if k not in (*NET, *RULE, *OPTIMIZER, "rule")}
+    others = {*net_fields, "model", *rule_options(), *OPTIMIZER, "rule"}
+    own = {k: v for k, v in flags.items() if k not in others}
     return Config(net=net, rule=rule, optimizer=optimizer, **own), data

@@ -2,7 +2,8 @@
 
 A sweep is given as flat flags (`jdfa.driver.flags`) some of which are lists; every combination is
 one run, made by `from_flags` exactly as a single run would be. Runs that share a structure (all
-but seed, learning rate, weight decay and feedback scale: `structure`) can be one vmapped program
+but seed, learning rate, weight decay and the rule's options read at init such as the feedback
+scale: `structure`) can be one vmapped program
 (`jdfa.driver.sweeps`).
 """
 
@@ -14,13 +15,17 @@ import re
 
 from jdfa import rules
 from jdfa.driver.config import Config
-from jdfa.driver.flags import NET, OPTIMIZER, RULE, config_flags, from_flags
+from jdfa.driver.flags import OPTIMIZER, config_flags, from_flags, net_options, rule_options
+from jdfa.options import options_of
 
-# Flags that take comma lists on the command line (booleans do not).
-SWEEPABLE = ("rule", "bp_depth", "source", "block_size", "boundary", "p_bp", "per", "bp_steps",
-             "feedback_init", "feedback_scale", *(n for n in NET if n != "context"),
-             "batch_size", *OPTIMIZER, "seed")  # a context is the data's: one per sweep
-_IN_SPEC = ("bp_depth", "source", "block_size", "boundary")  # a rule's spec (bdfa25-bp) names these
+
+def sweepable() -> tuple[str, ...]:
+    """The flags that take comma lists on the command line (and lists in `jdfa.sweep`): the rule
+    and the net with the options of each that say so (booleans do not; a context is the data's,
+    one per sweep), the optimizer's, the batch size and the seed."""
+    return ("rule", *(name for name, opt in rule_options().items() if opt.sweepable),
+            "model", *(name for name, opt in net_options().items() if opt.sweepable), "batch_size",
+            *OPTIMIZER, "seed")
 
 
 def _rule_class(rule) -> type:
@@ -39,7 +44,7 @@ def combinations(flags: dict, lists: dict[str, list]) -> list[dict]:
         combo = {**flags, **dict(zip(lists, values))}
         if "rule" in lists:
             own = {f.name for f in dataclasses.fields(_rule_class(combo["rule"]))}
-            combo = {k: (v if k not in RULE or k in own else None) for k, v in combo.items()}
+            combo = {k: (v if k not in rule_options() or k in own else None) for k, v in combo.items()}
         key = repr(sorted((k, repr(v)) for k, v in combo.items()))
         if key not in seen:
             seen.add(key)
@@ -51,12 +56,13 @@ def expand(config: Config, data, seeds=None, **axes) -> list[Config]:
     """The configs of a sweep around ``config``: ``seeds`` (an int n: seeds 0..n-1, or a list)
     and ``axes`` (flag name -> list of values, e.g. ``lr=[1e-3, 3e-4]``, ``block_size=[50, 25]``,
     ``rule=["dfa", "bdfa25"]``: a rule from a list replaces ``config.rule`` whole)."""
-    unknown = sorted(set(axes) - set(SWEEPABLE) - {"seed"})
+    unknown = sorted(set(axes) - set(sweepable()))
     if unknown:
-        raise ValueError(f"cannot sweep {unknown}; the settings that take lists are {list(SWEEPABLE)}")
+        raise ValueError(f"cannot sweep {unknown}; the settings that take lists are {list(sweepable())}")
     flags = config_flags(config)
-    if not isinstance(flags["model"], str) and set(axes) & set(NET):
-        raise ValueError(f"cannot sweep {sorted(set(axes) & set(NET))} of a {type(config.net).__name__}: "
+    net_axes = sorted(set(axes) & {"model", *net_options()})
+    if not isinstance(flags["model"], str) and net_axes:
+        raise ValueError(f"cannot sweep {net_axes} of a {type(config.net).__name__}: "
                          "its structure is its builder; sweep seeds, lr, weight decay, the rule's "
                          "settings, or pass configs of your own nets to train_runs")
     if seeds is not None:
@@ -82,7 +88,7 @@ def settings(config: Config) -> dict:
     if not isinstance(flags["model"], str):
         flags["model"] = type(config.net).__name__
     return {k: flags[k] if k in flags else getattr(config.rule, k, None)
-            for k in SWEEPABLE if k not in _IN_SPEC}
+            for k in sweepable() if not (k in rule_options() and rule_options()[k].in_spec)}
 
 
 def varying(configs: list[Config]) -> list[dict]:
@@ -102,12 +108,13 @@ def run_name(setting: dict) -> str:
 
 
 def structure(config: Config) -> Config:
-    """``config`` with its seed, learning rate, weight decay and feedback scale set to placeholders:
-    configs equal here differ only by what one vmapped program holds per run (as arrays). Decay's
-    presence stays structural (it chains a transformation with state)."""
+    """``config`` with its seed, learning rate, weight decay and the rule's options read only at
+    init (`jdfa.options.Option.at_init`: the feedback scale) set to placeholders: configs equal
+    here differ only by what one vmapped program holds per run. Decay's presence stays structural
+    (it chains a transformation with state)."""
     decays = float(config.optimizer.weight_decay > 0)
     optimizer = dataclasses.replace(config.optimizer, lr=1.0, weight_decay=decays)
-    rule = config.rule
-    if isinstance(rule, rules.FeedbackRule):
-        rule = dataclasses.replace(rule, feedback_scale=1.0)
+    at_init = [name for name, opt in options_of(type(config.rule)).items() if opt.at_init]
+    rule = dataclasses.replace(config.rule, **{f.name: f.default for f in dataclasses.fields(config.rule)
+                                               if f.name in at_init})
     return dataclasses.replace(config, seed=0, optimizer=optimizer, rule=rule, out=None)

@@ -46,7 +46,7 @@ def restore(path) -> tuple[Config, object, int]:
     config = Config.from_dict((saved.get("resumes") or [saved])[-1]["config"])
     directory, runs, r = _checkpoints_of(path, config)
     one = run_keys(config.seed)[0]
-    like = jax.eval_shape(lambda: init_runs([one] * runs, [1.0] * runs, config.net, config.rule,
+    like = jax.eval_shape(lambda: init_runs([one] * runs, [config.rule] * runs, config.net,
                                             config.optimizer, config.steps))
     checkpoints = Checkpoints(directory)
     try:

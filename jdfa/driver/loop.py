@@ -62,8 +62,8 @@ class Program:
         self.x, self.y = jnp.asarray(x_train), jnp.asarray(y_train)
         keys = [run_keys(c.seed) for c in cfgs]
         self.data_keys = [k[1] for k in keys]
-        self.state = init_runs([k[0] for k in keys], [_scale(c) for c in cfgs], cfg.net, cfg.rule,
-                               cfg.optimizer, cfg.steps)
+        self.state = init_runs([k[0] for k in keys], [c.rule for c in cfgs], cfg.net, cfg.optimizer,
+                               cfg.steps)
         if mesh is not None:
             self.state = jax.device_put(self.state, self._state_sharding())
         self.rollbacks, self.lr_scales, self.status = [0] * n, [1.0] * n, ["running"] * n
@@ -286,10 +286,6 @@ class _Finished:
 
     def __init__(self, path: Path):
         self.records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _scale(config: Config) -> float:
-    return getattr(config.rule, "feedback_scale", 1.0)
 
 
 def _saved(config: Config) -> dict | None:

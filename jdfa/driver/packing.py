@@ -38,7 +38,7 @@ def free_bytes(device=None) -> int:
 
 def _one_run(config: Config):
     """The shapes of a one-run stacked state."""
-    return jax.eval_shape(lambda: init_runs([jax.random.key(0)], [1.0], config.net, config.rule,
+    return jax.eval_shape(lambda: init_runs([jax.random.key(0)], [config.rule], config.net,
                                             config.optimizer, config.steps))
 
 

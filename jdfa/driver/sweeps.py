@@ -81,7 +81,7 @@ def sweep(config: Config, *, data=None, seeds=None, max_parallel: int | None = N
 
 
 def train_runs(configs: list[Config], *, data=None, max_parallel: int | None = None) -> dict:
-    """Trains ``configs`` (runs that differ only in `grid.SWEEPABLE` settings) as few programs.
+    """Trains ``configs`` (runs that differ only in `grid.sweepable` settings) as few programs.
 
     Runs of one structure (`grid.structure`: all but seed, lr, weight decay and feedback scale)
     are one jitted program vmapped over a run axis, at most ``max_parallel`` runs at a time

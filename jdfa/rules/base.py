@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jdfa.net import Net
+from jdfa.options import option
 from jdfa.rules.stacked import plan_deltas
 from jdfa.validate import check_choice, check_positive
 
@@ -198,10 +199,14 @@ class FeedbackRule(Rule):
         independent per-layer matrices.
     """
 
-    use_derivative: bool = True
-    feedback_init: str = "uniform"
-    feedback_scale: float = 1.0
-    shared_feedback: bool = False
+    use_derivative: bool = option(True, "multiply feedback deltas by f'(a) (--no-use-derivative drops it)",
+                                  sweepable=False)
+    feedback_init: str = option("uniform", "distribution of the fixed feedback matrices B",
+                                choices=FEEDBACK_INITS)
+    feedback_scale: float = option(1.0, "scale of B (uniform: limit scale/sqrt(fan); gaussian: std)",
+                                   at_init=True)
+    shared_feedback: bool = option(False, "one B for every layer of the same kind instead of one per layer",
+                                   sweepable=False)
 
     def __post_init__(self):
         check_choice("feedback_init", self.feedback_init, FEEDBACK_INITS)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar, NamedTuple
 
+from jdfa.options import option
 from jdfa.rules.base import FeedbackRule, Source
 from jdfa.validate import check_choice, check_int
 
@@ -41,8 +42,10 @@ class BDFA(FeedbackRule):
     """
 
     name: ClassVar[str] = "bdfa"
-    block_size: int = 25
-    boundary: str = "direct"
+    block_size: int = option(25, "bdfa: layers per block, counted from the output side (default 25)",
+                             in_spec=True)
+    boundary: str = option("direct", "bdfa: a block's top layer reads the block above through B (direct, "
+                           "the paper's text) or through W^T (backprop)", choices=BOUNDARIES, in_spec=True)
 
     def __post_init__(self):
         super().__post_init__()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
+from jdfa.options import option
 from jdfa.rules.base import FeedbackRule, Source
 from jdfa.validate import check_choice, check_int
 
@@ -28,8 +29,10 @@ class FP(FeedbackRule):
     """
 
     name: ClassVar[str] = "fp"
-    bp_depth: int = 1
-    source: str = "delta"
+    bp_depth: int = option(1, "fp: top hidden layers trained by BP (default 1)", in_spec=True)
+    source: str = option("delta", "fp: the layers below the BP ones read the lowest BP layer's delta (the "
+                         "paper's FP) or the output error (its proposed follow-up; spec fp2-error)",
+                         choices=SOURCES, in_spec=True)
 
     def __post_init__(self):
         super().__post_init__()

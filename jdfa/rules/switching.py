@@ -9,6 +9,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
+from jdfa.options import option
 from jdfa.rules.base import FeedbackRule, Source
 from jdfa.validate import check_choice, check_int
 
@@ -40,9 +41,11 @@ class Mix(FeedbackRule):
     """
 
     name: ClassVar[str] = "mix"
-    p_bp: float = 0.5
-    per: str = "step"
-    bp_steps: int = 0
+    p_bp: float = option(0.5, "mix: probability that a layer takes a BP step instead of a DFA step "
+                         "(default 0.5)")
+    per: str = option("step", "mix: draw BP or DFA once per step for all layers, or per layer and step",
+                      choices=PER)
+    bp_steps: int = option(0, "mix: the first N steps are BP for every layer, then the draws (0: none)")
 
     def __post_init__(self):
         super().__post_init__()
