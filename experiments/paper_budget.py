@@ -39,9 +39,7 @@ prints the runs done per part and an estimate of the time left.)
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
 import common
 import runner
@@ -91,20 +89,7 @@ def plan(budget: str) -> list[tuple[str, str, dict]]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--budget", choices=tuple(BUDGETS), default="paper")
-    p.add_argument("--results", type=Path, default=None,
-                   help="folder of records/ (default experiments/results/paper_budget; tiny: scratch)")
-    p.add_argument("--work", type=Path, default=None,
-                   help="folder of the runs and their checkpoints (default experiments/scratch/paper_budget)")
-    p.add_argument("--commit", action="store_true", help="git-commit each record as it is written")
-    p.add_argument("--status", action="store_true",
-                   help="print what is done and the time left; train nothing")
-    args = p.parse_args(argv)
-    scratch = common.HERE / "scratch" / "paper_budget"
-    if args.results is None:
-        args.results = common.HERE / "results" / "paper_budget" if args.budget == "paper" else scratch
-    args.work = args.work or scratch / args.budget
+    args = runner.parse_args(__doc__, "paper_budget", BUDGETS, argv)
     todo = plan(args.budget)
     if args.status:
         return runner.status("paper_budget", todo, args.results, args.work)

@@ -13,6 +13,7 @@ records are found.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -23,6 +24,31 @@ from pathlib import Path
 import jdfa
 
 import common
+
+
+def parse_args(doc: str, name: str, budgets, argv=None, extra=None) -> argparse.Namespace:
+    """``--budget`` (``budgets``' first is the full one), ``--results`` (the records' folder:
+    ``experiments/results/<name>`` for the full budget, the scratch folder for the others),
+    ``--work`` (the runs and their checkpoints, under ``experiments/scratch/<name>``),
+    ``--commit`` and ``--status``; ``extra(parser)`` adds a script's own flags."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    full = tuple(budgets)[0]
+    p.add_argument("--budget", choices=tuple(budgets), default=full)
+    p.add_argument("--results", type=Path, default=None,
+                   help=f"folder of records/ (default experiments/results/{name}; other budgets: scratch)")
+    p.add_argument("--work", type=Path, default=None,
+                   help=f"folder of the runs and their checkpoints (default experiments/scratch/{name})")
+    p.add_argument("--commit", action="store_true", help="git-commit each record as it is written")
+    p.add_argument("--status", action="store_true",
+                   help="print what is done and the time left; train nothing")
+    if extra is not None:
+        extra(p)
+    args = p.parse_args(argv)
+    scratch = common.HERE / "scratch" / name
+    if args.results is None:
+        args.results = common.HERE / "results" / name if args.budget == full else scratch
+    args.work = args.work or scratch / args.budget
+    return args
 
 
 def commit_of(repo: Path) -> str:

@@ -1,4 +1,4 @@
-"""Experiment 12's screen: the recipe of each rule on the transformer language model, at a short
+r"""Experiment 12's screen: the recipe of each rule on the transformer language model, at a short
 budget, before the 5-seed comparison (issue 31).
 
 The model and data of `transformer_lm.py`'s CPU budget (`jdfa.blocks.TransformerLM`, 4 blocks x
@@ -20,8 +20,8 @@ delta as the signal) waits for the stacked chain of issue 30.
 Runs survive stops (`runner`); run it from a fixed commit::
 
     git clone -q ~/jdfa /tmp/screen_code && cd /tmp/screen_code
-    PYTHONPATH=$PWD nice -n 10 python experiments/transformer_screen.py --commit --results
-    ~/jdfa/experiments/results/transformer_screen    # (one line)
+    PYTHONPATH=$PWD nice -n 10 python experiments/transformer_screen.py --commit \
+        --results ~/jdfa/experiments/results/transformer_screen
     python experiments/transformer_screen.py --report     # table.md from the committed records
 
 ``--budget tiny`` is a smoke version (two settings, 20 steps, scratch folder).
@@ -29,12 +29,9 @@ Runs survive stops (`runner`); run it from a fixed commit::
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
-
-import numpy as np
 
 import jdfa
 
@@ -106,21 +103,8 @@ def report(results: Path) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--budget", choices=tuple(BUDGETS), default="screen")
-    p.add_argument("--results", type=Path, default=None,
-                   help="folder of records/ (default experiments/results/transformer_screen; tiny: scratch)")
-    p.add_argument("--work", type=Path, default=None, help="folder of the runs and their checkpoints "
-                   "(default experiments/scratch/transformer_screen)")
-    p.add_argument("--commit", action="store_true", help="git-commit each record as it is written")
-    p.add_argument("--status", action="store_true",
-                   help="print what is done and the time left; train nothing")
-    p.add_argument("--report", action="store_true", help="write table.md from the records; train nothing")
-    args = p.parse_args(argv)
-    scratch = common.HERE / "scratch" / "transformer_screen"
-    if args.results is None:
-        args.results = common.HERE / "results" / "transformer_screen" if args.budget == "screen" else scratch
-    args.work = args.work or scratch / args.budget
+    args = runner.parse_args(__doc__, "transformer_screen", BUDGETS, argv, extra=lambda p: p.add_argument(
+        "--report", action="store_true", help="write table.md from the records; train nothing"))
     todo = plan(args.budget)
     if args.report:
         (args.results / "table.md").write_text(report(args.results))
@@ -128,7 +112,6 @@ def main(argv=None) -> int:
         return 0
     if args.status:
         return runner.status("transformer_screen", todo, args.results, args.work)
-    args.name, args.dataset, args.quick = "transformer_screen", "sotu", False
     context = todo[0][2]["context"]
     common.data_defaults()
     data = (jdfa.data.load("sotu", "train", context=context),
@@ -138,5 +121,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    np.seterr(all="ignore")
     sys.exit(main())

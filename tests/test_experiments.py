@@ -293,3 +293,28 @@ def test_no_committed_result_names_a_machine_folder():
         if found:
             named[name] = found
     assert not named, named
+
+
+def test_the_transformer_screen_plans_every_setting_and_reports_r(tmp_path):
+    sys.path.insert(0, str(EXPERIMENTS))
+    try:
+        import transformer_screen as screen
+    finally:
+        sys.path.remove(str(EXPERIMENTS))
+    plan = screen.plan("screen")
+    tags = [tag for _, tag, _ in plan]
+    assert len(tags) == len(set(tags)) == 2 * sum(len(s) for s in screen.parts("screen").values())
+    assert tags.index("dfa_lr0.001_s0") < tags.index("bp_lr0.001_s1")  # every seed 0 first
+    flags = {tag: f for _, tag, f in plan}
+    assert flags["dfa_lr0.001_clip0.5_warm_s0"]["clip_norm"] == 0.5
+    assert flags["dfa_lr0.001_clip0.5_warm_s0"]["warmup_steps"] == 40
+    records = tmp_path / "records"
+    records.mkdir()
+    for part, tag, loss in (("lr", "shallow_lr0.001_s0", 2.4), ("lr", "bp_lr0.001_s0", 2.0),
+                            ("lr", "dfa_lr0.001_s0", 2.3), ("lr", "dfa_lr0.001_s1", 2.1)):
+        (records / f"{tag}.json").write_text(json.dumps(
+            {"part": part, "tag": tag, "commit": "abc", "summary": {"test_loss": loss}}))
+    table = screen.report(tmp_path)
+    # DFA's mean 2.2 closes half of the shallow control's 0.4 to BP: R = +0.50
+    assert "| lr | `dfa_lr0.001` | 2.200 ± 0.141 (2) | +0.50 |" in table
+    assert "4 of 58 runs have records" in table
