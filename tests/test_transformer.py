@@ -145,6 +145,17 @@ def test_tinydfa_feedback_is_uniform_over_the_root_of_the_widest_point(rule, sha
             np.testing.assert_array_equal(matrices, np.broadcast_to(matrices[0], matrices.shape))
 
 
+def test_the_command_line_builds_post_norm_blocks_and_tinydfa_feedback():
+    """``--norm post --feedback-init tinydfa`` reach the net's field and the rule's."""
+    words = ((np.zeros((4, 6), np.int32),) * 2, (np.zeros((4, 6), np.int32),) * 2)
+    config, _ = jdfa.driver.flags.from_flags({"model": "transformer", "norm": "post", "heads": 2, "width": 8,
+                                              "feedback_init": "tinydfa"}, data=words)
+    assert config.net.norm == "post" and config.rule.feedback_init == "tinydfa"
+    assert jdfa.driver.flags.config_flags(config)["norm"] == "post"
+    with pytest.raises(ValueError, match="norm"):
+        jdfa.driver.flags.from_flags({"model": "transformer", "norm": "middle"}, data=words)
+
+
 def test_post_norm_blocks_norm_each_residual_sum():
     """A post-norm block is ``LN(h + mlp(h))`` of ``h = LN(h_in + attn(h_in))``: each point is
     normed per token (mean 0, variance 1 at the initial unit scale and zero shift), and the pre-norm

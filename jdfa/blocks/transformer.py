@@ -115,7 +115,7 @@ class TransformerLM(BlockNet):
       activation: the MLP's non-linearity inside each block (the feedback points have none).
       norm: where each decoder block's layer norms sit, one of `NORMS`: ``"pre"`` (GPT-2) or
         ``"post"`` (the original Transformer's, Launay et al. 2020's for DFA); see the module
-        docstring.
+        docstring. The command line's ``--norm``.
       loss, dropout: as `BlockNet`'s; dropout drops units of the residual stream after each block.
     """
 
