@@ -64,7 +64,7 @@ def main(argv=None):
                       "lower_s": b.lower_s, "compile_s": b.compile_s,
                       "lower_and_compile_s": b.lower_s + b.compile_s,
                       **common.timing_fields(times, args.batch),
-                      "jdfa_path": jdfa.__file__, **env, **common.jdfa_revision()})
+                      **env, **common.jdfa_revision()})
     lo, hi = min(args.blocks), max(args.blocks)
     ratios = {spec: compile_s[spec, hi] / compile_s[spec, lo] for spec in {s for s, _ in compile_s}}
     out.emit({"kind": "summary", "label": args.label, "target": f"compile time at {hi} blocks within 1.5x "

@@ -123,7 +123,7 @@ sys.argv = ["x", "--no-such-flag"]  # a script that parsed its flags on import w
 sys.path.insert(0, {str(EXPERIMENTS)!r})
 for name in {names!r}:
     module = importlib.import_module(name)
-    assert name in ("common", "seeds") or callable(module.main), name
+    assert name in ("common", "runner", "seeds") or callable(module.main), name
 assert dict(os.environ) == env, set(os.environ.items()) ^ set(env.items())
 assert sys.path[1:] == path
 print("ok")
