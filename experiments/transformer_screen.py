@@ -88,15 +88,19 @@ def report(results: Path) -> str:
         return min(found, default=float("nan"))
 
     shallow, bp = best("shallow"), best("bp")
-    rows = [(part, f"`{setting}`", seeds.text(s, percent=False, digits=3),
-             f"{(shallow - s.mean) / (shallow - bp):+.2f}" if setting.startswith("dfa") else "—")
+
+    def recovery(setting: str, loss: float) -> str:
+        r = (shallow - loss) / (shallow - bp)
+        return f"{r:+.2f}" if setting.startswith("dfa") and r == r else "—"  # NaN: no shallow or BP yet
+
+    rows = [(part, f"`{setting}`", seeds.text(s, percent=False, digits=3), recovery(setting, s.mean))
             for (part, setting), s in sorted(stats.items(), key=lambda kv: (kv[0][0], kv[1].mean))]
     table = common.markdown_table(["part", "setting", "validation loss (nats/byte), mean ± std (n)",
                                    "R (vs best shallow, BP)"], rows)
     commits = sorted({r["commit"][:12] for r in records})
     return (f"# Experiment 12's screen: recipes of BP, DFA and the shallow control\n\n"
             f"{len(records)} of {len(plan('screen'))} runs have records (commits {', '.join(commits)}); "
-            f"best shallow {shallow:.3f}, best BP {bp:.3f} nats/byte (part `lr`). "
+            f"best shallow {shallow:.3f}, best BP {bp:.3f} nats/byte (part `lr`; nan: none trained yet). "
             f"`R = (L_shallow - L_DFA) / (L_shallow - L_BP)`; R > 0: DFA beats freezing the blocks.\n\n"
             f"Made by `python experiments/transformer_screen.py --report` from the records of "
             f"`experiments/transformer_screen.py --commit`.\n\n" + table)
