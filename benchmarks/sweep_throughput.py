@@ -225,7 +225,7 @@ def main(argv=None):
     committed = os.path.join(common.REPO_ROOT, "benchmarks", "results")
     if args.quick and any(p and os.path.abspath(p).startswith(committed) for p in (args.out, args.plot)):
         raise SystemExit("--quick writes to stdout or benchmarks/scratch/, never to benchmarks/results/")
-    # The chunk draws one epoch order per call (jdfa.driver.chunks.steps_in_chunk): no chunk of this
+    # The chunk draws one epoch order per call (jdfa.driver.chunks.Epochs.chunk_steps): no chunk of this
     # benchmark (a one-step warm-up, then `repeats` chunks from a fresh state) may cross an epoch.
     least = args.batch * (1 + args.steps * args.repeats)
     args.n_train = args.n_train or max(least, 0 if args.quick else 64 * 50)

@@ -25,7 +25,7 @@ import numpy as np
 from jdfa import parallel
 from jdfa.driver.angles import MeasureAlignment
 from jdfa.driver.checkpoints import Checkpoints
-from jdfa.driver.chunks import ChunkMetrics, hyper, init_runs, make_chunk, run_keys, run_state, steps_in_chunk
+from jdfa.driver.chunks import ChunkMetrics, Epochs, hyper, init_runs, make_chunk, run_keys, run_state
 from jdfa.driver.config import Config
 from jdfa.driver.evaluation import Evaluate
 from jdfa.driver.flags import spelled
@@ -71,6 +71,7 @@ class Program:
         self.hyper = self._hyper()
         self.chunk = make_chunk(cfg.net, cfg.rule, cfg.optimizer, cfg.steps, cfg.batch_size,
                                 cfg.batch_mode, cfg.remat, len(x_train), n, mesh)
+        self.epochs = Epochs(len(x_train), cfg.batch_size)
         test = (jnp.asarray(x_test), jnp.asarray(y_test))
         self.actions = []
         for (_, _, k_eval), c in zip(keys, cfgs):
@@ -125,10 +126,12 @@ class Program:
             while step < cfg.steps and self._active():
                 stop = next_stop(step, cfg.steps, periodic)
                 while step < stop and not self.signals.is_set and self._active():
-                    n = steps_in_chunk(step, stop, len(self.x), cfg.batch_size, chunk_size)
+                    n = self.epochs.chunk_steps(step, stop, chunk_size)
                     start = time.perf_counter()
                     sums = [jnp.stack(v) for v in zip(*(i.sums() for i in self.intervals))]
-                    self.state, cm = self.chunk(self.state, self.hyper, self.x, self.y, jnp.int32(n), *sums)
+                    order = self.epochs.orders(self.hyper.data_key, self.state.step)  # once per epoch
+                    self.state, cm = self.chunk(self.state, self.hyper, self.x, self.y, jnp.int32(n), *sums,
+                                                order)
                     cm = jax.device_get(cm)
                     chunk_size = max(1, int(SECONDS_PER_CHUNK * n / max(time.perf_counter() - start, 1e-6)))
                     active, diverged = self._active(), []
