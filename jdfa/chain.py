@@ -12,8 +12,9 @@ on it.
 A run of identical blocks (a transformer's decoder blocks, a residual MLP's blocks) is *stacked*:
 `segment_lengths` names it, its parameters carry a leading layer axis, one `lax.scan` runs it
 forward (keeping every block's VJP, stacked) and `jdfa.chain_plan` forms the deltas and the
-updates of all its blocks at once, so compile time stays flat in its length. Feedback points stay
-one per block.
+updates of all its blocks at once, so compile time stays flat in its length. A block may also
+mark feedback points inside it (`ChainNet.marks_points`, `jdfa.chain_points`); the plan keeps one
+source per block, which all its points read.
 
 The update: one forward pass keeps each block's VJP; the deltas of the feedback points follow the
 rule's `jdfa.rules.Rule.plan` (a `jdfa.rules.Source` per point: ``e`` or another point's delta
@@ -33,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jdfa import batch_modes, chain_plan, chain_units, losses, model
+from jdfa import batch_modes, chain_plan, chain_points, chain_units, losses, model
 from jdfa.net import Net, mean_rms
 from jdfa.rules import Source
 
@@ -58,12 +59,13 @@ class Point(NamedTuple):
     """What the forward pass keeps of the feedback points of one segment, each array on a leading
     layer axis (of one for a lone block); ``N`` the batch size.
 
-    h_in: the blocks' inputs. a: the feedback points, the blocks' outputs.
-    fprime: ``f'(a)`` times the dropout mask where units were dropped; None without a point
-      activation and dropout (the delta lands on ``a`` as it is).
+    h_in: the blocks' inputs. a: the feedback points, the blocks' outputs (blocks that mark points
+      inside them: a tuple of their points, the output last; `jdfa.chain_points`).
+    fprime: ``f'(a)`` of the output times the dropout mask where units were dropped; None without
+      a point activation and dropout (the delta lands on ``a`` as it is).
     keep: the dropout mask (``0`` or ``1 / (1 - dropout)``), None when no unit was dropped.
     vjp: the blocks' VJPs at this batch (a `jax.tree_util.Partial`, its residuals stacked):
-      ``delta -> (param update, input cotangent)``.
+      ``delta -> (param update, input cotangent)`` (`jdfa.chain_points.block_vjp`).
     """
 
     h_in: jax.Array
@@ -90,6 +92,11 @@ class ChainNet(Net):
         in a run, any ``i`` of the run)."""
         raise NotImplementedError(f"{type(self).__name__} does not define block_apply")
 
+    def marks_points(self, i: int) -> bool:
+        """Whether block ``i`` marks feedback points inside it (`jdfa.chain_points`) by calling
+        ``point`` in ``block_apply(i, params, h, point=point)``. Default: no block does."""
+        return False
+
     def segment_lengths(self) -> tuple[int | None, ...]:
         """One entry per entry of `ChainParams.blocks`, bottom-up: None for a lone block, ``L``
         for a run of ``L`` identical blocks whose parameters are stacked on a leading axis.
@@ -114,17 +121,24 @@ class ChainNet(Net):
         return chain_units.segments(self.segment_lengths())
 
     @functools.cached_property
-    def point_shapes(self) -> tuple[tuple[int, ...], ...]:
-        """Each feedback point's shape without the batch axis, bottom-up (one abstract pass)."""
+    def block_points(self) -> tuple[tuple[tuple[int, ...], ...], ...]:
+        """Each block's feedback points' shapes without the batch axis, bottom-up, its output last:
+        one per block but where it marks points inside (one abstract pass)."""
         x = self.batch_struct(1)[0]
         points = jax.eval_shape(lambda p, x: [pt.a for pt in self.forward(p, x, False)[0].points],
                                 self.params_shapes, x)
-        return tuple(a.shape[2:] for a in points for _ in range(a.shape[0]))
+        return tuple(tuple(a.shape[2:] for a in (a if isinstance(a, tuple) else (a,)))
+                     for a in points for _ in range(chain_points.output(a).shape[0]))
+
+    @property
+    def point_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Each block's output point's shape without the batch axis, bottom-up."""
+        return tuple(p[-1] for p in self.block_points)
 
     @property
     def depth(self) -> int:
-        """The number of feedback points."""
-        return len(self.point_shapes)
+        """The number of blocks below the output block (the plan's sources: one per block)."""
+        return len(self.block_points)
 
     @functools.cached_property
     def params_shapes(self) -> ChainParams:
@@ -133,7 +147,7 @@ class ChainNet(Net):
 
     @property
     def point_sizes(self) -> list[int]:
-        """The number of units of each feedback point (at one position), bottom-up."""
+        """The number of units of each block's output point (at one position), bottom-up."""
         return [math.prod(s[self.position_axes:]) for s in self.point_shapes]
 
     # --- the forward pass and the update -----------------------------------------------------------
@@ -185,13 +199,14 @@ class ChainNet(Net):
     def _block_step(self, i, with_derivative, h, p_key):
         """One block of segment's first block ``i`` on ``h`` (a scan step): ``(h_next, Point)``."""
         (p, k), f = p_key, self.point_activation()
-        a, vjp = jax.vjp(functools.partial(self.block_apply, i), p, h)
-        h_next, fprime = a, None
+        a, vjp = chain_points.block_vjp(self, i, p, h)
+        h_next, fprime = chain_points.output(a), None
         if f is not None:  # the JVP with ones is f'(a) for an elementwise f
-            h_next, fprime = jax.jvp(f, (a,), (jnp.ones_like(a),)) if with_derivative else (f(a), None)
+            h_next, fprime = (jax.jvp(f, (h_next,), (jnp.ones_like(h_next),)) if with_derivative
+                              else (f(h_next), None))
         keep = None
         if k is not None:
-            keep = jax.random.bernoulli(k, 1.0 - self.dropout, a.shape) / (1.0 - self.dropout)
+            keep = jax.random.bernoulli(k, 1.0 - self.dropout, h_next.shape) / (1.0 - self.dropout)
             h_next, fprime = h_next * keep, keep if fprime is None else fprime * keep
         return h_next, Point(h, a, fprime, keep, vjp)
 

@@ -17,6 +17,10 @@ A lone block is taken as a run of one without the vmap or scan: XLA:CPU runs a c
 weight gradient 7-20x slower inside a loop body (jax-ml/jax#12868). What stays sequential in depth
 is the forward scan, the scans of the chained kinds and BDFA's scan over blocks.
 
+A block that marks points inside it (`jdfa.chain_points`) has a tuple of deltas, one per point
+(each its own ``B``); a true step reaches its inner points by backprop inside it, and a ``"delta"``
+source reads its output's delta.
+
 Shapes: ``N`` the batch size, ``n`` the points of a unit.
 """
 
@@ -29,6 +33,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jdfa.chain_points import block_vjp, inside, output, times
+from jdfa.chain_points import direct as _direct
 from jdfa.chain_units import Unit, cut
 
 CHAINED = ("backprop", "fa", "mix")  # the kinds whose delta follows from the point above's
@@ -44,6 +50,12 @@ def _first(tree):
 
 def _rows(tree, lo, hi):
     return jax.tree.map(lambda a: a[lo:hi], tree)
+
+
+def _structs(tree, lead):
+    """Shapes of ``tree``'s stacked arrays with their leading axis replaced by ``lead`` (``()``:
+    dropped), as `jax.ShapeDtypeStruct` leaves."""
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct((*lead, *a.shape[1:]), a.dtype), tree)
 
 
 def _each(run: bool, f, *xs):
@@ -96,8 +108,8 @@ def run_plan(net, rule, plan, params, feedback, trace: Trace, e, vjp_out, draws=
 
     def delta_of(j):
         k = next(k for k, s in enumerate(segs) if s.lo <= j < s.hi)
-        r0, _, d = next(p for p in pieces[k] if p[0] <= j - segs[k].lo < p[0] + len(p[2]))
-        return d[j - segs[k].lo - r0]
+        r0, _, d = next(p for p in pieces[k] if p[0] <= j - segs[k].lo < p[0] + len(output(p[2])))
+        return jax.tree.map(lambda a: a[j - segs[k].lo - r0], d)
 
     entries = [f for seg, f in zip(segs, feedback.layers) for f in (f if seg.run else (f,))]
     entries = entries or [None] * len(units)  # the shallow control's BP plan reads no feedback
@@ -111,9 +123,9 @@ def run_plan(net, rule, plan, params, feedback, trace: Trace, e, vjp_out, draws=
         if u.boundary:
             cot, direct = _scan_boundary(net, u, seg.run, b, carry[1], pt, fb)
         elif u.repeat > 1:
-            direct = _scan_units(net, u, b, delta_of(u.source.of), pt.a.shape, fb)
+            direct = _scan_units(net, u, b, delta_of(u.source.of), pt.a, fb)
         elif kind in ("error", "delta", "mix"):
-            direct = _direct(net, b, delta_of(u.source.of) if kind == "delta" else e, pt.a.shape, fb)
+            direct = _direct(net, b, delta_of(u.source.of) if kind == "delta" else e, pt.a, fb)
         if kind in CHAINED and not u.boundary:
             xs = {"vjp": pt.vjp, "a": pt.a, "fprime": pt.fprime, "fb": fb}
             if kind == "mix":
@@ -126,12 +138,11 @@ def run_plan(net, rule, plan, params, feedback, trace: Trace, e, vjp_out, draws=
             # the carry holds what the next step reads: FA the delta, BP and mix the cotangent
             start = (carry[0] if kind == "fa" else None, carry[1] if keep_cot else None)
             (_, cot), (dp, d) = _scan(seg.run and u.hi - u.lo > 1, step, start, xs)
-            carry = (d[0], cot)
         else:
             d = direct
             dp = _each(seg.run and u.hi - u.lo > 1, lambda f, d: f(d)[0], pt.vjp, d)
-            cot = cot if u.boundary else _first(pt.vjp)(d[0])[1] if keep_cot else None
-            carry = (d[0], cot)
+            cot = cot if u.boundary else _first(pt.vjp)(_first(d))[1] if keep_cot else None
+        carry = (_first(d), cot)
         pieces[u.seg].append((u.lo - seg.lo, dp, d))
     blocks = []
     for seg, ps in zip(segs, pieces):
@@ -140,66 +151,64 @@ def run_plan(net, rule, plan, params, feedback, trace: Trace, e, vjp_out, draws=
     return tuple(blocks), out_update
 
 
-def _direct(net, b, s, shape, fprime):
-    """``(B_l s) * f'`` for every point ``l`` of a unit at once: ``b`` (n, size, src), ``s`` (N,
-    *positions, src...) -> (n, N, ...) as ``shape``."""
-    d = jnp.reshape(jnp.einsum("ms,lus->lmu", net.rows(s), b), shape)
-    return d if fprime is None else d * fprime
-
-
-def _scan_units(net, u: Unit, b, s, shape, fprime):
-    """The deltas (n, N, ...) of a folded unit: one scan over its ``repeat`` parts from the top,
-    each one `_direct` from the delta of the lowest point of the part above (``s`` for the top)."""
+def _scan_units(net, u: Unit, b, s, like, fprime):
+    """The deltas (n, N, ...) of a folded unit, shaped as its points ``like``: one scan over its
+    ``repeat`` parts from the top, each one `_direct` from the delta of the lowest point of the
+    part above (``s`` for the top)."""
     k = u.part
 
     def part(s, x):
-        d = _direct(net, x[0], s, (k, *shape[1:]), x[1])
-        return d[0], d
+        d = _direct(net, x[0], s, _structs(like, (k,)), x[1])
+        return output(_first(d)), d
 
     def parts(a):
         return None if a is None else jnp.reshape(a, (u.repeat, k, *a.shape[1:]))
 
-    return jnp.reshape(lax.scan(part, s, (parts(b), parts(fprime)), reverse=True)[1], shape)
+    d = lax.scan(part, output(s), (jax.tree.map(parts, b), parts(fprime)), reverse=True)[1]
+    return jax.tree.map(lambda d, a: jnp.reshape(d, a.shape), d, like)
 
 
 def _scan_boundary(net, u: Unit, run: bool, b, cot, pt, fb):
     """``(cotangent, deltas (n, N, ...))`` of a boundary unit: one scan over its parts from the
     top, each part's top delta the true step from ``cot`` (the input cotangent of the block above),
     its other points that delta through ``B``, and the cotangent below its lowest block."""
-    k, shape = u.part, pt.a.shape
+    k = u.part
 
     def parts(a, rows=None):
         return None if a is None else jnp.reshape(a, (u.repeat, rows or k, *a.shape[1:]))
 
     def part(cot, x):
-        top = jnp.reshape(cot, shape[1:])
-        top = top if x["fprime"] is None else top * x["fprime"]
-        d = jnp.concatenate([_direct(net, x["b"], top, (k - 1, *shape[1:]), x["fb"]), top[None]])
-        return x["vjp"](d[0])[1], d
+        top = times(jnp.reshape(cot, output(pt.a).shape[1:]), x["fprime"])
+        top = inside(x["vjp_top"], top, _structs(pt.a, ()))
+        lower = _direct(net, x["b"], top, _structs(pt.a, (k - 1,)), x["fb"])
+        d = jax.tree.map(lambda lo, t: jnp.concatenate([lo, t[None]]), lower, top)
+        return x["vjp"](_first(d))[1], d
 
-    xs = {"b": parts(b, k - 1), "fb": None if fb is None else parts(fb)[:, :k - 1],
+    xs = {"b": jax.tree.map(lambda a: parts(a, k - 1), b), "fb": None if fb is None else parts(fb)[:, :k - 1],
           "fprime": None if pt.fprime is None else parts(pt.fprime)[:, k - 1],
-          "vjp": jax.tree.map(lambda a: parts(a)[:, 0], pt.vjp)}
+          "vjp": jax.tree.map(lambda a: parts(a)[:, 0], pt.vjp),
+          "vjp_top": jax.tree.map(lambda a: parts(a)[:, k - 1], pt.vjp)}
     cot, d = _scan(run and u.repeat > 1, part, cot, xs)
-    return cot, jnp.reshape(d, shape)
+    return cot, jax.tree.map(lambda d, a: jnp.reshape(d, a.shape), d, pt.a)
 
 
 def _chain_step(net, kind, i_above, keep_cot, carry, x):
     """One block of a chained unit, from the top down: its point's delta from ``carry`` (the delta
-    above and its block's input cotangent), then the block's VJP at it."""
+    above and its block's input cotangent), its inner points' by backprop inside it, then the
+    block's VJP at them."""
     d_above, cot = carry
 
     def true_step():
-        d = jnp.reshape(cot, x["a"].shape)
-        return d if x["fprime"] is None else d * x["fprime"]
+        top = times(jnp.reshape(cot, output(x["a"]).shape), x["fprime"])
+        return inside(x["vjp"], top, x["a"])
 
     if kind == "backprop":
         d = true_step()
     elif kind == "mix":
-        d = jnp.where(x["draw"], true_step(), x["direct"])
+        d = jax.tree.map(lambda t, s: jnp.where(x["draw"], t, s), true_step(), x["direct"])
     else:  # fa: the block above's input VJP with its weights replaced by the stand-ins
-        block = functools.partial(net.block_apply, i_above, x["stand_in"])
-        d = jnp.reshape(jax.vjp(block, x["h_above"])[1](d_above)[0], x["a"].shape)
-        d = d if x["fb"] is None else d * x["fb"]
-    dp, cot = x["vjp"](d) if keep_cot else (x["vjp"](d)[0], None)
+        cot_above = block_vjp(net, i_above, x["stand_in"], x["h_above"])[1](d_above)[1]
+        top = times(jnp.reshape(cot_above, output(x["a"]).shape), x["fb"])
+        d = inside(x["vjp"], top, x["a"])
+    dp, cot = x["vjp"](d)[:2] if keep_cot else (x["vjp"](d)[0], None)
     return (d if kind == "fa" else None, cot), (dp, d)

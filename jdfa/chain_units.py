@@ -12,7 +12,8 @@ Feedback (`init_feedback`): one entry per segment, bottom-up: a lone block's poi
 run a tuple of one entry per unit, stacked on a leading axis of the unit's points. ``"error"``,
 ``"mix"``: ``B`` (size, out_features) per point, ``size`` the point's units at one position
 (`jdfa.chain.ChainNet.point_sizes`); ``"delta"`` from point ``j``: (size, size_j), for a boundary
-unit its non-top points only; ``"fa"``: the block above's parameters with every weight (rank >= 2)
+unit its non-top points only; for a block with points inside it (`jdfa.chain_points`) a tuple of
+one such ``B`` per point; ``"fa"``: the block above's parameters with every weight (rank >= 2)
 redrawn; ``"backprop"``: None. A net without runs thus has one entry per point.
 """
 
@@ -120,25 +121,35 @@ def _fold(units: list[Unit], seg: Segment) -> list[Unit]:
 
 def init_feedback(net, rule, key) -> tuple:
     """The feedback entries of ``rule`` on ``net``, one per segment, as the module docstring lays
-    them out; with ``shared_feedback`` one array per signal and shape, repeated."""
+    them out; with ``shared_feedback`` one array per signal and shape, repeated: the blocks'
+    outputs must agree on it, the points inside blocks share one per shape."""
     segs, plan = net.segments, rule.plan(net.depth)
     if plan is None:
         return ()
     units, sizes = cut(plan, segs), net.point_sizes
-    widest = max(sizes)
-    shared, drawn = getattr(rule, "shared_feedback", False), {}
+    rows = [tuple(math.prod(s[net.position_axes:]) for s in p) for p in net.block_points]
+    widest = max(max(r) for r in rows)
+    shared, drawn, outputs = getattr(rule, "shared_feedback", False), {}, set()
 
-    def new(signal, k, shape, fan, n):
+    def new(signal, k, shape, fan, n, inner=False):
         if not shared:
             return draw(k, rule, shape if n is None else (n, *shape), fan, widest)
-        if any(sig == signal and s != shape for sig, s in drawn):
+        if not inner and any(sig == signal and s != shape for sig, s in outputs):
             raise ValueError(f"shared_feedback needs one shape for every point that reads the same "
                              f"signal; this {type(net).__name__}'s points read {signal} through "
-                             f"{sorted({s for sig, s in drawn if sig == signal} | {shape})}: draw "
+                             f"{sorted({s for sig, s in outputs if sig == signal} | {shape})}: draw "
                              "them apart (shared_feedback=False)")
+        if not inner:
+            outputs.add((signal, shape))
         if (signal, shape) not in drawn:  # drawn once, with the first such unit's key
             drawn[signal, shape] = draw(k, rule, shape, fan, widest)
         return drawn[signal, shape] if n is None else jnp.broadcast_to(drawn[signal, shape], (n, *shape))
+
+    def bs(signal, k, lo, src, n):  # the B of block lo's point, or of each of its points
+        if len(rows[lo]) == 1:
+            return new(signal, k, (rows[lo][0], src), src, n)
+        return tuple(new(signal, kj, (r, src), src, n, inner=j < len(rows[lo]) - 1)
+                     for j, (kj, r) in enumerate(zip(jax.random.split(k, len(rows[lo])), rows[lo])))
 
     entries = []
     for u, k in zip(units, jax.random.split(key, len(units))):
@@ -155,7 +166,7 @@ def init_feedback(net, rule, key) -> tuple:
         else:
             src = net.out_features if kind in ("error", "mix") else sizes[u.source.of]
             signal = "e" if kind in ("error", "mix") else "a delta"
-            entries.append(new(signal, k, (sizes[u.lo], src), src, n))
+            entries.append(bs(signal, k, u.lo, src, n))
     return tuple(tuple(e for e, u in zip(entries, units) if u.seg == k) if seg.run
                  else next(e for e, u in zip(entries, units) if u.seg == k) for k, seg in enumerate(segs))
 

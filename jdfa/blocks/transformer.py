@@ -24,6 +24,19 @@ FP and BDFA (blocks of decoder blocks; the delta-reading ``B`` are (d, d) per to
 use. The shallow control freezes the decoder blocks and trains the embeddings (by their true
 gradient through the frozen blocks) and the output block.
 
+Micro feedback points (``feedback_points="micro"``, Launay et al.'s "micro" DFA): each decoder
+block marks two more points inside it (`jdfa.chain_points`), so it has three: the stream after the
+attention's residual sum (post-norm: after its norm), (T, d); the MLP's hidden activation, (T, 4d);
+the block's output, (T, d). Each reads its own ``B`` (DFA: (d, vocab), (4d, vocab), (d, vocab)
+per token) and each piece of the block -- the attention and its norm, the MLP's up projection (and
+pre-norm its norm), its down projection (post-norm with the second norm) -- is trained by backprop
+inside the piece from its own point's delta, none across a point. The plan still gives one source
+per block, which its three points read: ``fp(1)`` trains the top block by backprop from its true
+output delta and every point below from that delta through its (., d) ``B``; a true step (BP,
+FA's, mix's, BDFA's boundary) reaches the inner points by backprop inside the block, so BP is
+`jax.grad`. ``shared_feedback``: one ``B`` per shape, the stream's (d, .) and the MLP's (4d, .).
+The stacked run stays one scan.
+
 Initialisation as GPT-2's: weights and embeddings normal with std 0.02, the projections into the
 residual stream (attention output, MLP down) 0.02 / sqrt(2 n_blocks), biases zero, norms one
 (for either norm order).
@@ -47,6 +60,7 @@ from jdfa.validate import check_choice, check_int
 
 STD = 0.02
 NORMS = ("pre", "post")  # where a decoder block's layer norms sit (`TransformerLM.norm`)
+FEEDBACK_POINTS = ("block", "micro")  # a decoder block's points (`TransformerLM.feedback_points`)
 
 
 def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
@@ -57,6 +71,10 @@ def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
     causal = jnp.tril(jnp.ones((t, t), bool))
     weights = jax.nn.softmax(jnp.where(causal, scores, jnp.finfo(scores.dtype).min), axis=-1)
     return jnp.einsum("nhqk,nkhd->nqhd", weights, v)
+
+
+def _same(a):
+    return a
 
 
 class Embedding(nnx.Module):
@@ -91,15 +109,18 @@ class DecoderBlock(nnx.Module):
         q, k, v = jnp.split(self.qkv(h).reshape(n, t, 3 * self.heads, -1), 3, axis=2)
         return self.out(causal_attention(q, k, v).reshape(n, t, d))
 
-    def mlp(self, h):
-        return self.down(ACTIVATIONS[self.activation](self.up(h)))
+    def hidden(self, h):
+        return ACTIVATIONS[self.activation](self.up(h))
 
-    def __call__(self, h):
+    def __call__(self, h, point=_same):
+        """The block's output; ``point`` marks the points inside it (`jdfa.chain_points`): the
+        stream after the attention's residual sum (and its norm, post-norm) and the MLP's hidden
+        activation."""
         if self.norm == "post":
-            h = self.norm_attention(h + self.attention(h))
-            return self.norm_mlp(h + self.mlp(h))
-        h = h + self.attention(self.norm_attention(h))
-        return h + self.mlp(self.norm_mlp(h))
+            h = point(self.norm_attention(h + self.attention(h)))
+            return self.norm_mlp(h + self.down(point(self.hidden(h))))
+        h = point(h + self.attention(self.norm_attention(h)))
+        return h + self.down(point(self.hidden(self.norm_mlp(h))))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +137,9 @@ class TransformerLM(BlockNet):
       norm: where each decoder block's layer norms sit, one of `NORMS`: ``"pre"`` (GPT-2) or
         ``"post"`` (the original Transformer's, Launay et al. 2020's for DFA); see the module
         docstring. The command line's ``--norm``.
+      feedback_points: each decoder block's feedback points, one of `FEEDBACK_POINTS`:
+        ``"block"`` (its output: Launay et al.'s "macro" DFA) or ``"micro"`` (three, see the module
+        docstring). The command line's ``--feedback-points``.
       loss, dropout: as `BlockNet`'s; dropout drops units of the residual stream after each block.
     """
 
@@ -127,6 +151,10 @@ class TransformerLM(BlockNet):
     activation: str = option("gelu", "the non-linearity inside each block's MLP", choices=tuple(ACTIVATIONS))
     norm: str = option("pre", "where each block's layer norms sit: pre (GPT-2) or post (the original "
                               "Transformer's, Launay et al.'s for DFA)", choices=NORMS)
+    feedback_points: str = option("block", "feedback points of each decoder block: block (its output; "
+                                           "Launay et al.'s macro DFA) or micro (three: after the "
+                                           "attention's residual sum, the MLP's hidden activation, "
+                                           "the output)", choices=FEEDBACK_POINTS)
     flag: ClassVar[str | None] = "transformer"
     reads_tokens: ClassVar[bool] = True
     flag_fields: ClassVar[dict[str, str]] = {"depth": "n_blocks"}
@@ -138,6 +166,7 @@ class TransformerLM(BlockNet):
         for name in ("vocab", "context", "width", "n_blocks", "heads"):
             check_int(name, getattr(self, name), 1)
         check_choice("norm", self.norm, NORMS)
+        check_choice("feedback_points", self.feedback_points, FEEDBACK_POINTS)
         if self.width % self.heads:
             raise ValueError(f"width {self.width} must be a multiple of heads {self.heads} (each head "
                              f"reads width / heads features)")
@@ -176,6 +205,14 @@ class TransformerLM(BlockNet):
     def point_activation(self):
         return None
 
+    def marks_points(self, i):
+        """Micro: every decoder block marks its two inner points."""
+        return self.feedback_points == "micro" and 0 < i <= self.n_blocks
+
+    def block_apply(self, i, params, h, point=None):
+        module = nnx.merge(self.graphdefs[i], params)
+        return module(h) if point is None else module(h, point)
+
     def batch_struct(self, n):
         tokens = jax.ShapeDtypeStruct((n, self.context), jnp.int32)
         return tokens, tokens
@@ -199,5 +236,6 @@ class TransformerLM(BlockNet):
                              f"{jnp.shape(y)[0]}")
 
     def describe(self):
+        points = ", micro feedback points" if self.feedback_points == "micro" else ""
         return (f"TransformerLM, {self.n_blocks} {self.norm}-norm blocks x {self.width} ({self.heads} "
-                f"heads), context {self.context}, vocab {self.vocab}")
+                f"heads){points}, context {self.context}, vocab {self.vocab}")
