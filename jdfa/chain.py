@@ -231,7 +231,7 @@ class ChainNet(Net):
                  if any(s.kind == "mix" for s in plan) else None)
         blocks, output = chain_plan.run_plan(self, rule, plan, params, feedback, trace, e, vjp_out, draws)
         if frozen:
-            blocks = tuple(_zero_blocks(b, seg, frozen) for b, seg in zip(blocks, self.segments))
+            blocks = tuple(chain_units.zero_blocks(b, seg, frozen) for b, seg in zip(blocks, self.segments))
         return ChainParams(blocks, output), (loss, a_y)
 
     def rows(self, s: jax.Array) -> jax.Array:
@@ -297,13 +297,3 @@ class ChainNet(Net):
         del devices  # any mesh: the batch splits over data, a run's stacked blocks over layers
         rule.plan(self.depth)  # raises for rules without a plan
 
-
-def _zero_blocks(update, seg, frozen):
-    """``update`` of segment ``seg`` with the blocks in ``frozen`` zeroed."""
-    keep = [i not in frozen for i in range(seg.lo, seg.hi)]
-    if all(keep):
-        return update
-    if not seg.run or not any(keep):
-        return jax.tree.map(jnp.zeros_like, update)
-    mask = jnp.asarray(keep)
-    return jax.tree.map(lambda a: a * mask.reshape((-1,) + (1,) * (a.ndim - 1)), update)

@@ -178,3 +178,14 @@ def _above_shapes(net, u: Unit):
         block = shapes.blocks[u.seg if u.hi < segs[u.seg].hi else u.seg + 1]
         return jax.tree.map(lambda w: jax.ShapeDtypeStruct(w.shape[1:], w.dtype), block)
     return shapes.blocks[u.seg + 1] if u.seg + 1 < len(segs) else shapes.output
+
+
+def zero_blocks(update, seg, frozen):
+    """``update`` of segment ``seg`` with the blocks in ``frozen`` zeroed."""
+    keep = [i not in frozen for i in range(seg.lo, seg.hi)]
+    if all(keep):
+        return update
+    if not seg.run or not any(keep):
+        return jax.tree.map(jnp.zeros_like, update)
+    mask = jnp.asarray(keep)
+    return jax.tree.map(lambda a: a * mask.reshape((-1,) + (1,) * (a.ndim - 1)), update)

@@ -67,8 +67,8 @@ def test_no_import_circle(name):
     assert not circle, f"{name} imports {circle}, which import {name} back"
 
 
-NETS = ("jdfa.mlp", "jdfa.model", "jdfa.chain", "jdfa.chain_units", "jdfa.chain_plan", "jdfa.blocks",
-        "jdfa.feedback", "jdfa.update", "jdfa.remat", "jdfa.batch_modes")
+NETS = ("jdfa.mlp", "jdfa.model", "jdfa.chain", "jdfa.chain_units", "jdfa.chain_plan",
+        "jdfa.chain_points", "jdfa.blocks", "jdfa.feedback", "jdfa.update", "jdfa.remat", "jdfa.batch_modes")
 
 
 def _is(name: str, prefixes) -> bool:
