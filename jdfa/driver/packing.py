@@ -56,8 +56,9 @@ def bytes_per_run(config: Config, n_train: int) -> int:
     chunk = make_chunk(config.net, config.rule, config.optimizer, config.steps, config.batch_size,
                        config.batch_mode, config.remat, n_train)
     sums = jnp.zeros(1)
+    order = jax.ShapeDtypeStruct((1, n_train), jnp.int32)  # the epoch's order, as the loop passes it
     memory = (None if stepwise_on_cpu(config.net) else  # a Python loop of steps: nothing to lower
-              chunk.lower(state, hyper, x, y, jnp.int32(1), sums, sums).compile().memory_analysis())
+              chunk.lower(state, hyper, x, y, jnp.int32(1), sums, sums, order).compile().memory_analysis())
     data = sum(s.size * s.dtype.itemsize for s in (x, y))
     if memory is None:  # a backend without the analysis: the state, read and written, and the update
         return 3 * state_bytes(config)
