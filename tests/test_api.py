@@ -241,6 +241,24 @@ def test_clipping_and_warmup_are_optax_own_transforms(schedule):
     assert not np.allclose(_run(ours, params, grads).output.w, _run(plain, params, grads).output.w)
 
 
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_warmup_takes_a_traced_learning_rate(schedule):
+    # a sweep's runs and every chunk of the loop trace lr; the schedule must not branch on it
+    params, _ = jdfa.init(jax.random.key(0), NET, jdfa.bp())
+    grads = _grads(params, 6)
+    opt = Optimizer("adam", lr=0.01, schedule=schedule, warmup_steps=2)
+    traced = jax.jit(lambda lr: _run(opt.transform(6, lr, 0.0), params, grads))(jnp.float32(0.01))
+    chex.assert_trees_all_close(traced, _run(opt.build(6), params, grads), rtol=1e-6)
+
+
+def test_a_run_with_warmup_and_cosine_trains_through_the_driver():
+    x, y = _batch(64)
+    config = jdfa.Config(net=NET, rule=jdfa.dfa(), steps=6, batch_size=16, eval_every=6, progress=False,
+                         optimizer=Optimizer("adam", lr=0.01, schedule="cosine", warmup_steps=2, clip_norm=0.5))
+    summary = jdfa.train(config, data=((np.asarray(x), np.asarray(y)),) * 2)
+    assert summary["status"] == "finished" and np.isfinite(summary["test_loss"])
+
+
 def test_clipping_bounds_every_step_and_warmup_starts_at_zero():
     params, _ = jdfa.init(jax.random.key(0), NET, jdfa.bp())
     big = jax.tree.map(lambda p: jnp.full(p.shape, 100.0), params)
