@@ -90,10 +90,12 @@ class Optimizer:
         """The learning rate at each step, an optax schedule (or ``lr`` itself when constant)."""
         if self.warmup_steps == 0:
             return optax.cosine_decay_schedule(lr, steps) if self.schedule == "cosine" else lr
-        if self.schedule == "cosine":
-            return optax.warmup_cosine_decay_schedule(0.0, lr, self.warmup_steps, steps)
-        return optax.join_schedules([optax.linear_schedule(0.0, lr, self.warmup_steps),
-                                     optax.constant_schedule(lr)], [self.warmup_steps])
+        # optax.warmup_cosine_decay_schedule would branch in Python on the peak, which is traced
+        # in a sweep's run (and in every chunk); its two pieces joined are the same schedule.
+        after = (optax.cosine_decay_schedule(lr, steps - self.warmup_steps) if self.schedule == "cosine"
+                 else optax.constant_schedule(lr))
+        return optax.join_schedules([optax.linear_schedule(0.0, lr, self.warmup_steps), after],
+                                    [self.warmup_steps])
 
     def _step(self, lr, weight_decay, weight_mask) -> optax.GradientTransformation:
         if self.weight_decay == 0:
