@@ -39,7 +39,7 @@ def main(argv=None):
     import jax.numpy as jnp
 
     import jdfa
-    from jdfa.driver.chunks import hyper, init_runs, make_chunk, run_keys
+    from jdfa.driver.chunks import Epochs, hyper, init_runs, make_chunk, run_keys
 
     rules = [jdfa.rules.parse(spec) for spec in common.str_list(args.rules)]  # bad specs fail first
     x_np, y_np = jdfa.data.load("mnist", "train", args.data_dir)
@@ -52,15 +52,18 @@ def main(argv=None):
         k_init, k_data, _ = run_keys(cfg.seed)
         state = init_runs([k_init], [rule], cfg.net, cfg.optimizer, cfg.steps)  # a run axis of 1
         zeros = (jnp.zeros(1), jnp.zeros(1))  # the interval's running loss and accuracy sums
-        t0 = time.perf_counter()
         call = (jax.tree.map(lambda a: a[None], hyper(k_data, cfg.optimizer)), x, y, jnp.int32(steps), *zeros)
+        epochs = Epochs(len(x_np), cfg.batch_size)  # the loop's epoch orders, drawn outside the chunk
+        order = epochs.orders(call[0].data_key, state.step)
+        t0 = time.perf_counter()
         chunk = make_chunk(cfg.net, rule, cfg.optimizer, cfg.steps, cfg.batch_size, cfg.batch_mode,
-                           cfg.remat, len(x_np)).lower(state, *call).compile()
+                           cfg.remat, len(x_np)).lower(state, *call, order).compile()
         compile_s = time.perf_counter() - t0
         times = []
         for _ in range(args.repeats):
+            order = epochs.orders(call[0].data_key, state.step)  # each repeat is the next epoch
             t0 = time.perf_counter()
-            state, metrics = chunk(state, *call)
+            state, metrics = chunk(state, *call, order)
             jax.block_until_ready(state)
             times.append(time.perf_counter() - t0)
         epoch_s = statistics.median(times)

@@ -299,13 +299,14 @@ def test_stepwise_chunk_equals_the_looped_chunk(vmapped):
     hyper = chunks.hyper(jax.random.key(2), opt)
     runs = 2 if vmapped else 1
     state, hyper = jax.tree.map(lambda a: jnp.stack([a] * runs), (state, hyper))
-    looped = jax.jit(jax.vmap(body, in_axes=(0, 0, None, None, None, 0, 0)))
+    looped = jax.jit(jax.vmap(body, in_axes=(0, 0, None, None, None, 0, 0, 0)))
     stepwise = chunks.make_chunk(net, rule, opt, 50, 16, "mean", False, 96, n_runs=runs)
-    sums = (jnp.zeros(runs), jnp.zeros(runs))
+    sums, epochs = (jnp.zeros(runs), jnp.zeros(runs)), chunks.Epochs(96, 16)
     assert chunks.stepwise_on_cpu(net)
     for n in (6, 5):  # an epoch of 6 steps, then 5 of the next, most of them skipped
-        want = looped(state, hyper, x, y, n, *sums)
-        got = stepwise(state, hyper, x, y, n, *sums)
+        order = epochs.orders(hyper.data_key, state.step)
+        want = looped(state, hyper, x, y, n, *sums, order)
+        got = stepwise(state, hyper, x, y, n, *sums, order)
         chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
         state = want[0]
     assert int(np.ravel(want[1].skipped_at)[0]) > 0 and int(np.ravel(want[1].steps)[0]) < 5

@@ -1,6 +1,7 @@
 """The loop draws each epoch's order once (`jdfa.driver.chunks.Epochs`) instead of in every chunk:
-the same orders, batches and numbers as the chunk that draws its own, across epoch boundaries, for
-a run alone and for a sweep's runs (whose step counts may differ: a skipped run stays put)."""
+the same orders, batches and numbers as chunks given `order_at`'s order afresh each time, across
+epoch boundaries, for a run alone and for a sweep's runs (whose step counts may differ: a skipped
+run stays put)."""
 
 import chex
 import jax
@@ -39,7 +40,7 @@ def test_chunk_steps_stay_within_the_epoch_and_the_stop():
 
 
 @pytest.mark.parametrize("runs", [1, 3], ids=["one_run", "sweep"])
-def test_chunks_given_the_epochs_orders_equal_chunks_that_draw_their_own(runs):
+def test_chunks_given_the_epochs_orders_equal_chunks_given_orders_drawn_afresh(runs):
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(N_TRAIN, 8)), jnp.float32)
     y = jnp.asarray(rng.integers(0, 3, N_TRAIN), jnp.int32)
@@ -53,7 +54,8 @@ def test_chunks_given_the_epochs_orders_equal_chunks_that_draw_their_own(runs):
     step = 0
     for wanted in (4, 4, 5, 6, 3, 6):  # chunks ending at, and starting after, epoch boundaries
         n = epochs.chunk_steps(step, 40, wanted)
-        drawn, want = chunk(drawn, hypers, x, y, jnp.int32(n), *sums)
+        fresh = jax.vmap(lambda k, s: order_at(k, s, N_TRAIN, BATCH))(hypers.data_key, drawn.step)
+        drawn, want = chunk(drawn, hypers, x, y, jnp.int32(n), *sums, fresh)
         order = epochs.orders(hypers.data_key, given.step)
         given, got = chunk(given, hypers, x, y, jnp.int32(n), *sums, order)
         chex.assert_trees_all_equal((given, got), (drawn, want))  # bit for bit

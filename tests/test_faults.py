@@ -18,7 +18,7 @@ import pytest
 import jdfa
 from jdfa.driver import from_flags
 from jdfa.driver.checkpoints import Checkpoints
-from jdfa.driver.chunks import batch_indices, hyper, init_runs, make_chunk, run_keys
+from jdfa.driver.chunks import Epochs, batch_indices, hyper, init_runs, make_chunk, run_keys
 
 MNIST = Path(os.environ.get("JDFA_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 RUN = ["--dataset", "mnist", "--data-dir", str(MNIST), "--rule", "bdfa", "--block-size", "2",
@@ -97,10 +97,11 @@ def test_where_chunks_split_an_interval_does_not_change_its_sums():
     chunk = make_chunk(net, rule, opt, 100, 32, "mean", False, len(x))
     start = init_runs([k_init], [rule], net, opt, 100)
     sums, run = (jax.numpy.zeros(1), jax.numpy.zeros(1)), jax.tree.map(lambda a: a[None], hyper(k_data, opt))
-    _, whole = chunk(start, run, x, y, jax.numpy.int32(23), *sums)
+    order = Epochs(len(x), 32).orders(run.data_key, start.step)  # the 23 steps stay in epoch 0
+    _, whole = chunk(start, run, x, y, jax.numpy.int32(23), *sums, order)
     state, split = start, None
     for n in (1, 7, 2, 13):
-        state, split = chunk(state, run, x, y, jax.numpy.int32(n), *sums)
+        state, split = chunk(state, run, x, y, jax.numpy.int32(n), *sums, order)
         sums = (split.loss_sum, split.accuracy_sum)
     assert int(state.step[0]) == 23
     assert float(whole.loss_sum[0]) == float(split.loss_sum[0])  # bitwise, not approximately

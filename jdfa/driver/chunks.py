@@ -113,23 +113,20 @@ def hyper(data_key, optimizer: Optimizer, lr_scale: float = 1.0) -> Hyper:
 
 def chunk_body(net: Net, rule: Rule, optimizer: Optimizer, steps: int, batch_size: int,
                batch_mode: str, remat: bool, n_train: int, mesh=None):
-    """The un-jitted ``(state, hyper, x, y, n_steps, loss_sum, accuracy_sum) -> (state,
+    """The un-jitted ``(state, hyper, x, y, n_steps, loss_sum, accuracy_sum, order) -> (state,
     ChunkMetrics)`` of one run: up to ``n_steps`` (traced: one compilation serves every length)
-    guarded training steps in one loop, continuing the interval's float32 sums, drawing each batch
-    on the device as `batch_indices` says. A chunk stays within one epoch: ``n_steps`` at most
-    `Epochs.chunk_steps`. From the first skipped step on, the state stays the last good one. ``hyper`` (a
+    guarded training steps in one loop, continuing the interval's float32 sums, taking each batch
+    from ``order`` (n_train,), the epoch's order (`Epochs.orders`), as `batch_indices` says. A
+    chunk stays within one epoch: ``n_steps`` at most `Epochs.chunk_steps`. From the first skipped step on, the state stays the last good one. ``hyper`` (a
     `Hyper`) holds what a vmapped sweep varies per run; ``steps`` is the run's length (the cosine
     schedule's). With a ``mesh``, each batch is split over its ``data`` axis."""
     steps_per_epoch = n_train // batch_size
 
-    def chunk(state, hyper, x, y, n_steps, loss_sum, accuracy_sum, order=None, acc=None):
+    def chunk(state, hyper, x, y, n_steps, loss_sum, accuracy_sum, order, acc=None):
+        # One epoch's order serves the whole chunk (`Epochs.chunk_steps`), drawn once per epoch
+        # outside it: a per-step lax.cond would turn into a select under a sweep's vmap, drawing a
+        # permutation every step. `stepwise` also hands in the metrics its last step left.
         opt = optimizer.transform(steps, hyper.lr, hyper.weight_decay, net.weight_mask)
-        # One epoch's order serves the whole chunk (`Epochs.chunk_steps`); a per-step lax.cond
-        # would turn into a select under a sweep's vmap, drawing a permutation every step. The
-        # loop passes it in (`Epochs.orders`: drawn once per epoch), as `stepwise` does, with the
-        # metrics its last step left.
-        if order is None:
-            order = order_at(hyper.data_key, state.step, n_train, batch_size)
 
         def step(carry):
             state, acc = carry
@@ -176,20 +173,19 @@ def stepwise_on_cpu(net) -> bool:
     return net.steps_alone_on_cpu and jax.default_backend() == "cpu"
 
 
-def stepwise(runs, n_train: int, batch_size: int, n_layers: int):
+def stepwise(runs, n_layers: int):
     """A chunk with `chunk_body`'s signature over a run axis that runs ``runs`` (`chunk_body` over
-    that axis) one jitted step per call, from Python, drawing the epoch's orders once and handing
-    each step's metrics to the next, as the loop hands them on: the same steps, sums and norms as
-    one call of the looped chunk; ``order``, if given, the runs' `Epochs.orders`."""
+    that axis) one jitted step per call, from Python, handing each step's metrics to the next, as
+    the loop hands them on: the same steps, sums and norms as
+    one call of the looped chunk."""
     def start(loss_sum, accuracy_sum):
         return ChunkMetrics.start(n_layers, loss_sum, accuracy_sum)
 
-    epochs, start = Epochs(n_train, batch_size), jax.jit(jax.vmap(start))
+    start = jax.jit(jax.vmap(start))
     one = jax.jit(lambda state, hyper, x, y, acc, order: runs(
         state, hyper, x, y, STEP, None, None, order, acc))
 
-    def run(state, hyper, x, y, n_steps, loss_sum, accuracy_sum, order=None):
-        order = epochs.orders(hyper.data_key, state.step) if order is None else order
+    def run(state, hyper, x, y, n_steps, loss_sum, accuracy_sum, order):
         acc = start(loss_sum, accuracy_sum)
         for _ in range(int(n_steps)):
             state, acc = one(state, hyper, x, y, acc, order)
@@ -227,7 +223,7 @@ def make_chunk(net: Net, rule: Rule, optimizer: Optimizer, steps: int, batch_siz
                       mesh if n_runs == 1 else None)
     runs = _on_the_one_run(body) if n_runs == 1 else _vmapped(body)
     if stepwise_on_cpu(net):
-        return stepwise(runs, n_train, batch_size, net.depth + 1)
+        return stepwise(runs, net.depth + 1)
     if mesh is None:
         return jax.jit(runs)
     rep = parallel.replicated(mesh)
@@ -247,7 +243,7 @@ def _vmapped(body):
     and the metrics handed on (`stepwise`)."""
     over_runs = jax.vmap(body, in_axes=(0, 0, None, None, None, 0, 0, 0, 0))
 
-    def runs(state, hyper, x, y, n_steps, loss_sums, accuracy_sums, order=None, acc=None):
+    def runs(state, hyper, x, y, n_steps, loss_sums, accuracy_sums, order, acc=None):
         return over_runs(state, hyper, x, y, n_steps, loss_sums, accuracy_sums, order, acc)
 
     return runs
@@ -258,7 +254,7 @@ def _on_the_one_run(body):
     def first(tree):
         return jax.tree.map(lambda a: a[0], tree)
 
-    def one(state, hyper, x, y, n_steps, loss_sums, accuracy_sums, order=None, acc=None):
+    def one(state, hyper, x, y, n_steps, loss_sums, accuracy_sums, order, acc=None):
         out = body(first(state), first(hyper), x, y, n_steps, first(loss_sums), first(accuracy_sums),
                    first(order), first(acc))
         return jax.tree.map(lambda a: a[None], out)
