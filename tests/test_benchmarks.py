@@ -160,8 +160,27 @@ def test_optimizer_label():
 
 def test_scripts_import_without_running():
     """Importing a script runs nothing: each has a main() behind a __main__ guard."""
-    for name in ("step_time", "breakdown", "epoch_time", "scaling", "torch_baseline", "plot", "tables"):
+    for name in ("step_time", "breakdown", "epoch_time", "scaling", "torch_baseline", "plot", "tables",
+                 "revisions"):
         assert callable(_bench_module(name).main), name
+
+
+@pytest.mark.skipif(subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True).returncode != 0,
+                    reason="not a git checkout")
+def test_revisions_times_two_revisions_in_one_process(tmp_path):
+    out = tmp_path / "revisions.jsonl"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "revisions.py"), "--old", "HEAD", "--new", "HEAD",
+         "--rules", "dfa,bp", "--depth", "2", "--width", "8", "--batch", "4", "--steps", "2", "--rounds", "2",
+         "--warmup", "1", "--out", str(out)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["rule"], r["revision"]) for r in rows] == [("dfa", "old"), ("dfa", "new"), ("bp", "old"), ("bp", "new")]
+    assert all(r["steps"] == 4 and r["wall_ms_median"] > 0 and r["commit"] == rows[0]["commit"] for r in rows)
+    assert [r["wall_ratio"] for r in rows[::2]] == [1.0, 1.0]
+    bad = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "revisions.py"), "--old", "no-such-rev"],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert bad.returncode != 0 and "'no-such-rev' is not a revision" in bad.stderr
 
 
 @pytest.mark.skipif(not os.path.exists(os.path.join(MNIST, "mnist", "train-images-idx3-ubyte.gz")),
