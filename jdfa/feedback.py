@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jdfa import draws
 from jdfa.net import Net
 from jdfa.rules import FeedbackRule, Rule
 
@@ -41,10 +42,10 @@ def draw(key, rule: FeedbackRule, shape: tuple[int, ...], fan: int, widest: int)
     scale = rule.feedback_scale
     if rule.feedback_init in ("uniform", "tinydfa"):
         lim = scale / np.sqrt(fan if rule.feedback_init == "uniform" else widest)
-        return jax.random.uniform(key, shape, jnp.float32, -lim, lim)
+        return draws.uniform(key, shape, -lim, lim)
     if rule.feedback_init == "gaussian":
-        return scale * jax.random.normal(key, shape, jnp.float32)
-    return (scale / np.sqrt(fan)) * jax.random.normal(key, shape, jnp.float32)  # variance_scaling
+        return scale * draws.normal(key, shape)
+    return (scale / np.sqrt(fan)) * draws.normal(key, shape)  # variance_scaling
 
 
 def _draw(key, rule: FeedbackRule, n: int, width: int, src: int) -> jax.Array:

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jdfa import draws
 from jdfa.activations import FPRIME_FROM_H
 from jdfa.losses import LOSSES
 from jdfa.net import Net
@@ -91,10 +92,10 @@ def init_weight(key, shape, weight_init: str, activation: str) -> jax.Array:
     fan_in = math.prod(shape[:-1])
     if weight_init == "uniform":
         lim = 1.0 / np.sqrt(fan_in)
-        return jax.random.uniform(key, shape, jnp.float32, -lim, lim)
+        return draws.uniform(key, shape, -lim, lim)
     if weight_init in ("lecun_normal", "he_normal"):
         variance = (1.0 if weight_init == "lecun_normal" else 2.0) / fan_in
-        return np.float32(np.sqrt(variance)) * jax.random.normal(key, shape, jnp.float32)
+        return np.float32(np.sqrt(variance)) * draws.normal(key, shape)
     if weight_init == "glorot_uniform":
         return jax.nn.initializers.glorot_uniform()(key, shape, jnp.float32)
     if weight_init == "orthogonal":
