@@ -12,14 +12,13 @@ from collections.abc import Callable
 from typing import ClassVar
 
 import jax
-import jax.numpy as jnp
 
 from jdfa import feedback as feedback_module
 from jdfa import model, update
 from jdfa.activations import ACTIVATIONS
 from jdfa.losses import LOSSES
 from jdfa.model import WEIGHT_INITS, Dense, Params
-from jdfa.net import Net, classes_in, mean_rms
+from jdfa.net import Net, classes_in
 from jdfa.options import option
 from jdfa.validate import check_choice, check_int
 
@@ -103,9 +102,7 @@ class MLP(Net):
         return model.layer_dots(u, v)
 
     def point_norms(self, params, x):
-        model.check_inputs(self, x)
-        trace = model.forward(self, params, x, with_derivative=False)
-        return jax.vmap(lambda h: mean_rms(h, 1))(jnp.concatenate([trace.h_in, trace.h_top[None]]))
+        return model.point_norms(self, params, x)
 
     def weight_mask(self, params):
         del params  # every layer is a Dense: its w decays, its b does not

@@ -31,7 +31,7 @@ from jax import lax
 from jdfa import draws
 from jdfa.activations import FPRIME_FROM_H
 from jdfa.losses import LOSSES
-from jdfa.net import Net
+from jdfa.net import Net, mean_rms
 
 WEIGHT_INITS = ("uniform", "lecun_normal", "he_normal", "glorot_uniform", "orthogonal", "zeros")
 
@@ -227,6 +227,22 @@ def apply(net: Net, params: Params, x: jax.Array) -> jax.Array:
     h, _ = lax.scan(lambda h, wb: (layer(f, h, wb[0], wb[1], False)[0], None), h,
                     (params.hidden.w, params.hidden.b))
     return h @ params.output.w + params.output.b
+
+
+def point_norms(net: Net, params: Params, x: jax.Array) -> jax.Array:
+    """(depth,) `jdfa.net.mean_rms` of each hidden layer's ``h_i`` on ``x``, bottom-up: `apply`'s
+    scan measuring each layer as it goes, so no (depth, N, width) trace is written (half the time of
+    measuring `forward`'s trace at 100 x 200)."""
+    check_inputs(net, x)
+    f = net.f
+
+    def measured(h, wb):
+        h, _ = layer(f, h, wb[0], wb[1], False)
+        return h, mean_rms(h, 1)
+
+    h, _ = layer(f, x, params.input.w, params.input.b, False)
+    _, norms = lax.scan(measured, h, (params.hidden.w, params.hidden.b))
+    return jnp.concatenate([mean_rms(h, 1)[None], norms])
 
 
 def layer_dots(u: Params, v: Params) -> jax.Array:
