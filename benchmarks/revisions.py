@@ -32,8 +32,8 @@ import common  # this folder is on sys.path when the script runs
 def export(revision: str, into: str) -> tuple[str, str]:
     """The ``jdfa`` package of ``revision`` (a git revision of this repository) in the new folder
     ``into``; returns ``into`` (to put on ``sys.path``) and the full commit it resolved to."""
-    commit = subprocess.run(["git", "-C", common.REPO_ROOT, "rev-parse", "--verify", f"{revision}^{{commit}}"],
-                            capture_output=True, text=True)
+    commit = subprocess.run(["git", "-C", common.REPO_ROOT, "rev-parse", "--verify",
+                             f"{revision}^{{commit}}"], capture_output=True, text=True)
     if commit.returncode:
         raise SystemExit(f"revisions.py: {revision!r} is not a revision of {common.REPO_ROOT}: "
                          f"{commit.stderr.strip()}")

@@ -253,8 +253,9 @@ def test_warmup_takes_a_traced_learning_rate(schedule):
 
 def test_a_run_with_warmup_and_cosine_trains_through_the_driver():
     x, y = _batch(64)
+    opt = Optimizer("adam", lr=0.01, schedule="cosine", warmup_steps=2, clip_norm=0.5)
     config = jdfa.Config(net=NET, rule=jdfa.dfa(), steps=6, batch_size=16, eval_every=6, progress=False,
-                         optimizer=Optimizer("adam", lr=0.01, schedule="cosine", warmup_steps=2, clip_norm=0.5))
+                         optimizer=opt)
     summary = jdfa.train(config, data=((np.asarray(x), np.asarray(y)),) * 2)
     assert summary["status"] == "finished" and np.isfinite(summary["test_loss"])
 

@@ -165,8 +165,8 @@ def test_scripts_import_without_running():
         assert callable(_bench_module(name).main), name
 
 
-@pytest.mark.skipif(subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True).returncode != 0,
-                    reason="not a git checkout")
+@pytest.mark.skipif(subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"],
+                                   capture_output=True).returncode != 0, reason="not a git checkout")
 def test_revisions_times_two_revisions_in_one_process(tmp_path):
     out = tmp_path / "revisions.jsonl"
     proc = subprocess.run(
@@ -175,11 +175,12 @@ def test_revisions_times_two_revisions_in_one_process(tmp_path):
          "--warmup", "1", "--out", str(out)], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [(r["rule"], r["revision"]) for r in rows] == [("dfa", "old"), ("dfa", "new"), ("bp", "old"), ("bp", "new")]
+    assert [(r["rule"], r["revision"]) for r in rows] == [
+        ("dfa", "old"), ("dfa", "new"), ("bp", "old"), ("bp", "new")]
     assert all(r["steps"] == 4 and r["wall_ms_median"] > 0 and r["commit"] == rows[0]["commit"] for r in rows)
     assert [r["wall_ratio"] for r in rows[::2]] == [1.0, 1.0]
-    bad = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "revisions.py"), "--old", "no-such-rev"],
-                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    bad = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "revisions.py"),
+                          "--old", "no-such-rev"], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert bad.returncode != 0 and "'no-such-rev' is not a revision" in bad.stderr
 
 

@@ -117,9 +117,10 @@ def chunk_body(net: Net, rule: Rule, optimizer: Optimizer, steps: int, batch_siz
     ChunkMetrics)`` of one run: up to ``n_steps`` (traced: one compilation serves every length)
     guarded training steps in one loop, continuing the interval's float32 sums, taking each batch
     from ``order`` (n_train,), the epoch's order (`Epochs.orders`), as `batch_indices` says. A
-    chunk stays within one epoch: ``n_steps`` at most `Epochs.chunk_steps`. From the first skipped step on, the state stays the last good one. ``hyper`` (a
-    `Hyper`) holds what a vmapped sweep varies per run; ``steps`` is the run's length (the cosine
-    schedule's). With a ``mesh``, each batch is split over its ``data`` axis."""
+    chunk stays within one epoch: ``n_steps`` at most `Epochs.chunk_steps`. From the first skipped
+    step on, the state stays the last good one. ``hyper`` (a `Hyper`) holds what a vmapped sweep
+    varies per run; ``steps`` is the run's length (the cosine schedule's). With a ``mesh``, each
+    batch is split over its ``data`` axis."""
     steps_per_epoch = n_train // batch_size
 
     def chunk(state, hyper, x, y, n_steps, loss_sum, accuracy_sum, order, acc=None):
