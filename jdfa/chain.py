@@ -155,9 +155,10 @@ class ChainNet(Net):
         self.check_inputs(x)
         return self.block_apply(self.segments[-1].hi, params.output, self._blocks(params, x)[0])
 
-    def point_norms(self, params, x):
+    def measured_apply(self, params, x):
         self.check_inputs(x)
-        return jnp.concatenate(self._blocks(params, x, lambda h: mean_rms(h, 1 + self.position_axes))[1])
+        h, norms = self._blocks(params, x, lambda h: mean_rms(h, 1 + self.position_axes))
+        return self.block_apply(self.segments[-1].hi, params.output, h), jnp.concatenate(norms)
 
     def _blocks(self, params, x, measure=None):
         """``(h_depth, measures)``: the blocks on ``x`` without dropout, and per segment

@@ -101,8 +101,8 @@ class MLP(Net):
     def layer_dots(self, u, v):
         return model.layer_dots(u, v)
 
-    def point_norms(self, params, x):
-        return model.point_norms(self, params, x)
+    def measured_apply(self, params, x):
+        return model.measured_apply(self, params, x)
 
     def weight_mask(self, params):
         del params  # every layer is a Dense: its w decays, its b does not

@@ -73,11 +73,17 @@ class Net:
         points bottom-up, then the output layer): the step's update norms and `jdfa.align`."""
         raise NotImplementedError(f"{type(self).__name__} does not define layer_dots")
 
+    def measured_apply(self, params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(apply(params, x), point_norms(params, x))`` from one forward pass: what an evaluation
+        of the test set asks for."""
+        raise NotImplementedError(f"{type(self).__name__} does not define measured_apply")
+
     def point_norms(self, params, x: jax.Array) -> jax.Array:
         """(depth,) how large each feedback point's activation ``h_i`` is on ``x`` (after the point
         activation; a transformer's residual stream), bottom-up: `mean_rms`, without dropout. The
-        evaluation records it as ``point_norms``."""
-        raise NotImplementedError(f"{type(self).__name__} does not define point_norms")
+        evaluation records it as ``point_norms``. Under `jit` the logits of `measured_apply` that
+        this drops are never computed."""
+        return self.measured_apply(params, x)[1]
 
     # --- what the optimizer and the sharding touch -------------------------------------------------
     def weight_mask(self, params):

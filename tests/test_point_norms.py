@@ -71,6 +71,19 @@ def test_the_transformer_norms_are_its_residual_stream_per_token(norm):
         np.testing.assert_allclose(got[1:], 1, atol=1e-3)
 
 
+@pytest.mark.parametrize("net", [MLP, TRANSFORMER], ids=["mlp", "transformer"])
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_one_measured_pass_gives_the_logits_and_the_norms(net, jit):
+    """The evaluation's one forward pass (`jdfa.net.Net.measured_apply`) gives `apply`'s logits,
+    and its norms are `point_norms` (checked by hand above)."""
+    params, _ = jdfa.init(jax.random.key(0), net, jdfa.dfa())
+    x = data(net)[1][0]
+    wrap = jax.jit if jit else (lambda f: f)
+    logits, norms = wrap(net.measured_apply)(params, x)
+    np.testing.assert_allclose(logits, net.apply(params, x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(norms, wrap(net.point_norms)(params, x), rtol=1e-5)
+
+
 def test_the_figure_draws_the_point_norms_and_the_transformer_alignment(tmp_path):
     """With ``align_every`` the transformer's run records an angle per block (its stacked decoder
     blocks each their own) and the figure draws loss, accuracy, angles and norms."""

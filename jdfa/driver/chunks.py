@@ -8,6 +8,7 @@ seed gives the same numbers, also across a resume.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -45,6 +46,12 @@ def batch_indices(data_key, step, n_train: int, batch_size: int) -> jax.Array:
     return lax.dynamic_slice_in_dim(order, (step % (n_train // batch_size)) * batch_size, batch_size)
 
 
+@functools.cache
+def _orders_fn(n_train: int, batch_size: int):
+    """`order_at` of R runs at once, jitted: compiled once per process and data size, not per run."""
+    return jax.jit(jax.vmap(lambda key, step: order_at(key, step, n_train, batch_size)))
+
+
 class Epochs:
     """How R runs of one program go through ``n_train`` training examples in batches of
     ``batch_size``, for the loop between its chunks: how many steps a chunk may run, and the order
@@ -55,7 +62,7 @@ class Epochs:
 
     def __init__(self, n_train: int, batch_size: int):
         self.steps_per_epoch = n_train // batch_size
-        self.draw = jax.jit(jax.vmap(lambda key, step: order_at(key, step, n_train, batch_size)))
+        self.draw = _orders_fn(n_train, batch_size)
         self.epochs = self.drawn = None
 
     def chunk_steps(self, step: int, stop: int, wanted: int) -> int:

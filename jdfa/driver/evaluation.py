@@ -17,40 +17,35 @@ from jdfa.sampling import is_language_model
 
 
 @functools.cache
-def _eval_fn(net: Net):
-    """The jitted ``(params, x, y) -> [loss, accuracy]`` of ``net``, compiled once per net."""
+def _eval_fn(net: Net, measured: bool):
+    """The jitted ``(params, x, y) -> ([loss, accuracy], point norms or None)`` of ``net``,
+    compiled once per net; the norms (``measured``) from the same forward pass
+    (`jdfa.net.Net.measured_apply`)."""
 
     def fn(params, x, y):
-        a_y = net.apply(params, x)
-        return jnp.stack([losses.output_loss(net, a_y, y), losses.accuracy(net, a_y, y)])
+        a_y, norms = net.measured_apply(params, x) if measured else (net.apply(params, x), None)
+        return jnp.stack([losses.output_loss(net, a_y, y), losses.accuracy(net, a_y, y)]), norms
 
     return jax.jit(fn)
 
 
-def evaluate(net: Net, params, x, y, batch: int = 2000) -> dict[str, float]:
-    """Mean loss and accuracy of ``params`` on ``(x, y)`` (device arrays), in batches."""
-    fn = _eval_fn(net)
-    totals = np.zeros(2)
+def evaluate(net: Net, params, x, y, batch: int = 2000, point_norms: bool = False) -> dict:
+    """Mean ``loss`` and ``accuracy`` of ``params`` on ``(x, y)`` (device arrays), in batches;
+    with ``point_norms``, also each feedback point's `jdfa.net.Net.point_norms` averaged over the
+    examples (a list, bottom-up), measured in the same forward passes."""
+    fn = _eval_fn(net, point_norms)
+    totals, norms = np.zeros(2), 0.0
     for i in range(0, x.shape[0], batch):
         xb, yb = x[i:i + batch], y[i:i + batch]
-        totals += np.asarray(fn(params, xb, yb)) * xb.shape[0]
+        metrics, batch_norms = fn(params, xb, yb)
+        totals += np.asarray(metrics) * xb.shape[0]
+        if point_norms:
+            norms = norms + np.asarray(batch_norms) * xb.shape[0]
     loss, acc = totals / x.shape[0]
-    return {"loss": float(loss), "accuracy": float(acc)}
-
-
-@functools.cache
-def _norms_fn(net: Net):
-    """The jitted `jdfa.net.Net.point_norms` of ``net``, compiled once per net."""
-    return jax.jit(net.point_norms)
-
-
-def point_norms(net: Net, params, x, batch: int = 2000) -> list[float]:
-    """Each feedback point's `jdfa.net.Net.point_norms` on ``x`` (device arrays), bottom-up,
-    averaged over its examples in batches."""
-    fn, total = _norms_fn(net), 0.0
-    for i in range(0, x.shape[0], batch):
-        total = total + np.asarray(fn(params, x[i:i + batch])) * x[i:i + batch].shape[0]
-    return (total / x.shape[0]).tolist()
+    out = {"loss": float(loss), "accuracy": float(acc)}
+    if point_norms:
+        out["point_norms"] = (norms / x.shape[0]).tolist()
+    return out
 
 
 def token_metrics(loss: float) -> dict[str, float]:
@@ -61,7 +56,7 @@ def token_metrics(loss: float) -> dict[str, float]:
 
 class Evaluate(Periodic):
     """Adds ``train_accuracy`` (on fixed training examples), ``test_accuracy``, ``test_loss`` and
-    ``point_norms`` (`point_norms` on the test examples: how large the signal at each feedback
+    ``point_norms`` (`jdfa.net.Net.point_norms` on the test examples: how large the signal at each feedback
     point is); for a language model (`jdfa.sampling.is_language_model`), the loss being the mean
     over tokens, also `token_metrics`."""
 
@@ -71,8 +66,8 @@ class Evaluate(Periodic):
 
     def __call__(self, step, state, record):
         record["train_accuracy"] = round(evaluate(self.net, state.params, *self.train_xy)["accuracy"], 6)
-        test = evaluate(self.net, state.params, *self.test_xy)
+        test = evaluate(self.net, state.params, *self.test_xy, point_norms=True)
         record["test_accuracy"], record["test_loss"] = round(test["accuracy"], 6), round(test["loss"], 6)
-        record["point_norms"] = [round(n, 6) for n in point_norms(self.net, state.params, self.test_xy[0])]
+        record["point_norms"] = [round(n, 6) for n in test["point_norms"]]
         if is_language_model(self.net):
             record.update({k: round(v, 6) for k, v in token_metrics(test["loss"]).items()})
