@@ -152,31 +152,21 @@ class ChainNet(Net):
 
     # --- the forward pass and the update -----------------------------------------------------------
     def apply(self, params, x):
-        self.check_inputs(x)
-        return self.block_apply(self.segments[-1].hi, params.output, self._blocks(params, x)[0])
+        return self.measured_apply(params, x)[0]  # under jit the norms are never computed
 
     def measured_apply(self, params, x):
+        """The blocks on ``x`` without dropout, each point's `mean_rms` taken as the scan goes."""
         self.check_inputs(x)
-        h, norms = self._blocks(params, x, lambda h: mean_rms(h, 1 + self.position_axes))
-        return self.block_apply(self.segments[-1].hi, params.output, h), jnp.concatenate(norms)
-
-    def _blocks(self, params, x, measure=None):
-        """``(h_depth, measures)``: the blocks on ``x`` without dropout, and per segment
-        ``measure(h_i)`` of each of its points, stacked (None without ``measure``)."""
-        f, h, measures = self.point_activation(), self.embed(x), []
+        f, h, norms = self.point_activation(), self.embed(x), []
         for seg, p in zip(self.segments, params.blocks):
             def block(h, p, i=seg.lo):
                 a = self.block_apply(i, p, h)
                 h = a if f is None else f(a)
-                return h, None if measure is None else measure(h)
+                return h, mean_rms(h, 1 + self.position_axes)
 
-            if seg.run:
-                h, m = lax.scan(block, h, p)
-            else:
-                h, m = block(h, p)
-                m = None if m is None else m[None]
-            measures.append(m)
-        return h, measures
+            h, m = lax.scan(block, h, p) if seg.run else block(h, p)
+            norms.append(m if seg.run else m[None])
+        return self.block_apply(self.segments[-1].hi, params.output, h), jnp.concatenate(norms)
 
     def forward(self, params: ChainParams, x: jax.Array, with_derivative: bool = True, key=None):
         """``(trace, a_y, vjp_out)``: the `jdfa.chain_plan.Trace` (a `Point` per segment, the
