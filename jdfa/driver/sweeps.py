@@ -47,12 +47,7 @@ def train(config: Config, *, data=None) -> Summary:
       (a `jdfa.TrainState`: the last state whose steps were all valid; also ``summary.state``).
     """
     rundir.prepare(config)  # refuses a bad start before anything is created
-    tune_allocator()  # before the first step: see jdfa.allocator
-    if config.distributed:
-        parallel.initialize_distributed()
-    source = source_of(data, config.dataset, config.data_dir)
-    data = data if data is not None else load_data(config.dataset, config.data_dir, config.net.in_features)
-    check_data(config, *data[0], *data[1])
+    data, source = _start(config, data)
     mesh = None
     if config.mesh_data * config.mesh_layers > 1:
         mesh = parallel.make_mesh(config.mesh_data, config.mesh_layers)
@@ -99,15 +94,10 @@ def train_runs(configs: list[Config], *, data=None, max_parallel: int | None = N
       content of ``sweep.json``, also without ``out``).
     """
     _check_sweep(configs)
-    tune_allocator()
     if max_parallel is not None:
         check_int("max_parallel", max_parallel, 1)
     first = configs[0]
-    source = source_of(data, first.dataset, first.data_dir)
-    data = data if data is not None else load_data(first.dataset, first.data_dir, first.net.in_features)
-    check_data(first, *data[0], *data[1])
-    if first.distributed:
-        parallel.initialize_distributed()
+    data, source = _start(first, data)
     names = [grid.run_name(s) for s in grid.varying(configs)]
     out = Path(first.out) if first.out else None
     saved = rundir.prepare_sweep(out, configs, names) if out else None
@@ -137,6 +127,19 @@ def train_runs(configs: list[Config], *, data=None, max_parallel: int | None = N
     if status in STOPPED_BY_USER:
         raise Interrupted(result)
     return result
+
+
+def _start(first: Config, data):
+    """``(data, source)``: what `train` and `train_runs` do before their first program: the
+    allocator (before the first step: `jdfa.allocator`), the distributed runtime, and the data,
+    loaded unless given and checked against the (first) run; ``source`` says where it came from."""
+    tune_allocator()
+    if first.distributed:
+        parallel.initialize_distributed()
+    source = source_of(data, first.dataset, first.data_dir)
+    data = data if data is not None else load_data(first.dataset, first.data_dir, first.net.in_features)
+    check_data(first, *data[0], *data[1])
+    return data, source
 
 
 def check_data(cfg: Config, x_train, y_train, x_test, y_test) -> None:
