@@ -52,7 +52,7 @@ def measure_rule(depth, width, spec, args, env, emit):
     import jax.numpy as jnp
 
     import jdfa
-    from jdfa.driver.chunks import hyper, init_runs, make_chunk, run_keys
+    from jdfa.driver.chunks import Epochs, hyper, init_runs, make_chunk, run_keys
 
     rule, optimizer = jdfa.rules.parse(spec), jdfa.Optimizer("adam", lr=args.lr)
     net, b = jdfa.MLP(784, width, depth, 10), args.batch
@@ -65,9 +65,10 @@ def measure_rule(depth, width, spec, args, env, emit):
     def program(r):
         if r not in programs:
             s, h, z = stacked(r)
+            order = Epochs(args.n_train, b).orders(h.data_key, s.step)
             t0 = time.perf_counter()
             c = make_chunk(net, rule, optimizer, length, b, "mean", False, args.n_train, r).lower(
-                s, h, x, y, n_steps, z, z).compile()
+                s, h, x, y, n_steps, z, z, order).compile()
             mem = c.memory_analysis()
             programs[r] = (c, time.perf_counter() - t0, mem.temp_size_in_bytes / 2**20 if mem else None)
         return programs[r]
@@ -85,11 +86,13 @@ def measure_rule(depth, width, spec, args, env, emit):
         sizes = {s for _, s in parts}
         for s in sizes:
             program(s)
-        live = [list(stacked(s, i)) for i, s in parts]
+        # each part with its own Epochs: the loop's epoch orders, drawn again only at a new epoch
+        live = [[*stacked(s, i), Epochs(args.n_train, b)] for i, s in parts]
 
         def run(k=n_steps):
             for item in live:  # one program after another: each ends before the next starts
-                item[0], _ = programs[len(item[2])][0](item[0], item[1], x, y, k, item[2], item[2])
+                order = item[3].orders(item[1].data_key, item[0].step)
+                item[0], _ = programs[len(item[2])][0](item[0], item[1], x, y, k, item[2], item[2], order)
                 jax.block_until_ready(item[0])
         return run, size, sum(programs[s][1] for s in sizes), programs[max(sizes)][2]
 
