@@ -70,6 +70,20 @@ def test_transformer_on_a_mesh_equals_one_device(rule, mesh_data, mesh_layers):
         assert leaf.sharding.spec == (P("layers") if mesh_layers > 1 else P())
 
 
+def test_micro_points_on_the_layer_axis_equal_one_device():
+    """Three feedback points a block (``--feedback-points micro``): the three stacked ``B`` of the
+    decoder blocks are split over the layer axis with the blocks, and the run equals one device."""
+    micro = dict(TRANSFORMER, feedback_points="micro")
+    data = (_tokens(), _tokens(32, seed=1))
+    config, _ = from_flags(micro, data)
+    alone = jdfa.train(config, data=data)
+    config, _ = from_flags(dict(micro, mesh_layers=4), data)
+    split = jdfa.train(config, data=data)
+    _close_to(split, jax.device_get(alone.state.params), alone["test_loss"])
+    stacked = jax.tree.leaves(split.state.feedback.layers[1])
+    assert len(stacked) == 3 and all(b.sharding.spec == P("layers") for b in stacked)
+
+
 def test_conv_net_data_parallel_equals_one_device():
     rng = np.random.default_rng(0)
     x = rng.random((64, 784), dtype=np.float32)

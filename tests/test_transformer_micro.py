@@ -14,6 +14,7 @@ import pytest
 from flax import nnx
 
 import jdfa
+from jdfa import chain_points
 from jdfa.activations import ACTIVATIONS
 from jdfa.blocks import TransformerLM
 from jdfa.driver import cli, flags
@@ -94,6 +95,34 @@ def test_dfa_equals_a_per_token_reference_piece_by_piece(net):
     got = update(net, rule)(params, feedback, x, y, jax.random.key(2))
     want = jax.jit(reference_micro_dfa, static_argnums=0)(net, params, feedback, x, y)
     chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-7)
+
+
+@NORMS
+def test_bp_with_dropout_is_the_gradient_of_the_thinned_net(net):
+    """Dropout drops the stream after each block (at its output point); with three points a block,
+    BP through the plan is still the exact gradient of the net thinned by the step's masks."""
+    net = dataclasses.replace(net, dropout=0.3)
+    params, _ = jdfa.init(jax.random.key(0), net, jdfa.bp())
+    x, y = tokens(n=8)
+    key = jax.random.key(2)
+    got = update(net, jdfa.bp())(params, None, x, y, key)
+    # the step's dropout half of its key (`ChainNet.compute_update`), one key a block
+    keys = jax.random.split(jax.random.split(key)[0], net.depth)
+
+    def thinned_loss(p):
+        """The loss with the step's masks fixed, block by block from `block_apply`, for jax.grad."""
+        h = net.embed(x)
+        for i in range(net.depth):
+            block = p.blocks[0] if i == 0 else jax.tree.map(lambda a, i=i: a[i - 1], p.blocks[1])
+            h = chain_points.output(net.block_apply(i, block, h))
+            h = h * jax.random.bernoulli(keys[i], 0.7, h.shape) / 0.7
+        return jdfa.losses.output_loss(net, net.block_apply(net.depth, p.output, h), y)
+
+    chex.assert_trees_all_close(got, jax.jit(jax.grad(thinned_loss))(params), rtol=1e-5, atol=1e-6)
+    plain = update(dataclasses.replace(net, dropout=0.0), jdfa.bp())(params, None, x, y, key)
+    assert not np.allclose(got.blocks[1]["qkv"]["kernel"], plain.blocks[1]["qkv"]["kernel"])
+    dfa = update(net, jdfa.dfa())(*jdfa.init(jax.random.key(0), net, jdfa.dfa()), x, y, key)
+    assert all(bool(jnp.all(jnp.isfinite(u))) for u in jax.tree.leaves(dfa))
 
 
 def test_each_point_has_its_own_feedback_shaped_to_it():
