@@ -8,7 +8,9 @@ number of blocks (target: within 1.5x between 4 and 64 blocks). For each rule an
 script builds the jitted train step with Adam (`step_time.Bench`: lowering and XLA compile timed
 apart), then times ``--steps`` steps of it after ``--warmup``; one JSON line each, then a
 ``"kind": "summary"`` line with the compile-time ratio of the deepest to the shallowest net per
-rule. ``--label`` tags the lines (e.g. "before" for a run with an older jdfa on PYTHONPATH).
+rule. ``--label`` tags the lines (e.g. "before" for a run with an older jdfa on PYTHONPATH);
+``--feedback-points block,micro`` also times the blocks with three feedback points each (issue 31's
+"micro" DFA: BP then takes ~3 VJPs a block).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--feedback-points", default="block", type=common.str_list,
+                   help="comma list of TransformerLM feedback_points to time (block, micro)")
     p.add_argument("--label", default="", help="a tag for every line (e.g. the version measured)")
     p.add_argument("--out", default=None, help="also write the JSON lines here")
     args = p.parse_args(argv)
@@ -46,21 +50,22 @@ def main(argv=None):
     tokens = jax.random.randint(kx, (args.batch, args.context + 1), 0, args.vocab)
     x, y = tokens[:, :-1], tokens[:, 1:]
     compile_s = {}
-    for spec in args.rules:
+    for spec, points in [(s, p) for s in args.rules for p in args.feedback_points]:
         rule = jdfa.rules.parse(spec)
+        name = rule.spec if points == "block" else f"{rule.spec} {points}"
         for n in args.blocks:
             net = jdfa.blocks.TransformerLM(vocab=args.vocab, context=args.context, width=args.width,
-                                            n_blocks=n, heads=args.heads)
+                                            n_blocks=n, heads=args.heads, feedback_points=points)
             b = step_time.Bench(rule.spec, rule, net, args.batch, optax.adam(1e-3), kp, x, y)
             for _ in range(args.warmup):
                 b.step()
             times = [b.step() for _ in range(args.steps)]
             b.release()
-            compile_s[rule.spec, n] = b.lower_s + b.compile_s
-            common.log(f"  {rule.spec:<6} {n:3d} blocks: lower {b.lower_s:6.2f}s compile {b.compile_s:6.2f}s "
+            compile_s[name, n] = b.lower_s + b.compile_s
+            common.log(f"  {name:<10} {n:3d} blocks: lower {b.lower_s:6.2f}s compile {b.compile_s:6.2f}s "
                        f"step {1e3 * sorted(times)[len(times) // 2]:8.2f}ms")
-            out.emit({"kind": "step", "label": args.label, "rule": rule.spec, "blocks": n,
-                      "width": args.width, "context": args.context, "batch": args.batch,
+            out.emit({"kind": "step", "label": args.label, "rule": rule.spec, "feedback_points": points,
+                      "blocks": n, "width": args.width, "context": args.context, "batch": args.batch,
                       "lower_s": b.lower_s, "compile_s": b.compile_s,
                       "lower_and_compile_s": b.lower_s + b.compile_s,
                       **common.timing_fields(times, args.batch),
