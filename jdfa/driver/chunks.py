@@ -184,8 +184,7 @@ def stepwise_on_cpu(net) -> bool:
 def stepwise(runs, n_layers: int):
     """A chunk with `chunk_body`'s signature over a run axis that runs ``runs`` (`chunk_body` over
     that axis) one jitted step per call, from Python, handing each step's metrics to the next, as
-    the loop hands them on: the same steps, sums and norms as
-    one call of the looped chunk."""
+    the loop hands them on: the same steps, sums and norms as one call of the looped chunk."""
     def start(loss_sum, accuracy_sum):
         return ChunkMetrics.start(n_layers, loss_sum, accuracy_sum)
 
